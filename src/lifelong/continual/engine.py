@@ -1,0 +1,274 @@
+"""The one continual training loop; strategies are plugins hooked into it.
+
+The loop, with every hook in place (`P` = each plugin, in order)::
+
+    R[0] = evaluate(untrained model)                       # row 0, for FWT
+    for i, experience in enumerate(stream):
+        model.adapt(experience.classes)                    # growing heads only
+        P.before_experience(ctx)
+        data = P.train_data(ctx, experience's tensors)     # cumulative / joint replace it
+        optimiser = new optimiser over trainable parameters
+        for epoch in range(epochs):
+            order = P.epoch_order(ctx, data) or randperm(len(data), generator)
+            for each slice of `batch_size` indices of order:
+                batch = P.extend_batch(ctx, batch)         # replay appends samples
+                outputs = forward(model, batch.x, batch.t)
+                terms = {"ce": weighted CE on masked outputs} | P.loss_terms(ctx, batch, outputs)
+                sum(terms).backward()                      # a non-finite term raises, naming it
+                P.after_backward(ctx, batch)               # only place that may edit .grad
+                optimiser.step();  P.after_step(ctx, batch)
+        P.after_experience(ctx)
+        R[i + 1] = evaluate on every experience's test set (P.predict may supply scores)
+        on_experience_end(i, engine)                       # the run layer checkpoints here
+
+Task-incremental streams mask logits to the task's classes, in training and in evaluation.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lifelong.continual.plugin import Batch, Context, Plugin, TrainData
+from lifelong.core.errors import IncompatibleError, NonFiniteLossError
+from lifelong.data.stream import Stream
+
+OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
+    "adam": torch.optim.Adam,
+    "sgd": torch.optim.SGD,
+    "adamw": torch.optim.AdamW,
+}
+
+
+class Progress(Protocol):
+    """What the engine reports progress to (the CLI's rich bar, or nothing)."""
+
+    def start(self, label: str, total: int) -> None: ...
+    def advance(self) -> None: ...
+    def stop(self) -> None: ...
+
+
+class Engine:
+    """Trains `model` over a stream with `plugins`; holds the accuracy matrix and counters."""
+
+    def __init__(self, model: nn.Module, plugins: Sequence[Plugin] = (), *, epochs: int = 1,
+                 batch_size: int = 128, lr: float = 1e-3, optimizer: str = "adam",
+                 eval_batch_size: int = 2048, device: torch.device | str = "cpu",
+                 generator: torch.Generator | None = None, progress: Progress | None = None,
+                 log: Callable[[dict[str, Any]], None] | None = None) -> None:
+        if optimizer not in OPTIMIZERS:
+            raise IncompatibleError(f"unknown optimizer {optimizer!r}; choose one of {sorted(OPTIMIZERS)}")
+        self.model = model.to(device)
+        self.plugins = list(plugins)
+        self.epochs, self.batch_size, self.lr = epochs, batch_size, lr
+        self.optimizer_cls = OPTIMIZERS[optimizer]
+        self.eval_batch_size = eval_batch_size
+        self.device = torch.device(device)
+        self.generator = generator if generator is not None else torch.Generator().manual_seed(0)
+        self.progress = progress
+        self.log = log or (lambda record: None)
+        self.matrix: list[list[float]] = []
+        self.timings: dict[str, list[float]] = {"train_seconds": [], "eval_seconds": []}
+        self.next_experience = 0
+        self.step = 0
+        self._takes_task = bool(getattr(model, "takes_task", False))
+
+    # -- the surface plugins see ---------------------------------------------------------------
+    def check(self, stream: Stream) -> None:
+        """Fail before training when a plugin or the model cannot run in this stream's setting."""
+        problems = []
+        for p in self.plugins:
+            if stream.setting not in p.settings:
+                problems.append(f"strategy {p.name!r} supports {p.settings}, not {stream.setting!r}")
+            if p.needs_task_labels and stream.setting != "task":
+                problems.append(f"strategy {p.name!r} needs task labels: use setting 'task'")
+        if self._takes_task and stream.setting != "task":
+            problems.append("a multi-head model needs task labels: use setting 'task' or head 'single'")
+        if problems:
+            raise IncompatibleError("; ".join(problems))
+
+    def _forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return self.model(x, t) if self._takes_task else self.model(x)
+
+    def _masker(self, stream: Stream) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+        if stream.setting != "task":
+            return lambda logits, t: logits
+        class_mask = stream.class_mask().to(self.device)
+
+        def mask(logits: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            return logits.masked_fill(~class_mask[t, : logits.shape[1]], torch.finfo(logits.dtype).min)
+
+        return mask
+
+    def context(self, stream: Stream, index: int, epoch: int = 0) -> Context:
+        """The record handed to plugins for experience `index`."""
+        return Context(self.model, stream, stream[index], index, epoch, self.step, self.generator,
+                       self.device, stream.setting, self._forward, self._masker(stream))
+
+    # -- the loop ------------------------------------------------------------------------------
+    def run(self, stream: Stream, on_experience_end: Callable[[int, Engine], None] | None = None) -> list[list[float]]:
+        """Train on the experiences not yet done and return the accuracy matrix (T+1 rows)."""
+        self.check(stream)
+        stream = stream.to(self.device)
+        if not self.matrix:
+            self.matrix.append(self.evaluate(stream, self.context(stream, 0)))
+        for i in range(self.next_experience, len(stream)):
+            ctx = self.context(stream, i)
+            start = time.perf_counter()
+            self.train_experience(ctx)
+            self.timings["train_seconds"].append(time.perf_counter() - start)
+            start = time.perf_counter()
+            row = self.evaluate(stream, self.context(stream, i))
+            self.timings["eval_seconds"].append(time.perf_counter() - start)
+            self.matrix.append(row)
+            self.next_experience = i + 1
+            self.log({"event": "evaluated", "experience": i, "accuracy": row})
+            if on_experience_end is not None:
+                on_experience_end(i, self)
+        return self.matrix
+
+    def adapt(self, classes: Sequence[int]) -> None:
+        """Let a growing model add units for `classes` (no-op for fixed models)."""
+        adapt = getattr(self.model, "adapt", None)
+        if adapt is not None:
+            adapt(classes)
+            self.model.to(self.device)
+
+    def train_experience(self, ctx: Context) -> None:
+        """Run every hook of one experience: adapt, train for `epochs`, after_experience."""
+        exp = ctx.experience
+        self.adapt(exp.classes)
+        for p in self.plugins:
+            p.before_experience(ctx)
+        data = TrainData(exp.train_x, exp.train_y, exp.train_t())
+        for p in self.plugins:
+            data = p.train_data(ctx, data)
+        if len(data):
+            self.adapt(sorted(set(data.y.unique().tolist())))
+            params = [p for p in self.model.parameters() if p.requires_grad]
+            optimizer = self.optimizer_cls(params, lr=self.lr)
+            n_batches = -(-len(data) // self.batch_size)
+            if self.progress:
+                self.progress.start(f"experience {ctx.index + 1}/{len(ctx.stream)}", n_batches * self.epochs)
+            sums: dict[str, torch.Tensor] = {}
+            for epoch in range(self.epochs):
+                ctx = ctx.advance(epoch=epoch, step=self.step)
+                order = self._order(ctx, data)
+                self.model.train()
+                for start in range(0, len(order), self.batch_size):
+                    idx = order[start : start + self.batch_size]
+                    batch = Batch(data.x[idx], data.y[idx], data.t[idx])
+                    terms = self._train_step(ctx.advance(step=self.step), batch, optimizer)
+                    for name, value in terms.items():
+                        sums[name] = sums.get(name, 0) + value
+                    if self.progress:
+                        self.progress.advance()
+            if self.progress:
+                self.progress.stop()
+            steps = max(1, n_batches * self.epochs)
+            self.log({"event": "trained", "experience": ctx.index, "steps": self.step,
+                      "loss": {k: float(v) / steps for k, v in sums.items()}})
+        for p in self.plugins:
+            p.after_experience(ctx.advance(step=self.step))
+
+    def _order(self, ctx: Context, data: TrainData) -> torch.Tensor:
+        for p in self.plugins:
+            order = p.epoch_order(ctx, data)
+            if order is not None:
+                return order.to(self.device)
+        return torch.randperm(len(data), generator=self.generator).to(self.device)
+
+    def _train_step(self, ctx: Context, batch: Batch, optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
+        for p in self.plugins:
+            batch = p.extend_batch(ctx, batch)
+        outputs = self._forward(batch.x, batch.t)
+        logits = ctx.mask(outputs, batch.t)
+        if batch.weight is None:
+            terms = {"ce": F.cross_entropy(logits, batch.y)}
+        else:
+            terms = {"ce": (batch.weight * F.cross_entropy(logits, batch.y, reduction="none")).mean()}
+        for p in self.plugins:
+            for name, value in p.loss_terms(ctx, batch, outputs).items():
+                terms[f"{p.name}.{name}"] = value
+        total = sum(terms.values())
+        if not torch.isfinite(total):
+            bad = [k for k, v in terms.items() if not torch.isfinite(v)]
+            raise NonFiniteLossError(
+                f"loss term(s) {bad} became non-finite at step {self.step} of experience "
+                f"{ctx.index}; lower the learning rate or the plugin's weight, or check the inputs"
+            )
+        optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        for p in self.plugins:
+            p.after_backward(ctx, batch)
+        optimizer.step()
+        for p in self.plugins:
+            p.after_step(ctx, batch)
+        self.step += 1
+        return {k: v.detach() for k, v in terms.items()}
+
+    @torch.no_grad()
+    def evaluate(self, stream: Stream, ctx: Context) -> list[float]:
+        """Accuracy on every experience's test set (a row of R)."""
+        self.model.eval()
+        row = []
+        for exp in stream:
+            correct = 0
+            for start in range(0, len(exp.test_y), self.eval_batch_size):
+                x = exp.test_x[start : start + self.eval_batch_size]
+                y = exp.test_y[start : start + self.eval_batch_size]
+                scores = self.predict(ctx, x, torch.full_like(y, exp.task))
+                correct += int((scores.argmax(1) == y).sum())
+            row.append(correct / len(exp.test_y))
+        return row
+
+    def predict(self, ctx: Context, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """Class scores for inputs `x` with task labels `t`: a plugin's, else masked logits."""
+        for p in self.plugins:
+            scores = p.predict(ctx, x, t)
+            if scores is not None:
+                return scores
+        logits = self._forward(x, t)
+        width = ctx.stream.n_classes
+        if logits.shape[1] < width:  # a growing head that has not met every class yet
+            pad = logits.new_full((logits.shape[0], width - logits.shape[1]), torch.finfo(logits.dtype).min)
+            logits = torch.cat([logits, pad], 1)
+        return ctx.mask(logits, t)
+
+    # -- state -----------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume at an experience boundary: tensors and plain values only.
+
+        The optimiser is rebuilt at the start of every experience, so it holds no state here.
+        """
+        return {
+            "model": self.model.state_dict(),
+            "plugins": [p.state_dict() for p in self.plugins],
+            "generator": self.generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "matrix": [list(r) for r in self.matrix],
+            "timings": {k: list(v) for k, v in self.timings.items()},
+            "next_experience": self.next_experience,
+            "step": self.step,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what `state_dict` returned."""
+        self.model.load_state_dict(state["model"])
+        self.model.to(self.device)
+        if len(state["plugins"]) != len(self.plugins):
+            raise IncompatibleError(f"checkpoint holds {len(state['plugins'])} plugin states, "
+                                    f"this run has {len(self.plugins)} plugins")
+        for p, s in zip(self.plugins, state["plugins"], strict=True):
+            p.load_state_dict(s)
+        self.generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        self.matrix = [list(r) for r in state["matrix"]]
+        self.timings = {k: list(v) for k, v in state["timings"].items()}
+        self.next_experience = int(state["next_experience"])
+        self.step = int(state["step"])

@@ -1,0 +1,136 @@
+"""The plugin contract of the continual engine: `Batch`, `Context`, and no-op hooks to override."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from lifelong.data.stream import Experience, Stream
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Inputs, labels and task labels of one training batch, with optional per-sample weights.
+
+    `extra` carries named tensors a plugin attaches to the samples it appended (e.g. DER's
+    stored logits); `n_current` is how many leading rows come from the current experience.
+    """
+
+    x: torch.Tensor
+    y: torch.Tensor
+    t: torch.Tensor
+    weight: torch.Tensor | None = None
+    n_current: int = -1
+    extra: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.y.shape[0])
+
+    def append(self, x: torch.Tensor, y: torch.Tensor, t: torch.Tensor,
+               weight: float | torch.Tensor = 1.0, **extra: torch.Tensor) -> Batch:
+        """A new batch with rows appended (weights default to 1; `extra` names new tensors)."""
+        n_cur = len(self) if self.n_current < 0 else self.n_current
+        w_old = self.weight if self.weight is not None else torch.ones(len(self), device=self.x.device)
+        w_new = torch.as_tensor(weight, dtype=w_old.dtype, device=w_old.device).expand(y.shape[0])
+        return replace(
+            self, x=torch.cat([self.x, x]), y=torch.cat([self.y, y]), t=torch.cat([self.t, t]),
+            weight=torch.cat([w_old, w_new]), n_current=n_cur, extra={**self.extra, **extra},
+        )
+
+    @property
+    def current(self) -> slice:
+        """Rows that come from the current experience."""
+        return slice(0, len(self) if self.n_current < 0 else self.n_current)
+
+
+@dataclass(frozen=True)
+class Context:
+    """The whole surface a plugin may see: model, data, counters, generator and device.
+
+    `stream` is the full stream; only the `joint` and `cumulative` baselines look past
+    `experience`. `forward(x, t)` runs the model as the engine does (task-conditioned models get
+    the task labels); `mask(logits, t)` applies the task-incremental class mask.
+    """
+
+    model: nn.Module
+    stream: Stream
+    experience: Experience
+    index: int
+    epoch: int
+    step: int
+    generator: torch.Generator
+    device: torch.device
+    setting: str
+    forward: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    mask: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+    def advance(self, **changes: Any) -> Context:
+        """A copy with some counters changed."""
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class TrainData:
+    """The tensors one experience trains on (a plugin may replace them, e.g. cumulative)."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    t: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.y.shape[0])
+
+
+class Plugin:
+    """Base of every strategy: all hooks are no-ops; override only what the method needs.
+
+    Class attributes declare requirements the engine checks before training:
+    `needs_task_labels` (task identity at test time), `settings` (scenarios it supports).
+    """
+
+    name: ClassVar[str] = "plugin"
+    needs_task_labels: ClassVar[bool] = False
+    settings: ClassVar[tuple[str, ...]] = ("task", "domain", "class")
+
+    def before_experience(self, ctx: Context) -> None:
+        """Called before training on `ctx.experience` (after the model has adapted to it)."""
+
+    def train_data(self, ctx: Context, data: TrainData) -> TrainData:
+        """The data to train on for this experience (default: unchanged)."""
+        return data
+
+    def epoch_order(self, ctx: Context, data: TrainData) -> torch.Tensor | None:
+        """Indices of `data` in the order to visit this epoch, or None for a random permutation."""
+        return None
+
+    def extend_batch(self, ctx: Context, batch: Batch) -> Batch:
+        """The batch to train on (e.g. with replayed samples appended)."""
+        return batch
+
+    def loss_terms(self, ctx: Context, batch: Batch, outputs: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Named loss terms added to the classification loss."""
+        return {}
+
+    def after_backward(self, ctx: Context, batch: Batch) -> None:
+        """May edit `.grad` of the model's parameters (projection, masking)."""
+
+    def after_step(self, ctx: Context, batch: Batch) -> None:
+        """Called after the optimiser step."""
+
+    def after_experience(self, ctx: Context) -> None:
+        """Called after training on `ctx.experience`, before evaluation."""
+
+    def predict(self, ctx: Context, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor | None:
+        """Class scores for evaluation, or None to use the model's masked logits."""
+        return None
+
+    def state_dict(self) -> dict[str, Any]:
+        """Tensors and plain values only, so checkpoints load with `weights_only=True`."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what `state_dict` returned."""

@@ -1,0 +1,114 @@
+"""A continual run from a config: build everything, train, checkpoint, and write `runs/<name>/`.
+
+`results.json` schema (version 1), stable for scripts:
+`{"schema_version": 1, "name", "config": {...}, "metrics": {"acc", "bwt", "fwt", "forgetting",
+"learning_accuracy"}, "accuracy_matrix": [[...] × (T+1)], "experiences": [{"id", "classes",
+"task", "n_train", "n_test"}], "timings": {"train_seconds": [...], "eval_seconds": [...],
+"total_seconds"}, "parameters": int, "peak_memory_mb": float, "seed", "versions": {...}}`.
+"""
+
+from __future__ import annotations
+
+import platform
+import resource
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lifelong.continual.engine import Engine, Progress
+from lifelong.continual.metrics import all_metrics
+from lifelong.continual.strategies import build_strategy
+from lifelong.core.checkpoint import load_checkpoint, save_checkpoint
+from lifelong.core.config import RunConfig
+from lifelong.core.errors import CheckpointError, RunExistsError
+from lifelong.core.records import append_jsonl, atomic_write_json, atomic_write_yaml
+from lifelong.core.seeding import resolve_device, seed_everything
+from lifelong.data.scenarios import build_benchmark
+from lifelong.data.stream import Stream
+from lifelong.models import build_model
+
+SCHEMA_VERSION = 1
+CHECKPOINT = "checkpoint.pt"
+
+
+def build_stream(config: RunConfig) -> Stream:
+    """The stream a config names (benchmark, setting, data root, subset, builder arguments)."""
+    limit = (config.limit_train, config.limit_test) if config.limit_train or config.limit_test else None
+    return build_benchmark(config.benchmark, config.scenario, root=config.data_root, limit=limit,
+                           **config.benchmark_args)
+
+
+def versions() -> dict[str, str]:
+    """Versions of Python, torch and lifelong, recorded in every result."""
+    from lifelong import __version__
+
+    return {"python": platform.python_version(), "torch": torch.__version__, "lifelong": __version__}
+
+
+def peak_memory_mb() -> float:
+    """Peak resident memory of this process so far, in MiB."""
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024
+
+
+def run(config: RunConfig, *, resume: bool = False, overwrite: bool = False,
+        progress: Progress | None = None, stream: Stream | None = None) -> dict[str, Any]:
+    """Train `config`, checkpointing after each experience; write config, log and results.json."""
+    folder = Path(config.out) / config.run_name()
+    ckpt = folder / CHECKPOINT
+    if folder.exists() and not resume:
+        if not overwrite and any(folder.iterdir()):
+            raise RunExistsError(f"{folder} already holds a run; pass --resume to continue it, "
+                                 "--overwrite to replace it, or choose another --name")
+        if overwrite:
+            shutil.rmtree(folder)
+    state = None
+    if resume and ckpt.exists():
+        state, saved = load_checkpoint(ckpt)
+        differing = config.diff(RunConfig.from_dict(saved))
+        if differing:
+            raise CheckpointError(f"{ckpt} was written by another configuration; differing keys: "
+                                  f"{differing}. Resume with the same settings or choose another --name")
+
+    generator = seed_everything(config.seed)
+    stream = stream if stream is not None else build_stream(config)
+    model = build_model(config.model, stream.input_shape, stream.n_classes, stream.task_classes(),
+                        head=config.head, **config.model_args)
+    plugins = build_strategy(config.strategy, config.strategy_args)
+    folder.mkdir(parents=True, exist_ok=True)
+    log_path = folder / "metrics.jsonl"
+    engine = Engine(model, plugins, epochs=config.epochs, batch_size=config.batch_size,
+                    lr=config.lr, optimizer=config.optimizer, device=resolve_device(config.device),
+                    generator=generator, progress=progress,
+                    log=lambda record: append_jsonl(log_path, record))
+    engine.check(stream)
+    if state is not None:
+        for exp in stream[: int(state["next_experience"])]:
+            engine.adapt(exp.classes)  # growing heads reach the checkpoint's shape before loading
+        engine.load_state_dict(state)
+    atomic_write_yaml(folder / "config.yaml", config.to_dict())
+
+    def checkpoint(_index: int, eng: Engine) -> None:
+        save_checkpoint(ckpt, eng.state_dict(), config.to_dict())
+
+    matrix = engine.run(stream, on_experience_end=checkpoint)
+    results = {
+        "schema_version": SCHEMA_VERSION,
+        "name": config.run_name(),
+        "config": config.to_dict(),
+        "metrics": all_metrics(matrix),
+        "accuracy_matrix": matrix,
+        "experiences": [{"id": e.id, "classes": list(e.classes), "task": e.task,
+                         "n_train": e.n_train, "n_test": int(e.test_y.shape[0])} for e in stream],
+        "timings": {**engine.timings, "total_seconds": sum(engine.timings["train_seconds"]) +
+                    sum(engine.timings["eval_seconds"])},
+        "parameters": sum(p.numel() for p in engine.model.parameters()),
+        "peak_memory_mb": peak_memory_mb(),
+        "seed": config.seed,
+        "versions": versions(),
+    }
+    atomic_write_json(folder / "results.json", results)
+    return results

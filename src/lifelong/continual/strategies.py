@@ -1,0 +1,38 @@
+"""Build strategies by name: `"ewc+replay"` becomes the list of plugins the engine runs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import lifelong.continual.plugins  # noqa: F401  (registers every strategy)
+from lifelong.continual.plugin import Plugin
+from lifelong.core.errors import ConfigError
+from lifelong.core.registries import STRATEGIES
+
+
+def split_spec(spec: str) -> list[str]:
+    """The canonical names in a `a+b` strategy spec."""
+    names = [STRATEGIES.canonical(part.strip()) for part in spec.split("+") if part.strip()]
+    if not names:
+        raise ConfigError("empty strategy name; try 'naive' or see `lifelong list strategy`")
+    return names
+
+
+def build_strategy(spec: str, args: Mapping[str, Any] | None = None) -> list[Plugin]:
+    """Plugins for `spec`; `args` is the builder's kwargs for one strategy, or {name: kwargs} for `a+b`.
+
+    `naive` contributes no plugin when combined with others.
+    """
+    names = split_spec(spec)
+    args = dict(args or {})
+    grouped = all(isinstance(v, Mapping) for v in args.values()) and all(k in STRATEGIES for k in args)
+    if len(names) == 1 and not (args and grouped):
+        args = {names[0]: args}
+    per_name = {STRATEGIES.canonical(k): v for k, v in args.items() if k in STRATEGIES}
+    stray = sorted(set(args) - {k for k in args if k in STRATEGIES and STRATEGIES.canonical(k) in names})
+    if stray:
+        raise ConfigError(f"strategy {spec!r}: arguments of a combined strategy are grouped by "
+                          f"strategy name ({', '.join(names)}); these groups match none: {stray}")
+    plugins = [STRATEGIES.build(n, **dict(per_name.get(n) or {})) for n in names]
+    return [p for p in plugins if p.name != "naive" or len(plugins) == 1]

@@ -1,0 +1,132 @@
+"""Run configuration: a dataclass validated at once, loaded from YAML plus `key=value` overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lifelong.core.errors import ConfigError
+
+
+@dataclass
+class RunConfig:
+    """Everything that defines a continual run; `results.json` and checkpoints record it."""
+
+    benchmark: str = "split-digits"
+    scenario: str = "class"
+    strategy: str = "naive"
+    strategy_args: dict[str, Any] = field(default_factory=dict)
+    model: str = "mlp"
+    model_args: dict[str, Any] = field(default_factory=dict)
+    head: str = "single"
+    benchmark_args: dict[str, Any] = field(default_factory=dict)
+    data_root: str | None = None
+    limit_train: int | None = None
+    limit_test: int | None = None
+    epochs: int = 1
+    batch_size: int = 128
+    lr: float = 1e-3
+    optimizer: str = "adam"
+    seed: int = 0
+    device: str = "cpu"
+    out: str = "runs"
+    name: str | None = None
+
+    def run_name(self) -> str:
+        """The run folder's name: `name`, else `<benchmark>-<scenario>-<strategy>-s<seed>`."""
+        return self.name or f"{self.benchmark}-{self.scenario}-{self.strategy}-s{self.seed}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> RunConfig:
+        """Build from a mapping, reporting every unknown key and every ill-typed value together."""
+        known = {f.name: f for f in fields(cls)}
+        problems = [f"unknown key {k!r}" for k in values if k not in known]
+        clean: dict[str, Any] = {}
+        for key, value in values.items():
+            if key not in known:
+                continue
+            try:
+                clean[key] = _coerce(value, known[key])
+            except (TypeError, ValueError) as exc:
+                problems.append(f"{key}: {exc}")
+        if problems:
+            raise ConfigError("invalid configuration: " + "; ".join(problems) +
+                              f". Known keys: {', '.join(known)}")
+        return cls(**clean)
+
+    def diff(self, other: RunConfig, ignore: Iterable[str] = ("out", "device")) -> list[str]:
+        """Keys whose values differ from `other`'s (used to refuse resuming another run)."""
+        a, b = self.to_dict(), other.to_dict()
+        return [k for k in a if k not in ignore and a[k] != b[k]]
+
+
+def _coerce(value: Any, f: dataclasses.Field) -> Any:
+    kind = str(f.type)
+    if value is None:
+        if "None" in kind:
+            return None
+        raise TypeError("may not be empty")
+    if kind.startswith("dict"):
+        if not isinstance(value, Mapping):
+            raise TypeError(f"expected a mapping, got {value!r}")
+        return dict(value)
+    for name, cast in (("int", int), ("float", float), ("str", str)):
+        if kind.startswith(name):
+            if cast is int and isinstance(value, float) and not value.is_integer():
+                raise ValueError(f"expected an integer, got {value!r}")
+            if cast in (int, float) and isinstance(value, bool):
+                raise TypeError(f"expected a number, got {value!r}")
+            return cast(value)
+    return value
+
+
+def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
+    """`["lr=0.01", "strategy_args.lambda=100"]` → nested dict; values are parsed as YAML scalars."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {item!r} is not key=value (e.g. lr=0.01)")
+        node = out
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r} descends into a non-mapping key {part!r}")
+        node[leaf] = yaml.safe_load(raw) if raw else None
+    return out
+
+
+def merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """Recursive dict merge; `extra` wins."""
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> RunConfig:
+    """A RunConfig from an optional YAML file, then `overrides` (already parsed) on top."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        except FileNotFoundError as exc:
+            raise ConfigError(f"config file {path} does not exist") from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {path} must hold a mapping of keys, not {type(loaded).__name__}")
+        values = loaded
+    return RunConfig.from_dict(merge(values, overrides or {}))

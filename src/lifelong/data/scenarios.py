@@ -1,0 +1,169 @@
+"""Scenario builders: split, permuted, rotated and custom streams in task/domain/class settings.
+
+Settings (van de Ven & Tolias 2019; seed 37.6): `task` — task label given at test time, logits
+restricted to the task's classes; `domain` — one shared output space, no task label; `class` —
+every class seen so far competes, no task label. Split labels are renumbered in order of
+appearance, so experience i of a `split` stream holds classes [i·k, (i+1)·k).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from lifelong.core.errors import ConfigError, DataError
+from lifelong.core.registries import SCENARIOS
+from lifelong.data.sources import SourceData, load_source
+from lifelong.data.sources.base import subsample
+from lifelong.data.stream import SETTINGS, Experience, Stream
+
+
+def _check_setting(setting: str) -> None:
+    if setting not in SETTINGS:
+        raise ConfigError(f"scenario setting {setting!r} is not one of {SETTINGS}")
+
+
+@SCENARIOS.register("split", description="disjoint groups of classes, one group per experience")
+def split(source: SourceData, setting: str = "class", n_experiences: int | None = None,
+          class_order: Sequence[int] | None = None, seed: int | None = None) -> Stream:
+    """Split `source` into experiences of disjoint classes (default: 5×2 for 10 classes, 10×10 for 100).
+
+    `class_order` fixes the order; otherwise `seed` draws one, and without a seed classes come in
+    their natural order.
+    """
+    _check_setting(setting)
+    n = source.n_classes
+    n_exp = n_experiences or (5 if n <= 20 else 10)
+    if n_exp < 1 or n % n_exp:
+        raise ConfigError(f"split: {n} classes cannot form {n_exp} equal experiences; "
+                          f"choose n_experiences among the divisors of {n}")
+    if class_order is None:
+        order = (torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+                 if seed is not None else torch.arange(n))
+    else:
+        order = torch.as_tensor(list(class_order))
+        if sorted(order.tolist()) != list(range(n)):
+            raise ConfigError(f"split: class_order must be a permutation of 0..{n - 1}, got {order.tolist()}")
+    rank = torch.empty(n, dtype=torch.int64)
+    rank[order] = torch.arange(n)
+    k = n // n_exp
+    tr_rank, te_rank = rank[source.train_y], rank[source.test_y]
+    experiences = []
+    for i in range(n_exp):
+        tr, te = (tr_rank // k) == i, (te_rank // k) == i
+        ytr, yte = tr_rank[tr], te_rank[te]
+        classes = tuple(range(i * k, (i + 1) * k))
+        if setting == "domain":
+            ytr, yte, classes = ytr - i * k, yte - i * k, tuple(range(k))
+        experiences.append(Experience(i, source.train_x[tr], ytr, source.test_x[te], yte, classes, i))
+    names = tuple(source.class_names[c] for c in order.tolist())
+    return Stream(tuple(experiences), setting, k if setting == "domain" else n,
+                  f"split-{source.name}", names if setting != "domain" else names[:k])
+
+
+def _transformed(source: SourceData, setting: str, transforms: list, name: str) -> Stream:
+    """One experience per input transform; labels shifted per experience in the class setting."""
+    _check_setting(setting)
+    n = source.n_classes
+    experiences = []
+    for i, fn in enumerate(transforms):
+        shift = i * n if setting == "class" else 0
+        classes = tuple(range(shift, shift + n))
+        experiences.append(Experience(i, fn(source.train_x), source.train_y + shift,
+                                      fn(source.test_x), source.test_y + shift, classes, i))
+    n_out = n * len(transforms) if setting == "class" else n
+    names = tuple(f"{c}@{i}" for i in range(len(transforms)) for c in source.class_names)
+    return Stream(tuple(experiences), setting, n_out, f"{name}-{source.name}",
+                  names if setting == "class" else source.class_names)
+
+
+@SCENARIOS.register("permuted", description="one fixed pixel permutation per experience")
+def permuted(source: SourceData, setting: str = "domain", n_experiences: int = 5,
+             seed: int = 0, keep_first: bool = True) -> Stream:
+    """Permuted inputs (Goodfellow et al. 2013): experience i applies a seeded pixel permutation.
+
+    With `keep_first` the first experience sees the original images.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    d = math.prod(source.input_shape)
+    perms = [torch.randperm(d, generator=gen) for _ in range(n_experiences)]
+    if keep_first:
+        perms[0] = torch.arange(d)
+
+    def permute(perm: torch.Tensor):
+        return lambda x: x.flatten(1)[:, perm].reshape(x.shape)
+
+    return _transformed(source, setting, [permute(p) for p in perms], "permuted")
+
+
+def rotate(x: torch.Tensor, degrees: float) -> torch.Tensor:
+    """Rotate images (N, C, H, W) by `degrees` counter-clockwise about their centre, bilinearly."""
+    a = math.radians(degrees)
+    theta = torch.tensor([[math.cos(a), -math.sin(a), 0.0], [math.sin(a), math.cos(a), 0.0]],
+                         dtype=x.dtype).expand(x.shape[0], 2, 3)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+@SCENARIOS.register("rotated", description="one fixed rotation angle per experience")
+def rotated(source: SourceData, setting: str = "domain", n_experiences: int = 5,
+            angles: Sequence[float] | None = None, max_angle: float = 180.0) -> Stream:
+    """Rotated inputs: experience i rotates every image by angles[i] (default i·max_angle/n)."""
+    if source.train_x.ndim != 4:
+        raise DataError(f"rotated needs images (N, C, H, W), got {tuple(source.train_x.shape)}")
+    angles = list(angles) if angles is not None else [
+        i * max_angle / n_experiences for i in range(n_experiences)]
+    return _transformed(source, setting, [lambda x, a=a: rotate(x, a) for a in angles], "rotated")
+
+
+def _as_tensors(data: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    if isinstance(data, Dataset):
+        items = [data[i] for i in range(len(data))]  # type: ignore[arg-type]
+        if not items:
+            return torch.empty(0), torch.empty(0, dtype=torch.int64)
+        return torch.stack([torch.as_tensor(x) for x, _ in items]), torch.as_tensor([int(y) for _, y in items])
+    x, y = data
+    return torch.as_tensor(x), torch.as_tensor(y)
+
+
+def custom(experiences: Sequence[tuple[Any, Any]], setting: str = "class",
+           n_classes: int | None = None, task_labels: Sequence[int] | None = None,
+           name: str = "custom") -> Stream:
+    """A stream from the user's data: per experience a (train, test) pair of (x, y) or Datasets.
+
+    Datasets are materialised into tensors once (they must fit in memory). Classes of an
+    experience are the labels present in its training set.
+    """
+    _check_setting(setting)
+    built = []
+    for i, (train, test) in enumerate(experiences):
+        tx, ty = _as_tensors(train)
+        vx, vy = _as_tensors(test)
+        classes = tuple(sorted(set(ty.tolist()) | set(vy.tolist())))
+        task = task_labels[i] if task_labels is not None else i
+        built.append(Experience(i, tx.float(), ty.long(), vx.float(), vy.long(), classes, task))
+    width = n_classes or 1 + max((max(e.classes, default=-1) for e in built), default=0)
+    return Stream(tuple(built), setting, width, name)
+
+
+def build_benchmark(name: str, setting: str = "class", root: str | None = None,
+                    download: bool = True, limit: tuple[int | None, int | None] | None = None,
+                    **kwargs: Any) -> Stream:
+    """Build `<builder>-<source>` (e.g. `split-fashion-mnist`) in `setting`; kwargs go to the builder.
+
+    `limit=(n_train, n_test)` keeps a seeded random subset of the source first.
+    """
+    builder, _, source_name = name.partition("-")
+    if not source_name:
+        raise ConfigError(f"benchmark {name!r} must be named <builder>-<source>, e.g. split-digits; "
+                          f"builders: {', '.join(SCENARIOS.names())}")
+    SCENARIOS.canonical(builder)
+    source = load_source(source_name, root=root, download=download)
+    if limit:
+        source = subsample(source, *limit)
+    return SCENARIOS.build(builder, source, setting=setting, **kwargs)

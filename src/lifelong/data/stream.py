@@ -1,0 +1,140 @@
+"""`Experience` and `Stream`: the tensors a continual run trains and tests on, validated once."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from lifelong.core.errors import (
+    DataError,
+    EmptyExperienceError,
+    LabelOutOfRangeError,
+    ShapeMismatchError,
+)
+
+SETTINGS = ("task", "domain", "class")
+
+
+@dataclass(frozen=True)
+class Experience:
+    """One step of a stream: train/test tensors, the classes it holds and its task label."""
+
+    id: int
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    classes: tuple[int, ...]
+    task: int
+
+    @property
+    def n_train(self) -> int:
+        return int(self.train_y.shape[0])
+
+    def train_t(self) -> torch.Tensor:
+        """Task labels of the training samples (all equal to `task`)."""
+        return torch.full_like(self.train_y, self.task)
+
+    def test_t(self) -> torch.Tensor:
+        """Task labels of the test samples."""
+        return torch.full_like(self.test_y, self.task)
+
+    def to(self, device: torch.device | str) -> Experience:
+        """A copy whose tensors live on `device`."""
+        return Experience(
+            self.id, self.train_x.to(device), self.train_y.to(device), self.test_x.to(device),
+            self.test_y.to(device), self.classes, self.task,
+        )
+
+
+@dataclass(frozen=True)
+class Stream(Sequence[Experience]):
+    """An ordered sequence of experiences in one setting (`task`, `domain` or `class`)."""
+
+    experiences: tuple[Experience, ...]
+    setting: str
+    n_classes: int
+    name: str = "custom"
+    class_names: tuple[str, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+    def __len__(self) -> int:
+        return len(self.experiences)
+
+    def __iter__(self) -> Iterator[Experience]:
+        return iter(self.experiences)
+
+    def __getitem__(self, index):  # type: ignore[override]
+        if isinstance(index, slice):
+            return Stream(self.experiences[index], self.setting, self.n_classes, self.name,
+                          self.class_names)
+        return self.experiences[index]
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.experiences[0].train_x.shape[1:])
+
+    @property
+    def n_tasks(self) -> int:
+        return max(e.task for e in self.experiences) + 1
+
+    def task_classes(self) -> list[tuple[int, ...]]:
+        """Classes of each task label (index = task), merged over experiences sharing a label."""
+        out: list[set[int]] = [set() for _ in range(self.n_tasks)]
+        for e in self.experiences:
+            out[e.task].update(e.classes)
+        return [tuple(sorted(s)) for s in out]
+
+    def class_mask(self) -> torch.Tensor:
+        """Boolean (n_tasks, n_classes) mask of the classes each task may predict."""
+        mask = torch.zeros(self.n_tasks, self.n_classes, dtype=torch.bool)
+        for t, classes in enumerate(self.task_classes()):
+            mask[t, list(classes)] = True
+        return mask
+
+    def to(self, device: torch.device | str) -> Stream:
+        """A copy whose tensors live on `device`."""
+        return Stream(tuple(e.to(device) for e in self.experiences), self.setting, self.n_classes,
+                      self.name, self.class_names)
+
+
+def validate(stream: Stream) -> None:
+    """Check a stream once: setting, non-empty experiences, shapes, label range, finite inputs."""
+    if stream.setting not in SETTINGS:
+        raise DataError(f"setting {stream.setting!r} is not one of {SETTINGS}")
+    if not stream.experiences:
+        raise EmptyExperienceError("the stream has no experiences; give at least one")
+    shape = tuple(stream.experiences[0].train_x.shape[1:])
+    for e in stream.experiences:
+        where = f"experience {e.id} of stream {stream.name!r}"
+        for part, x, y in (("train", e.train_x, e.train_y), ("test", e.test_x, e.test_y)):
+            if y.ndim != 1 or x.shape[0] != y.shape[0]:
+                raise ShapeMismatchError(
+                    f"{where}: {part} inputs have shape {tuple(x.shape)} but labels "
+                    f"{tuple(y.shape)}; labels must be 1-D with one entry per input"
+                )
+            if x.shape[0] == 0:
+                raise EmptyExperienceError(
+                    f"{where} has no {part} samples; drop it or give it data"
+                )
+            if tuple(x.shape[1:]) != shape:
+                raise ShapeMismatchError(
+                    f"{where}: {part} inputs have per-sample shape {tuple(x.shape[1:])}, "
+                    f"but the stream's first experience has {shape}"
+                )
+            if y.dtype.is_floating_point or y.dtype == torch.bool:
+                raise DataError(f"{where}: {part} labels have dtype {y.dtype}; use integer labels")
+            lo, hi = int(y.min()), int(y.max())
+            if lo < 0 or hi >= stream.n_classes:
+                raise LabelOutOfRangeError(
+                    f"{where}: {part} labels span [{lo}, {hi}] but the stream has "
+                    f"{stream.n_classes} classes; labels must lie in [0, {stream.n_classes - 1}]"
+                )
+            if x.dtype.is_floating_point and not bool(torch.isfinite(x).all()):
+                raise DataError(f"{where}: {part} inputs contain NaN or infinite values")
+        if e.task < 0:
+            raise DataError(f"{where}: task label {e.task} is negative")

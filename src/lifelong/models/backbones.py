@@ -1,0 +1,92 @@
+"""Feature extractors: MLP, LeNet-style CNN and the reduced ResNet-18; each exposes `out_features`."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lifelong.core.registries import BACKBONES
+
+
+@BACKBONES.register("mlp", description="fully connected ReLU network on flattened inputs")
+class MLP(nn.Module):
+    """Flatten → [Linear → ReLU] per hidden width (default 400-400, as in the EWC/SI papers)."""
+
+    def __init__(self, input_shape: Sequence[int], hidden: Sequence[int] = (400, 400),
+                 dropout: float = 0.0) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [nn.Flatten()]
+        width = math.prod(input_shape)
+        for h in hidden:
+            layers += [nn.Linear(width, h), nn.ReLU()]
+            if dropout:
+                layers.append(nn.Dropout(dropout))
+            width = h
+        self.net = nn.Sequential(*layers)
+        self.out_features = width
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+@BACKBONES.register("lenet", aliases=("cnn",), description="LeNet-style CNN (2 conv + 1 dense)")
+class LeNet(nn.Module):
+    """Conv(20,5) → pool → Conv(50,5) → pool → Linear(500), padding keeping small inputs valid."""
+
+    def __init__(self, input_shape: Sequence[int], width: int = 500) -> None:
+        super().__init__()
+        channels, height, wide = input_shape
+        pad = 2 if min(height, wide) < 16 else 0
+        self.conv = nn.Sequential(
+            nn.Conv2d(channels, 20, 5, padding=pad), nn.ReLU(), nn.MaxPool2d(2, ceil_mode=True),
+            nn.Conv2d(20, 50, 5, padding=pad), nn.ReLU(), nn.MaxPool2d(2, ceil_mode=True),
+            nn.Flatten(),
+        )
+        with torch.no_grad():
+            flat = self.conv(torch.zeros(1, *input_shape)).shape[1]
+        self.fc = nn.Sequential(nn.Linear(flat, width), nn.ReLU())
+        self.out_features = width
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.conv(x))
+
+
+class _BasicBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or cin != cout:
+            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False),
+                                          nn.BatchNorm2d(cout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        return F.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+
+
+@BACKBONES.register("resnet18", aliases=("reduced_resnet18", "resnet18-reduced"),
+                    description="reduced ResNet-18 (nf=20) of GEM, for 32x32 images")
+class ReducedResNet18(nn.Module):
+    """ResNet-18 with `nf` base filters (20 in Lopez-Paz & Ranzato 2017), global average pooled."""
+
+    def __init__(self, input_shape: Sequence[int], nf: int = 20) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(input_shape[0], nf, 3, 1, 1, bias=False),
+                                  nn.BatchNorm2d(nf), nn.ReLU())
+        blocks, cin = [], nf
+        for mult, stride in ((1, 1), (2, 2), (4, 2), (8, 2)):
+            blocks += [_BasicBlock(cin, nf * mult, stride), _BasicBlock(nf * mult, nf * mult, 1)]
+            cin = nf * mult
+        self.blocks = nn.Sequential(*blocks)
+        self.out_features = cin
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.adaptive_avg_pool2d(self.blocks(self.stem(x)), 1).flatten(1)

@@ -1,0 +1,131 @@
+import pytest
+import torch
+
+from lifelong.continual.engine import Engine
+from lifelong.continual.metrics import all_metrics
+from lifelong.continual.plugin import Plugin
+from lifelong.continual.strategies import build_strategy
+from lifelong.core.errors import ConfigError, IncompatibleError, NonFiniteLossError, UnknownNameError
+from lifelong.data.scenarios import build_benchmark
+from lifelong.models import build_model
+
+
+def _engine(stream, strategy="naive", head="single", epochs=5, **kw):
+    model = build_model("mlp", stream.input_shape, stream.n_classes, stream.task_classes(),
+                        head=head, hidden=(128,))
+    return Engine(model, build_strategy(strategy), epochs=epochs, batch_size=32,
+                  generator=torch.Generator().manual_seed(0), **kw)
+
+
+@pytest.fixture(scope="module")
+def streams():
+    return {s: build_benchmark("split-digits", s) for s in ("task", "domain", "class")}
+
+
+class Recorder(Plugin):
+    """Records the order in which hooks are called."""
+
+    name = "recorder"
+
+    def __init__(self):
+        self.calls = []
+
+    def before_experience(self, ctx):
+        self.calls.append(("before_experience", ctx.index))
+
+    def extend_batch(self, ctx, batch):
+        self.calls.append("extend_batch")
+        return batch
+
+    def loss_terms(self, ctx, batch, outputs):
+        self.calls.append("loss_terms")
+        return {"zero": outputs.sum() * 0}
+
+    def after_backward(self, ctx, batch):
+        self.calls.append("after_backward")
+
+    def after_step(self, ctx, batch):
+        self.calls.append("after_step")
+
+    def after_experience(self, ctx):
+        self.calls.append(("after_experience", ctx.index))
+
+
+def test_hooks_run_in_documented_order(streams):
+    rec = Recorder()
+    engine = _engine(streams["class"][:2], epochs=1)
+    engine.plugins = [rec]
+    engine.batch_size = 10_000  # one batch per experience
+    engine.run(streams["class"][:2])
+    step = ["extend_batch", "loss_terms", "after_backward", "after_step"]
+    assert rec.calls == [("before_experience", 0), *step, ("after_experience", 0),
+                         ("before_experience", 1), *step, ("after_experience", 1)]
+
+
+def test_matrix_has_untrained_row_and_learning_happens(streams):
+    R = _engine(streams["task"]).run(streams["task"])
+    assert len(R) == 6 and all(len(r) == 5 for r in R)
+    m = all_metrics(R)
+    assert m["acc"] > 0.9 and m["learning_accuracy"] > 0.9
+    # before training, task-IL accuracy is near chance (0.5 for two classes)
+    assert sum(R[0]) / 5 < 0.8
+
+
+def test_task_incremental_far_above_class_incremental(streams):
+    task = all_metrics(_engine(streams["task"]).run(streams["task"]))
+    cls = all_metrics(_engine(streams["class"]).run(streams["class"]))
+    assert cls["acc"] < 0.3 and cls["bwt"] < -0.6  # catastrophic forgetting
+    assert task["acc"] > cls["acc"] + 0.5
+
+
+def test_cumulative_and_joint_do_not_forget(streams):
+    for strategy in ("cumulative", "joint"):
+        m = all_metrics(_engine(streams["class"], strategy).run(streams["class"]))
+        assert m["acc"] > 0.85 and m["bwt"] > -0.1, strategy
+
+
+def test_multi_head_and_incremental_head(streams):
+    R = _engine(streams["task"], head="multi").run(streams["task"])
+    assert all_metrics(R)["acc"] > 0.9
+    engine = _engine(streams["class"], "cumulative", head="incremental")
+    R = engine.run(streams["class"])
+    assert engine.model.head.out_features == 10 and all_metrics(R)["acc"] > 0.85
+
+
+def test_compatibility_checked_before_training(streams):
+    with pytest.raises(IncompatibleError, match="multi-head"):
+        _engine(streams["class"], head="multi").run(streams["class"])
+
+    class NeedsTasks(Plugin):
+        name = "needs"
+        needs_task_labels = True
+
+    engine = _engine(streams["domain"])
+    engine.plugins = [NeedsTasks()]
+    with pytest.raises(IncompatibleError, match="needs task labels"):
+        engine.run(streams["domain"])
+    assert engine.matrix == []  # nothing ran
+
+
+def test_non_finite_loss_names_the_term(streams):
+    class Exploding(Plugin):
+        name = "boom"
+
+        def loss_terms(self, ctx, batch, outputs):
+            return {"penalty": outputs.sum() * float("nan")}
+
+    engine = _engine(streams["class"])
+    engine.plugins = [Exploding()]
+    with pytest.raises(NonFiniteLossError, match=r"boom\.penalty"):
+        engine.run(streams["class"])
+
+
+def test_strategy_specs():
+    assert [p.name for p in build_strategy("cumulative+naive")] == ["cumulative"]
+    assert build_strategy("naive")[0].name == "naive"
+    with pytest.raises(UnknownNameError, match="naive"):
+        build_strategy("naiv")
+    with pytest.raises(ConfigError):
+        build_strategy("naive", {"lambda": 3})
+    with pytest.raises(ConfigError, match="groups"):
+        build_strategy("naive+cumulative", {"ewc": {}})

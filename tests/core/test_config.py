@@ -1,0 +1,49 @@
+import pytest
+import torch
+
+from lifelong.core.checkpoint import load_checkpoint, save_checkpoint
+from lifelong.core.config import RunConfig, load_config, parse_overrides
+from lifelong.core.errors import CheckpointError, ConfigError
+from lifelong.core.records import atomic_write_json, read_json
+
+
+def test_overrides_nest_and_parse_yaml_scalars():
+    assert parse_overrides(["lr=0.01", "strategy_args.lambda=100", "name=x"]) == {
+        "lr": 0.01, "strategy_args": {"lambda": 100}, "name": "x"}
+    with pytest.raises(ConfigError, match="key=value"):
+        parse_overrides(["lr"])
+
+
+def test_yaml_then_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("strategy: ewc\nepochs: 3\nstrategy_args: {lambda: 5}\n")
+    cfg = load_config(path, parse_overrides(["epochs=4", "strategy_args.gamma=0.9"]))
+    assert (cfg.strategy, cfg.epochs, cfg.strategy_args) == ("ewc", 4, {"lambda": 5, "gamma": 0.9})
+
+
+def test_every_bad_key_reported_together():
+    with pytest.raises(ConfigError) as info:
+        RunConfig.from_dict({"epoch": 1, "lr": "fast", "batchsize": 3})
+    text = str(info.value)
+    assert "'epoch'" in text and "'batchsize'" in text and "lr:" in text
+
+
+def test_diff_lists_changed_keys():
+    assert RunConfig(lr=0.1).diff(RunConfig(lr=0.2, out="elsewhere")) == ["lr"]
+
+
+def test_checkpoint_roundtrip_and_corruption(tmp_path):
+    path = tmp_path / "c.pt"
+    save_checkpoint(path, {"w": torch.arange(3.0), "n": 2}, {"seed": 1})
+    state, cfg = load_checkpoint(path)
+    assert torch.equal(state["w"], torch.arange(3.0)) and cfg == {"seed": 1}
+    path.write_bytes(path.read_bytes()[:40])
+    with pytest.raises(CheckpointError, match="unreadable"):
+        load_checkpoint(path)
+    assert path.exists()  # nothing is deleted
+
+
+def test_atomic_write_leaves_no_temporary(tmp_path):
+    atomic_write_json(tmp_path / "r.json", {"a": 1})
+    assert read_json(tmp_path / "r.json") == {"a": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["r.json"]

@@ -1,0 +1,107 @@
+import pytest
+import torch
+
+from lifelong.core.errors import (
+    ConfigError,
+    EmptyExperienceError,
+    LabelOutOfRangeError,
+    ShapeMismatchError,
+    UnknownNameError,
+)
+from lifelong.data.scenarios import build_benchmark, custom, permuted, rotate, rotated, split
+from lifelong.data.sources import load_source
+from lifelong.data.stream import Experience, Stream
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_source("digits")
+
+
+@pytest.mark.parametrize("setting", ["task", "domain", "class"])
+def test_split_partitions_every_sample_once(digits, setting):
+    stream = split(digits, setting)
+    assert len(stream) == 5
+    assert sum(e.n_train for e in stream) == len(digits.train_y)
+    for i, e in enumerate(stream):
+        assert set(e.train_y.tolist()) == set(e.classes)
+        if setting == "domain":
+            assert e.classes == (0, 1) and stream.n_classes == 2
+        else:
+            assert e.classes == (2 * i, 2 * i + 1) and stream.n_classes == 10
+
+
+def test_split_class_order_seeded_and_fixed(digits):
+    a, b = split(digits, seed=3), split(digits, seed=3)
+    assert a.class_names == b.class_names != split(digits).class_names
+    order = [9, 8, 7, 6, 5, 4, 3, 2, 1, 0]
+    s = split(digits, class_order=order)
+    assert s.class_names[:2] == ("9", "8")
+    # experience 0 holds the original digits 9 and 8, renumbered 0 and 1
+    assert torch.equal(s[0].train_x, digits.train_x[(digits.train_y == 9) | (digits.train_y == 8)])
+    with pytest.raises(ConfigError, match="permutation"):
+        split(digits, class_order=[0, 0, 1, 2, 3, 4, 5, 6, 7, 8])
+    with pytest.raises(ConfigError, match="divisors"):
+        split(digits, n_experiences=3)
+
+
+def test_permuted_keeps_labels_and_permutes_pixels(digits):
+    stream = permuted(digits, "domain", n_experiences=3, seed=1)
+    assert torch.equal(stream[0].train_x, digits.train_x)
+    x1 = stream[1].train_x.flatten(1)
+    assert not torch.equal(x1, digits.train_x.flatten(1))
+    assert torch.equal(x1.sort(1).values, digits.train_x.flatten(1).sort(1).values)
+    assert torch.equal(stream[2].train_y, digits.train_y)
+    cls = permuted(digits, "class", n_experiences=3)
+    assert cls.n_classes == 30 and cls[2].classes == tuple(range(20, 30))
+
+
+def test_rotation_by_90_degrees_matches_rot90():
+    x = torch.arange(16.0).reshape(1, 1, 4, 4)
+    assert torch.allclose(rotate(x, 90), torch.rot90(x, 1, dims=(2, 3)), atol=1e-5)
+    assert torch.allclose(rotate(x, 0), x, atol=1e-6)
+
+
+def test_rotated_angles(digits):
+    stream = rotated(digits, n_experiences=4)
+    assert torch.allclose(stream[0].train_x, digits.train_x, atol=1e-6)
+    assert torch.allclose(stream[2].test_x, rotate(digits.test_x, 90), atol=1e-6)
+
+
+def test_stream_slicing_keeps_type(digits):
+    stream = split(digits, "task")
+    part = stream[1:3]
+    assert isinstance(part, Stream) and [e.id for e in part] == [1, 2]
+    assert stream.class_mask()[1].tolist() == [False, False, True, True] + [False] * 6
+
+
+def _exp(i, y_train, n=4):
+    return Experience(i, torch.zeros(len(y_train), 3), torch.tensor(y_train), torch.zeros(n, 3),
+                      torch.zeros(n, dtype=torch.int64), (0,), i)
+
+
+def test_validation_names_the_experience():
+    with pytest.raises(EmptyExperienceError, match="experience 1"):
+        Stream((_exp(0, [0, 1]), _exp(1, [])), "class", 2)
+    with pytest.raises(LabelOutOfRangeError, match=r"experience 0 .*\[0, 5\].*\[0, 1\]"):
+        Stream((_exp(0, [0, 5]),), "class", 2)
+    bad = Experience(0, torch.zeros(3, 3), torch.zeros(2, dtype=torch.int64), torch.zeros(1, 3),
+                     torch.zeros(1, dtype=torch.int64), (0,), 0)
+    with pytest.raises(ShapeMismatchError, match="experience 0"):
+        Stream((bad,), "class", 2)
+
+
+def test_custom_stream_from_tensors_and_datasets():
+    ds = torch.utils.data.TensorDataset(torch.randn(6, 2), torch.tensor([0, 1, 0, 1, 0, 1]))
+    stream = custom([((torch.randn(4, 2), torch.tensor([2, 3, 2, 3])), ds), (ds, ds)])
+    assert stream.n_classes == 4 and stream[0].classes == (0, 1, 2, 3)
+    assert stream[1].train_x.shape == (6, 2)
+
+
+def test_benchmark_names():
+    stream = build_benchmark("split-digits", "task", limit=(500, 200))
+    assert stream.name == "split-digits" and sum(e.n_train for e in stream) == 500
+    with pytest.raises(UnknownNameError, match="split"):
+        build_benchmark("splt-digits")
+    with pytest.raises(ConfigError, match="<builder>-<source>"):
+        build_benchmark("digits")
