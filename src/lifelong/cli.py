@@ -18,9 +18,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Multi-task, continual, curriculum and meta-continual learning.")
 console = Console()
 
-# Areas that add their own commands through `register(app)`; missing ones are skipped.
-AREAS = ("lifelong.multitask.cli", "lifelong.curriculum.cli", "lifelong.meta.cli",
-         "lifelong.report.cli")
+# Areas that add their own commands through `register(app)`.
+AREAS: tuple[str, ...] = ()
 
 
 def _load_registrations() -> None:
@@ -134,13 +133,7 @@ def demo(out: Annotated[str, typer.Option()] = "runs/demo",
 
 def _register_areas() -> None:
     for module in AREAS:
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
-            continue
-        mod.register(app)
+        importlib.import_module(module).register(app)
 
 
 def main(argv: list[str] | None = None) -> int:
