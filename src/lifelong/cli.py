@@ -131,14 +131,12 @@ def demo(out: Annotated[str, typer.Option()] = "runs/demo",
     console.print(f"report: {report}")
 
 
-def _register_areas() -> None:
-    for module in AREAS:
-        importlib.import_module(module).register(app)
+for _module in AREAS:
+    importlib.import_module(_module).register(app)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: typed errors become one line on stderr and exit code 2."""
-    _register_areas()
     try:
         app(args=argv, standalone_mode=False)
     except LifelongError as exc:

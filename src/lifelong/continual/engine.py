@@ -258,14 +258,19 @@ class Engine:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore what `state_dict` returned."""
-        self.model.load_state_dict(state["model"])
-        self.model.to(self.device)
+        """Restore what `state_dict` returned.
+
+        Plugins load first and `restore` any structure they added to the model (columns, gates,
+        adapters), so that the model's weights then fit.
+        """
         if len(state["plugins"]) != len(self.plugins):
             raise IncompatibleError(f"checkpoint holds {len(state['plugins'])} plugin states, "
                                     f"this run has {len(self.plugins)} plugins")
         for p, s in zip(self.plugins, state["plugins"], strict=True):
             p.load_state_dict(s)
+            p.restore(self.model)
+        self.model.load_state_dict(state["model"])
+        self.model.to(self.device)
         self.generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
         self.matrix = [list(r) for r in state["matrix"]]

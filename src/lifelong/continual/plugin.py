@@ -134,3 +134,7 @@ class Plugin:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what `state_dict` returned."""
+
+    def restore(self, model: nn.Module) -> None:
+        """On resume, after `load_state_dict` and before the model's weights load: rebuild the
+        structure this plugin added to `model` (columns, gates, adapters) so those weights fit."""
