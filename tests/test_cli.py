@@ -85,3 +85,9 @@ def test_corrupt_checkpoint_keeps_the_run_folder(tmp_path, capsys):
 @pytest.mark.parametrize("argv", [["run", "--epochs", "many"], ["run", "lr"]])
 def test_usage_errors_exit_2(argv, capsys):
     assert main(argv) == 2
+
+
+def test_datasets_reports_presence(capsys):
+    assert main(["datasets"]) == 0
+    out = capsys.readouterr().out
+    assert "digits" in out and "bundled" in out and "fashion-mnist" in out
