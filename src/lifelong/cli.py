@@ -19,14 +19,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 console = Console()
 
 # Areas that add their own commands through `register(app)`.
-AREAS: tuple[str, ...] = ()
-
-
-def _load_registrations() -> None:
-    """Import every module that registers names, so `list` and the builders see them all."""
-    import lifelong.continual.strategies  # noqa: F401
-    import lifelong.data.scenarios  # noqa: F401
-    import lifelong.models  # noqa: F401
+AREAS: tuple[str, ...] = ("lifelong.multitask.cli", "lifelong.curriculum.cli")
 
 
 @app.command()
@@ -80,7 +73,6 @@ def list_names(
     kind: Annotated[str | None, typer.Option(help=f"one of: {', '.join(ALL)}")] = None,
 ) -> None:
     """List registered names (strategies, models, datasets, ...) matching a wildcard."""
-    _load_registrations()
     kinds = [kind] if kind else list(ALL)
     for k in kinds:
         if k not in ALL:

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
-import lifelong.continual.plugins  # noqa: F401  (registers every strategy)
 from lifelong.continual.plugin import Plugin
 from lifelong.core.errors import ConfigError
 from lifelong.core.registries import STRATEGIES
 
 
 def split_spec(spec: str) -> list[str]:
-    """The canonical names in a `a+b` strategy spec."""
-    names = [STRATEGIES.canonical(part.strip()) for part in spec.split("+") if part.strip()]
+    """The canonical names in a `a+b` strategy spec (a doubled `+` belongs to a name: `ewc+der++`)."""
+    names = [STRATEGIES.canonical(part.strip()) for part in re.split(r"(?<!\+)\+(?!\+)", spec) if part.strip()]
     if not names:
         raise ConfigError("empty strategy name; try 'naive' or see `lifelong list strategy`")
     return names

@@ -52,3 +52,15 @@ def append_jsonl(path: str | Path, record: dict[str, Any]) -> None:
 def read_json(path: str | Path) -> Any:
     """Read a JSON file."""
     return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def atomic_write_figure(fig: Any, path: str | Path, dpi: int = 110) -> Path:
+    """Atomically write a matplotlib figure as PNG, then close it."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+    return atomic_write_bytes(path, buffer.getvalue())

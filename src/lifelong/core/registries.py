@@ -1,19 +1,23 @@
-"""The registries of the library, one per kind of named thing; modules register into them."""
+"""The registries of the library, one per kind of named thing; the provider modules register into them.
+
+Providers are imported on a registry's first lookup, so `STRATEGIES.get("curriculum")` works
+without the caller importing `lifelong.curriculum` first.
+"""
 
 from __future__ import annotations
 
 from lifelong.core.registry import Registry
 
-STRATEGIES: Registry = Registry("strategy")
-BACKBONES: Registry = Registry("model")
-HEADS: Registry = Registry("head")
-SOURCES: Registry = Registry("dataset")
-SCENARIOS: Registry = Registry("scenario")
-WEIGHTINGS: Registry = Registry("weighting")
-AGGREGATORS: Registry = Registry("aggregator")
-ARCHITECTURES: Registry = Registry("architecture")
-SCORERS: Registry = Registry("scorer")
-PACINGS: Registry = Registry("pacing")
+STRATEGIES: Registry = Registry("strategy", ("lifelong.continual.plugins", "lifelong.curriculum"))
+BACKBONES: Registry = Registry("model", ("lifelong.models",))
+HEADS: Registry = Registry("head", ("lifelong.models",))
+SOURCES: Registry = Registry("dataset", ("lifelong.data.sources",))
+SCENARIOS: Registry = Registry("scenario", ("lifelong.data.scenarios",))
+WEIGHTINGS: Registry = Registry("weighting", ("lifelong.multitask.weighting",))
+AGGREGATORS: Registry = Registry("aggregator", ("lifelong.grad",))
+ARCHITECTURES: Registry = Registry("architecture", ("lifelong.multitask.architectures",))
+SCORERS: Registry = Registry("scorer", ("lifelong.curriculum",))
+PACINGS: Registry = Registry("pacing", ("lifelong.curriculum",))
 LOGGERS: Registry = Registry("logger")
 
 ALL: dict[str, Registry] = {

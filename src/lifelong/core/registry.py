@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import importlib
 import inspect
 from collections.abc import Callable, Iterable
 from typing import Any, Generic, TypeVar
@@ -14,13 +15,25 @@ T = TypeVar("T", bound=Callable[..., Any])
 
 
 class Registry(Generic[T]):
-    """One kind of named builder (strategy, model, dataset, ...), with aliases and metadata."""
+    """One kind of named builder (strategy, model, dataset, ...), with aliases and metadata.
 
-    def __init__(self, kind: str) -> None:
+    `providers` name the modules whose import registers entries; they are imported on the first
+    lookup, so a name resolves wherever it was registered without import-order coupling.
+    """
+
+    def __init__(self, kind: str, providers: Iterable[str] = ()) -> None:
         self.kind = kind
+        self.providers = tuple(providers)
+        self._loaded = not self.providers
         self._builders: dict[str, T] = {}
         self._aliases: dict[str, str] = {}
         self._meta: dict[str, dict[str, Any]] = {}
+
+    def _load(self) -> None:
+        if not self._loaded:
+            self._loaded = True  # set first: providers may look names up while registering
+            for module in self.providers:
+                importlib.import_module(module)
 
     def register(self, name: str, *, aliases: Iterable[str] = (), **meta: Any) -> Callable[[T], T]:
         """Decorator registering a class or factory under `name`, its aliases and metadata."""
@@ -39,6 +52,7 @@ class Registry(Generic[T]):
 
     def canonical(self, name: str) -> str:
         """The registered name for `name` or one of its aliases (case-insensitive fallback)."""
+        self._load()
         if name in self._builders:
             return name
         if name in self._aliases:
@@ -63,6 +77,7 @@ class Registry(Generic[T]):
 
     def names(self, pattern: str = "*") -> list[str]:
         """Registered names matching a shell wildcard, sorted."""
+        self._load()
         return sorted(n for n in self._builders if fnmatch.fnmatchcase(n, pattern))
 
     def __contains__(self, name: object) -> bool:

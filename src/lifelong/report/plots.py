@@ -10,16 +10,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from lifelong.core.records import atomic_write_bytes  # noqa: E402
-
-
-def _save(fig: plt.Figure, path: str | Path) -> Path:
-    import io
-
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return atomic_write_bytes(path, buffer.getvalue())
+from lifelong.core.records import atomic_write_figure  # noqa: E402
 
 
 def accuracy_heatmap(matrix: Sequence[Sequence[float]], path: str | Path, title: str = "") -> Path:
@@ -37,7 +28,7 @@ def accuracy_heatmap(matrix: Sequence[Sequence[float]], path: str | Path, title:
     ax.set_xlabel("evaluated on")
     ax.set_title(title or "accuracy matrix R")
     fig.colorbar(image, ax=ax, fraction=0.05)
-    return _save(fig, path)
+    return atomic_write_figure(fig, path)
 
 
 def experience_curves(curves: Mapping[str, Sequence[Sequence[float]]], path: str | Path,
@@ -57,4 +48,4 @@ def experience_curves(curves: Mapping[str, Sequence[Sequence[float]]], path: str
     axes[0][-1].legend(fontsize=7, loc="lower left", ncol=2)
     if title:
         fig.suptitle(title)
-    return _save(fig, path)
+    return atomic_write_figure(fig, path)

@@ -1,0 +1,134 @@
+"""Per-step cost of every multi-task weighting beside a hand-written uniform-weighting loop, and
+the batched Jacobian (one backward) beside T separate backward passes.
+
+Run: `.venv/bin/python benchmarks/weighting.py [--steps 10] [--tasks 2,4,8] [--names pcgrad,mgda]`.
+Prints two markdown tables and returns their rows. The model is a small shared MLP
+(64-256-256, ReLU) with one linear regression head per task, batch 256, SGD.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable, Sequence
+
+import torch
+from common import markdown_table
+from torch import nn
+
+from lifelong.core.registries import WEIGHTINGS
+from lifelong.grad import jacobian, write_grad
+from lifelong.multitask.weighting import build_weighting
+
+BATCH, IN, HIDDEN = 256, 64, 256
+
+
+class Problem:
+    """Data, shared trunk, heads and optimiser for k regression tasks (seeded)."""
+
+    def __init__(self, k: int, extra: Sequence[nn.Parameter] = (), seed: int = 0) -> None:
+        gen = torch.Generator().manual_seed(seed)
+        torch.manual_seed(seed)
+        self.x = torch.randn(BATCH, IN, generator=gen)
+        self.y = torch.randn(BATCH, k, generator=gen)
+        self.shared = nn.Sequential(nn.Linear(IN, HIDDEN), nn.ReLU(), nn.Linear(HIDDEN, HIDDEN), nn.ReLU())
+        self.heads = nn.Linear(HIDDEN, k)  # k heads of one output each, as one matrix
+        self.shared_params, self.head_params = list(self.shared.parameters()), list(self.heads.parameters())
+        self.opt = torch.optim.SGD([*self.shared_params, *self.head_params, *extra], lr=1e-3)
+
+    def forward(self) -> tuple[torch.Tensor, torch.Tensor]:
+        z = self.shared(self.x)
+        return z, ((self.heads(z) - self.y) ** 2).mean(0)
+
+
+def hand_written_step(problem: Problem) -> None:
+    """The baseline: sum the task losses, backward, step."""
+    problem.opt.zero_grad(set_to_none=True)
+    problem.forward()[1].sum().backward()
+    problem.opt.step()
+
+
+def library_step(problem: Problem, weighting: nn.Module, step: int) -> None:
+    """One step as the multi-task engine takes it, for either kind of weighting."""
+    problem.opt.zero_grad(set_to_none=True)
+    z, losses = problem.forward()
+    if weighting.kind == "loss":
+        weighting.combine(losses, shared=problem.shared_params, step=step).backward()
+    else:
+        head_grads = torch.autograd.grad(losses.sum(), problem.head_params, retain_graph=True)
+        write_grad(problem.head_params, torch.cat([g.reshape(-1) for g in head_grads]))
+        if weighting.on_representation:
+            z.backward(weighting.aggregate(jacobian(losses, [z], retain_graph=True)).view_as(z))
+        else:
+            write_grad(problem.shared_params, weighting.aggregate(jacobian(losses, problem.shared_params)))
+    problem.opt.step()
+
+
+def seconds_per_call(fn: Callable[[int], None], calls: int, repeats: int = 3, warmup: int = 3) -> float:
+    """The best of `repeats` mean wall times of fn(i) over `calls` calls, after `warmup` calls
+    (the machine is shared: the fastest run is the least disturbed)."""
+    for i in range(warmup):
+        fn(i)
+    means = []
+    for r in range(repeats):
+        start = time.perf_counter()
+        for i in range(calls):
+            fn(warmup + r * calls + i)
+        means.append((time.perf_counter() - start) / calls)
+    return min(means)
+
+
+def weighting_rows(tasks: Sequence[int], names: Sequence[str], steps: int) -> list[dict]:
+    rows = []
+    for k in tasks:
+        base = Problem(k)
+        uniform = seconds_per_call(lambda _i, p=base: hand_written_step(p), steps)
+        rows.append({"method": "hand-written uniform loop", "tasks": k,
+                     "ms/step": 1e3 * uniform, "vs uniform": 1.0})
+        for name in names:
+            weighting = build_weighting(name, k)
+            problem = Problem(k, extra=list(weighting.parameters()))
+            seconds = seconds_per_call(lambda i, p=problem, w=weighting: library_step(p, w, i), steps)
+            rows.append({"method": name, "tasks": k, "ms/step": 1e3 * seconds,
+                         "vs uniform": seconds / uniform})
+    return rows
+
+
+def jacobian_rows(tasks: Sequence[int], calls: int) -> list[dict]:
+    rows = []
+    for k in tasks:
+        problem = Problem(k)
+
+        def batched(_i: int, p: Problem = problem) -> None:
+            jacobian(p.forward()[1], p.shared_params)
+
+        def separate(_i: int, p: Problem = problem) -> None:
+            losses = p.forward()[1]
+            rows = [torch.autograd.grad(loss, p.shared_params, retain_graph=True) for loss in losses]
+            torch.stack([torch.cat([g.reshape(-1) for g in row]) for row in rows])
+
+        one, many = seconds_per_call(batched, calls), seconds_per_call(separate, calls)
+        rows.append({"tasks": k, "batched ms": 1e3 * one, "separate ms": 1e3 * many,
+                     "batched / separate": one / many})
+    return rows
+
+
+def main(tasks: Sequence[int] = (2, 4, 8), steps: int = 10, names: Sequence[str] | None = None) -> list[dict]:
+    """Time every weighting (or `names`) for each task count; print both tables; return the rows."""
+    torch.set_num_threads(1)
+    names = list(names) if names else WEIGHTINGS.names()
+    rows = weighting_rows(tasks, names, steps)
+    print(markdown_table(rows, ["method", "tasks", "ms/step", "vs uniform"]))
+    jac = jacobian_rows(tasks, steps)
+    print()
+    print(markdown_table(jac, ["tasks", "batched ms", "separate ms", "batched / separate"]))
+    return rows + [{"method": "jacobian", **r} for r in jac]
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--tasks", default="2,4,8")
+    parser.add_argument("--names", default="")
+    ns = parser.parse_args()
+    main([int(t) for t in ns.tasks.split(",")], ns.steps, [n for n in ns.names.split(",") if n])

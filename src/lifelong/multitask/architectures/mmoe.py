@@ -1,0 +1,63 @@
+"""Multi-gate mixture-of-experts (Ma et al., 2018)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import nn
+
+from lifelong.core.errors import ConfigError
+from lifelong.core.registries import ARCHITECTURES
+from lifelong.multitask.architectures.base import ModuleFactory, MultiTaskModel, build
+
+
+def mix(gate: torch.Tensor, experts: torch.Tensor) -> torch.Tensor:
+    """Σ_e gate[b, e] · experts[b, e, ...] for gates (B, E) and expert outputs (B, E, ...)."""
+    return (gate.view(*gate.shape, *[1] * (experts.ndim - 2)) * experts).sum(1)
+
+
+class Gate(nn.Module):
+    """Softmax gate over experts, linear in the flattened input (Ma et al., 2018)."""
+
+    def __init__(self, in_features: int, n_experts: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(in_features, n_experts)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.linear(h.flatten(1)), dim=-1)
+
+
+def check_experts(n: int, what: str) -> None:
+    """Raise a ConfigError unless `n` experts is a positive count."""
+    if n < 1:
+        raise ConfigError(f"{what} must be at least 1, got {n}")
+
+
+@ARCHITECTURES.register("mmoe", aliases=("MMoE", "MMOE"), paper="Ma et al., 2018")
+class MMoE(MultiTaskModel):
+    """Shared experts E_i and one softmax gate per task: f_t(x) = Σ_i g_t(x)_i E_i(x).
+
+    Each task's head (its 'tower') reads its own mixture. Gates are linear in the flattened
+    input (`input_shape` per sample). Default 8 experts as in the paper's synthetic study.
+    `gate_weights[task]` holds the last forward's gate distributions (B, n_experts).
+    """
+
+    def __init__(self, expert: ModuleFactory, heads: Mapping[str, nn.Module],
+                 input_shape: Sequence[int], n_experts: int = 8) -> None:
+        super().__init__(heads)
+        check_experts(n_experts, "MMoE n_experts")
+        self.experts = nn.ModuleList(build(expert, "expert") for _ in range(n_experts))
+        d = math.prod(input_shape)
+        self.gates = nn.ModuleDict({t: Gate(d, n_experts) for t in self.task_names})
+        self.gate_weights: dict[str, torch.Tensor] = {}
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        outs = torch.stack([e(x) for e in self.experts], dim=1)
+        gates = {t: g(x) for t, g in self.gates.items()}
+        self.gate_weights = {t: g.detach() for t, g in gates.items()}
+        return self.apply_heads({t: mix(g, outs) for t, g in gates.items()})
+
+    def task_parameters(self) -> list[nn.Parameter]:
+        return [*self.gates.parameters(), *self.heads.parameters()]

@@ -1,0 +1,113 @@
+"""Customized gate control (CGC) and progressive layered extraction (PLE) (Tang et al., 2020)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import nn
+
+from lifelong.core.errors import ConfigError
+from lifelong.core.registries import ARCHITECTURES
+from lifelong.multitask.architectures.base import ModuleFactory, MultiTaskModel, build
+from lifelong.multitask.architectures.mmoe import Gate, check_experts, mix
+from lifelong.multitask.heads import feature_shape
+
+
+def _experts(factory: ModuleFactory, n: int) -> nn.ModuleList:
+    return nn.ModuleList(build(factory, "expert") for _ in range(n))
+
+
+def _run(experts: nn.ModuleList, h: torch.Tensor) -> list[torch.Tensor]:
+    return [e(h) for e in experts]
+
+
+@ARCHITECTURES.register("ple", aliases=("PLE",), paper="Tang et al., 2020")
+class PLE(MultiTaskModel):
+    """Stacked extraction levels of task-specific and shared experts (Tang et al., 2020).
+
+    At level j, task t's gate (input: t's previous output) mixes t's own experts and the shared
+    experts; below the last level a shared gate (input: the previous shared output) mixes all
+    experts into the shared path. Level 0 reads x; later levels read the experts' outputs, so
+    their experts come from `upper_expert` (default: `expert`, for shape-preserving experts).
+    `gate_weights` keys are "<task>/<level>" and "shared/<level>" (last forward, (B, n)).
+    Defaults (ours; the paper tunes them per data set): 2 levels, 1 specific expert per task
+    and 1 shared expert per level.
+    """
+
+    def __init__(self, expert: ModuleFactory, heads: Mapping[str, nn.Module],
+                 input_shape: Sequence[int], levels: int = 2, n_specific: int = 1,
+                 n_shared: int = 1, upper_expert: ModuleFactory | None = None) -> None:
+        super().__init__(heads)
+        if levels < 1:
+            raise ConfigError(f"PLE levels must be at least 1, got {levels}")
+        check_experts(n_specific, "PLE n_specific")
+        check_experts(n_shared, "PLE n_shared")
+        k = len(self.task_names)
+        self.levels = levels
+        self.task_experts = nn.ModuleList()
+        self.shared_experts = nn.ModuleList()
+        self.task_gates = nn.ModuleList()
+        self.shared_gates = nn.ModuleList()
+        in_dim = math.prod(input_shape)
+        for j in range(levels):
+            factory = expert if j == 0 or upper_expert is None else upper_expert
+            self.task_experts.append(
+                nn.ModuleDict({t: _experts(factory, n_specific) for t in self.task_names})
+            )
+            self.shared_experts.append(_experts(factory, n_shared))
+            self.task_gates.append(
+                nn.ModuleDict({t: Gate(in_dim, n_specific + n_shared) for t in self.task_names})
+            )
+            if j < levels - 1:
+                self.shared_gates.append(Gate(in_dim, k * n_specific + n_shared))
+            if j == 0:
+                out_shape = feature_shape(self.shared_experts[0][0], input_shape)
+                in_dim = math.prod(out_shape)
+                if levels > 1 and upper_expert is None and out_shape != tuple(input_shape):
+                    raise ConfigError(
+                        f"PLE: experts map inputs {tuple(input_shape)} to {out_shape}, so levels "
+                        f"above the first need `upper_expert`, a factory of experts reading "
+                        f"{out_shape}"
+                    )
+        self.gate_weights: dict[str, torch.Tensor] = {}
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        hs = dict.fromkeys(self.task_names, x)
+        h_shared = x
+        weights: dict[str, torch.Tensor] = {}
+        for j in range(self.levels):
+            own = {t: _run(self.task_experts[j][t], hs[t]) for t in self.task_names}
+            common = _run(self.shared_experts[j], h_shared)
+            new = {}
+            for t in self.task_names:
+                g = self.task_gates[j][t](hs[t])
+                weights[f"{t}/{j}"] = g.detach()
+                new[t] = mix(g, torch.stack(own[t] + common, dim=1))
+            if j < self.levels - 1:
+                g = self.shared_gates[j](h_shared)
+                weights[f"shared/{j}"] = g.detach()
+                every = [o for t in self.task_names for o in own[t]] + common
+                h_shared = mix(g, torch.stack(every, dim=1))
+            hs = new
+        self.gate_weights = weights
+        return self.apply_heads(hs)
+
+    def task_parameters(self) -> list[nn.Parameter]:
+        """Heads, last-level private experts, and private gates of the last two levels.
+
+        Below those, private experts feed the shared gate and so reach every task.
+        """
+        last = self.levels - 1
+        params = [*self.heads.parameters(), *self.task_experts[last].parameters()]
+        for j in range(max(0, last - 1), self.levels):
+            params.extend(self.task_gates[j].parameters())
+        return params
+
+
+@ARCHITECTURES.register("cgc", aliases=("CGC",), paper="Tang et al., 2020")
+def cgc(expert: ModuleFactory, heads: Mapping[str, nn.Module], input_shape: Sequence[int],
+        n_specific: int = 1, n_shared: int = 1) -> PLE:
+    """Customized gate control: a single PLE extraction level (Tang et al., 2020)."""
+    return PLE(expert, heads, input_shape, levels=1, n_specific=n_specific, n_shared=n_shared)

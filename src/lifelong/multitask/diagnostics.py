@@ -1,0 +1,190 @@
+"""Diagnostics of multi-task training: gradient conflicts, task affinity grouping, negative transfer.
+
+- `ConflictMonitor`: pairwise cosine of the tasks' shared-parameter gradients over training,
+  the conflict ratio (share of records with cosine < 0) and a warning when a pair's cosine stays
+  below a threshold (−0.1) for `patience` consecutive records.
+- `lookahead_affinity` / `AffinityTracker` / `best_grouping`: task affinity grouping (Fifty et
+  al., 2021): Z_{i→j} = 1 − L_j(θ after an SGD step on task i) / L_j(θ), averaged over
+  training, and the split into groups with the highest total affinity (exhaustive search).
+- `delta_m` / `transfer_report`: each task's change against its single-task baseline and the
+  average relative improvement Δm (Maninis et al., 2019).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+import torch
+from torch.func import functional_call
+
+from lifelong.core.errors import ConfigError, DataError
+from lifelong.grad import jacobian
+from lifelong.multitask.architectures.base import MultiTaskModel
+
+log = logging.getLogger("lifelong.multitask")
+
+
+def cosine_matrix(jac: torch.Tensor) -> torch.Tensor:
+    """Pairwise cosine similarity of the rows of a (k, p) Jacobian (zero rows give 0)."""
+    unit = jac / jac.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    return unit @ unit.T
+
+
+class ConflictMonitor:
+    """Running gradient-conflict statistics of k tasks, with a warning on persistent conflict."""
+
+    def __init__(self, tasks: Sequence[str], threshold: float = -0.1, patience: int = 10) -> None:
+        self.tasks = tuple(tasks)
+        k = len(self.tasks)
+        self.threshold, self.patience = threshold, patience
+        self.cos_sum = torch.zeros(k, k, dtype=torch.float64)
+        self.conflicts = torch.zeros(k, k, dtype=torch.float64)
+        self.run = torch.zeros(k, k, dtype=torch.long)
+        self.count = 0
+        self.warnings: list[dict[str, Any]] = []
+
+    def update(self, jac: torch.Tensor, step: int) -> torch.Tensor:
+        """Record the cosines of one (k, p) Jacobian of shared-parameter gradients; returns them."""
+        cos = cosine_matrix(jac.detach().double()).cpu()
+        self.cos_sum += cos
+        self.conflicts += (cos < 0).double()
+        self.count += 1
+        below = cos < self.threshold
+        self.run = torch.where(below, self.run + 1, torch.zeros_like(self.run))
+        warned = {tuple(w["tasks"]) for w in self.warnings}
+        k = len(self.tasks)
+        for i, j in zip(*torch.triu_indices(k, k, 1).tolist(), strict=True):
+            pair = (self.tasks[i], self.tasks[j])
+            if int(self.run[i, j]) >= self.patience and pair not in warned:
+                mean = float(self.cos_sum[i, j] / self.count)
+                self.warnings.append({"tasks": list(pair), "step": step, "mean_cosine": mean})
+                log.warning("tasks %r and %r: gradient cosine below %.2f for %d records (step "
+                            "%d); consider separating them", *pair, self.threshold,
+                            self.patience, step)
+        return cos
+
+    def summary(self) -> dict[str, Any]:
+        """Mean cosine and conflict-ratio matrices, the overall conflict ratio and the warnings."""
+        n = max(self.count, 1)
+        k = len(self.tasks)
+        iu = torch.triu_indices(k, k, 1)
+        ratio = self.conflicts / n
+        overall = float(ratio[iu[0], iu[1]].mean()) if k > 1 else 0.0
+        return {"tasks": list(self.tasks), "records": self.count,
+                "mean_cosine": (self.cos_sum / n).tolist(), "conflict_ratio": ratio.tolist(),
+                "overall_conflict_ratio": overall, "warnings": list(self.warnings)}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"cos_sum": self.cos_sum, "conflicts": self.conflicts, "run": self.run,
+                "count": self.count, "warnings": self.warnings}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.cos_sum, self.conflicts, self.run = state["cos_sum"], state["conflicts"], state["run"]
+        self.count, self.warnings = int(state["count"]), list(state["warnings"])
+
+
+def lookahead_affinity(model: MultiTaskModel, x: torch.Tensor,
+                       task_losses: Callable[[Mapping[str, torch.Tensor]], torch.Tensor],
+                       lr: float) -> torch.Tensor:
+    """Z[i, j] = 1 − L_j(θ_s − lr·∇_{θ_s}L_i) / L_j(θ_s) on one batch `x` (Fifty et al., 2021).
+
+    `task_losses(outputs)` maps the model's outputs on `x` to the losses (k,); only the shared
+    parameters θ_s take the lookahead step. One forward per task.
+    """
+    params = dict(model.named_parameters())
+    shared_ids = {id(p) for p in model.shared_parameters()}
+    names = [n for n, p in params.items() if id(p) in shared_ids]
+    losses = task_losses(functional_call(model, params, (x,)))
+    jac = jacobian(losses, [params[n] for n in names])
+    rows = []
+    with torch.no_grad():
+        for g in jac:
+            steps = g.split([params[n].numel() for n in names])
+            moved = {**params, **{n: params[n] - lr * d.view_as(params[n])
+                                  for n, d in zip(names, steps, strict=True)}}
+            rows.append(task_losses(functional_call(model, moved, (x,))))
+    return 1.0 - torch.stack(rows) / losses.detach().clamp_min(1e-12)
+
+
+class AffinityTracker:
+    """Average of lookahead affinity matrices over training."""
+
+    def __init__(self, k: int) -> None:
+        self.total = torch.zeros(k, k, dtype=torch.float64)
+        self.count = 0
+
+    def update(self, z: torch.Tensor) -> None:
+        self.total += z.detach().double().cpu()
+        self.count += 1
+
+    def mean(self) -> torch.Tensor:
+        """The averaged affinity matrix Z[i, j] = Z_{i→j}."""
+        if self.count == 0:
+            raise DataError("no affinity recorded yet; call update() during training first")
+        return self.total / self.count
+
+
+def partitions(n: int, k: int) -> Iterator[list[list[int]]]:
+    """Every split of {0..n-1} into exactly k non-empty groups (restricted growth strings)."""
+
+    def grow(i: int, labels: list[int], used: int) -> Iterator[list[int]]:
+        if n - i < k - used:
+            return
+        if i == n:
+            if used == k:
+                yield labels
+            return
+        for g in range(min(used + 1, k)):
+            yield from grow(i + 1, labels + [g], max(used, g + 1))
+
+    for labels in grow(0, [], 0):
+        yield [[i for i in range(n) if labels[i] == g] for g in range(k)]
+
+
+def grouping_score(z: torch.Tensor, groups: Sequence[Sequence[int]]) -> float:
+    """Σ_i mean_{j ∈ G(i), j ≠ i} Z_{j→i}: the affinity each task receives from its group mates."""
+    total = 0.0
+    for group in groups:
+        for i in group:
+            mates = [j for j in group if j != i]
+            if mates:
+                total += float(z[mates, i].mean())
+    return total
+
+
+MAX_TASKS = 10
+
+
+def best_grouping(z: torch.Tensor, n_groups: int) -> tuple[list[list[int]], float]:
+    """The split of the tasks into `n_groups` groups with the highest `grouping_score`."""
+    k = z.shape[0]
+    if not 1 <= n_groups <= k:
+        raise ConfigError(f"n_groups={n_groups} must lie in [1, {k}] for {k} tasks")
+    if k > MAX_TASKS:
+        raise ConfigError(f"exhaustive grouping is limited to {MAX_TASKS} tasks, got {k}")
+    best = max(partitions(k, n_groups), key=lambda g: grouping_score(z, g))
+    return best, grouping_score(z, best)
+
+
+def delta_m(mtl: Mapping[str, float], single: Mapping[str, float],
+            higher_is_better: Mapping[str, bool]) -> float:
+    """Δm = 100/T · Σ_t (−1)^{l_t} (M_mtl,t − M_single,t) / M_single,t, l_t = 1 if lower is better.
+
+    Maninis et al., 2019; positive means the multi-task model beats the single-task baselines.
+    """
+    terms = [(1 if higher_is_better[t] else -1) * (mtl[t] - single[t]) / single[t] for t in single]
+    return 100.0 * sum(terms) / len(terms)
+
+
+def transfer_report(mtl: Mapping[str, float], single: Mapping[str, float],
+                    higher_is_better: Mapping[str, bool]) -> dict[str, Any]:
+    """Per-task multi-task vs single-task metric, signed relative change (%) and Δm."""
+    tasks = {}
+    for t in single:
+        sign = 1 if higher_is_better[t] else -1
+        change = 100.0 * sign * (mtl[t] - single[t]) / single[t]
+        tasks[t] = {"multi_task": mtl[t], "single_task": single[t], "change_percent": change,
+                    "negative_transfer": change < 0}
+    return {"tasks": tasks, "delta_m": delta_m(mtl, single, higher_is_better)}

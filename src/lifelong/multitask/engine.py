@@ -1,0 +1,330 @@
+"""The multi-task training loop: any architecture, any weighting, shared or per-task data.
+
+    for epoch in start..epochs-1:
+        for each step of the epoch:
+            shared inputs:  one x (a slice of a seeded permutation), every task's targets;
+                            losses (k,) from one forward
+            per-task data:  tasks drawn by the sampler (every task when there is none), each
+                            drawn task's batch through `accumulated_gradient` (one backward per
+                            micro-batch) → its mean loss and its gradient row J_t
+            loss weighting:     total = weighting.combine(losses, shared=…, step=…) + penalty
+                                (per-task data: chain rule through a leaf copy of the losses)
+            gradient weighting: J = jacobian(losses, shared + task params), one batched
+                                backward; shared grad = weighting.aggregate(J_shared),
+                                task grads = Σ_t J_t (each task's own), + ∇penalty
+            conflicts.update(J_shared) every `conflict_every` steps (when asked)
+            optimizer.step()
+        weighting.end_epoch(mean train losses) when the weighting keeps epoch history (DWA)
+        evaluate on the test split → per-task metrics; history; on_epoch_end(trainer)
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from lifelong.continual.engine import OPTIMIZERS
+from lifelong.core.errors import ConfigError, IncompatibleError, NonFiniteLossError
+from lifelong.data.multitask import MultiTaskData
+from lifelong.grad import jacobian, write_grad
+from lifelong.multitask.architectures.base import MultiTaskModel
+from lifelong.multitask.diagnostics import ConflictMonitor
+from lifelong.multitask.losses import check_output, task_kind
+from lifelong.multitask.sampling import accumulated_gradient, build_sampler
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters of a multi-task run (plain values; recorded in results and checkpoints).
+
+    `batch_size` may be a per-task mapping (per-task data); `micro_batch` caps the samples per
+    backward pass (gradient accumulation); `sampler` (+ `sampler_args`) draws
+    `tasks_per_step` tasks per step for per-task data (None: every task every step);
+    `conflict_every` > 0 records gradient-conflict statistics every that many steps.
+    """
+
+    epochs: int = 10
+    batch_size: int | dict[str, int] = 128
+    lr: float = 1e-3
+    optimizer: str = "adam"
+    sampler: str | None = None
+    sampler_args: dict[str, Any] = field(default_factory=dict)
+    tasks_per_step: int = 1
+    micro_batch: int | None = None
+    steps_per_epoch: int | None = None
+    conflict_every: int = 0
+    conflict_threshold: float = -0.1
+    eval_batch_size: int = 1024
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class MultiTaskTrainer:
+    """Trains a `MultiTaskModel` with a weighting on `MultiTaskData`; history and state as plain values."""
+
+    def __init__(self, model: MultiTaskModel, weighting: nn.Module, data: MultiTaskData,
+                 config: TrainConfig, generator: torch.Generator,
+                 device: torch.device | str = "cpu") -> None:
+        if set(model.task_names) != set(data.task_names):
+            raise IncompatibleError(
+                f"the model's heads {list(model.task_names)} do not match the data's tasks "
+                f"{list(data.task_names)}; build the model for this data"
+            )
+        if getattr(weighting, "kind", None) not in ("loss", "gradient"):
+            raise IncompatibleError("the weighting must have kind 'loss' or 'gradient'; "
+                                    "build it with lifelong.multitask.weighting.build_weighting")
+        if config.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"unknown optimizer {config.optimizer!r}; choose one of {sorted(OPTIMIZERS)}")
+        self.device = torch.device(device)
+        self.model, self.weighting = model.to(self.device), weighting.to(self.device)
+        self.data, self.config, self.generator = data, config, generator
+        self.tasks = data.task_names
+        self.kinds = {t.name: task_kind(t) for t in data.tasks}
+        self.specs = {t.name: t for t in data.tasks}
+        self.train = {t: (s.train_x.to(self.device), s.train_y.to(self.device))
+                      for t, s in data.splits.items()}
+        self.shared = model.shared_parameters()
+        self.private = model.task_parameters()
+        params = [*model.parameters(), *(p for p in weighting.parameters() if p.requires_grad)]
+        self.optimizer = OPTIMIZERS[config.optimizer](params, lr=config.lr)
+        self.sampler = None
+        if config.sampler is not None:
+            if data.shared:
+                raise IncompatibleError("a task sampler needs per-task data; these tasks share inputs")
+            if weighting.kind == "gradient":
+                raise IncompatibleError(
+                    "a gradient aggregator needs every task's gradient at each step, but a task "
+                    "sampler draws only some tasks; drop the sampler (every task each step) or "
+                    "use a loss weighting"
+                )
+            sizes = [data.n_train(t) for t in self.tasks]
+            self.sampler = build_sampler(config.sampler, sizes, **config.sampler_args)
+        self.monitor = ConflictMonitor(self.tasks, config.conflict_threshold) \
+            if config.conflict_every > 0 else None
+        self.epoch = 0
+        self.step = 0
+        self.history: list[dict[str, Any]] = []
+        self.weights_trajectory: list[list[float]] = []
+        self._cursors = {t: [torch.empty(0, dtype=torch.long), 0] for t in self.tasks}
+        self._checked: set[str] = set()
+
+    # ---- batches ---------------------------------------------------------------------------
+    def batch_size(self, task: str) -> int:
+        bs = self.config.batch_size
+        return int(bs[task]) if isinstance(bs, Mapping) else int(bs)
+
+    def steps_per_epoch(self) -> int:
+        """Shared data: one pass; per-task data: Σ_t N_t / (batch · tasks per step) unless set."""
+        if self.config.steps_per_epoch:
+            return self.config.steps_per_epoch
+        if self.data.shared:
+            return math.ceil(self.data.n_train(self.tasks[0]) / self.batch_size(self.tasks[0]))
+        draws = self.config.tasks_per_step if self.sampler else len(self.tasks)
+        total = sum(self.data.n_train(t) / self.batch_size(t) for t in self.tasks)
+        return max(1, math.ceil(total / draws))
+
+    def _next_indices(self, task: str) -> torch.Tensor:
+        """The next batch of `task`'s own seeded permutation, reshuffled when exhausted."""
+        perm, pos = self._cursors[task]
+        bs = self.batch_size(task)
+        if pos + bs > perm.numel():
+            perm, pos = torch.randperm(self.data.n_train(task), generator=self.generator), 0
+        self._cursors[task] = [perm, pos + bs]
+        return perm[pos:pos + bs]
+
+    # ---- one update ------------------------------------------------------------------------
+    def _task_loss(self, task: str, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if task not in self._checked:
+            check_output(self.specs[task], out, y)
+            self._checked.add(task)
+        return self.kinds[task].loss(out, y)
+
+    def _check_finite(self, losses: torch.Tensor) -> None:
+        bad = [t for t, v in zip(self.tasks, losses.detach().tolist(), strict=True) if not math.isfinite(v)]
+        if bad:
+            raise NonFiniteLossError(
+                f"the loss of task(s) {bad} became non-finite at step {self.step} (epoch "
+                f"{self.epoch}); lower the learning rate or check the targets"
+            )
+
+    def _shared_step(self, idx: torch.Tensor) -> torch.Tensor:
+        x = self.train[self.tasks[0]][0][idx]
+        out = self.model(x)
+        losses = torch.stack([self._task_loss(t, out[t], self.train[t][1][idx]) for t in self.tasks])
+        self._check_finite(losses)
+        if self._monitor_due() and self.shared:
+            self.monitor.update(jacobian(losses, self.shared, retain_graph=True), self.step)
+        if getattr(self.weighting, "on_representation", False):
+            self._representation_update(losses)
+        elif self.weighting.kind == "gradient":
+            self._apply_jacobian(jacobian(losses, [*self.shared, *self.private]))
+        else:
+            total = self.weighting.combine(losses, shared=self.shared, step=self.step)
+            (total + self.model.penalty()).backward()
+        return losses.detach()
+
+    def _representation_update(self, losses: torch.Tensor) -> None:
+        """Aggregate the gradients w.r.t. the shared representation z and back-propagate the
+        result through the trunk (MGDA-UB, Sener & Koltun, 2018; GradDrop)."""
+        z = self.model.representation
+        if z is None:
+            raise IncompatibleError(
+                f"{type(self.weighting).__name__} works on the shared representation, which "
+                f"{type(self.model).__name__} does not expose; use the 'hps' architecture"
+            )
+        direction = self.weighting.aggregate(jacobian(losses, [z], retain_graph=True))
+        shared = torch.autograd.grad(z, self.shared, grad_outputs=direction.view_as(z),
+                                     retain_graph=True)
+        private = torch.autograd.grad(losses.sum(), self.private)
+        self._write(torch.cat([g.reshape(-1) for g in (*shared, *private)]))
+
+    def _per_task_step(self) -> torch.Tensor:
+        k = len(self.tasks)
+        drawn = self.sampler.sample(self.step, self.config.tasks_per_step, self.generator) \
+            if self.sampler else torch.arange(k)
+        counts = torch.bincount(drawn, minlength=k)
+        params = [*self.shared, *self.private]
+        jac = torch.zeros(k, sum(p.numel() for p in params), device=self.device)
+        losses = torch.zeros(k, dtype=torch.float64)
+        for i, task in enumerate(self.tasks):
+            x, y = self.train[task]
+
+            def loss_fn(xb: torch.Tensor, yb: torch.Tensor, task: str = task) -> torch.Tensor:
+                return self._task_loss(task, self.model(xb)[task], yb)
+
+            for _ in range(int(counts[i])):
+                idx = self._next_indices(task)
+                loss, grad = accumulated_gradient(loss_fn, params, x[idx], y[idx],
+                                                  self.config.micro_batch)
+                losses[i] += loss / counts[i]
+                jac[i] += grad / counts[i]
+        self._check_finite(losses)
+        if self._monitor_due() and self.shared and bool((counts > 0).all()):
+            self.monitor.update(jac[:, :sum(p.numel() for p in self.shared)], self.step)
+        if getattr(self.weighting, "on_representation", False):
+            raise IncompatibleError("representation-based aggregators need tasks sharing inputs")
+        if self.weighting.kind == "gradient":
+            self._apply_jacobian(jac)
+            return losses
+        # chain rule: ∂combine/∂L_t from a leaf copy of the losses, times each task's gradient
+        proxy = losses.to(jac.dtype).requires_grad_(True)
+        self.weighting.combine(proxy, shared=None, step=self.step).backward()
+        self._write(proxy.grad @ jac)
+        return losses
+
+    def _apply_jacobian(self, jac: torch.Tensor) -> None:
+        n_shared = sum(p.numel() for p in self.shared)
+        shared = self.weighting.aggregate(jac[:, :n_shared]) if n_shared else jac[:, :0].sum(0)
+        self._write(torch.cat([shared.to(jac.dtype), jac[:, n_shared:].sum(0)]))
+
+    def _write(self, vector: torch.Tensor) -> None:
+        """Set the model's gradients to `vector` (+ the penalty's gradient)."""
+        params = [*self.shared, *self.private]
+        penalty = self.model.penalty()
+        if penalty.requires_grad:
+            grads = torch.autograd.grad(penalty, params, allow_unused=True, materialize_grads=True)
+            vector = vector + torch.cat([g.reshape(-1) for g in grads])
+        write_grad(params, vector)
+
+    def _monitor_due(self) -> bool:
+        return self.monitor is not None and self.step % self.config.conflict_every == 0
+
+    def train_step(self, idx: torch.Tensor | None = None) -> torch.Tensor:
+        """One optimiser update; returns the per-task losses (k,)."""
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        losses = self._shared_step(idx) if self.data.shared else self._per_task_step()
+        self.optimizer.step()
+        weights = getattr(self.weighting, "weights", None)
+        if not isinstance(weights, torch.Tensor):
+            weights = getattr(self.weighting, "last_weights", None)
+        if isinstance(weights, torch.Tensor):
+            self.weights_trajectory.append([float(w) for w in weights.detach().reshape(-1)])
+        self.step += 1
+        return losses
+
+    # ---- epochs ----------------------------------------------------------------------------
+    def fit(self, on_epoch_end: Callable[[MultiTaskTrainer], None] | None = None,
+            before_step: Callable[[MultiTaskTrainer, torch.Tensor | None], None] | None = None,
+            ) -> list[dict[str, Any]]:
+        """Train the remaining epochs (resumes at `self.epoch`); returns the per-epoch history.
+
+        `before_step(trainer, idx)` runs before each update with the batch's indices (shared
+        data) or None (per-task data); diagnostics use it to probe the model.
+        """
+        while self.epoch < self.config.epochs:
+            start = time.perf_counter()
+            n_steps = self.steps_per_epoch()
+            order = torch.randperm(self.data.n_train(self.tasks[0]), generator=self.generator) \
+                if self.data.shared else None
+            sums = torch.zeros(len(self.tasks), dtype=torch.float64)
+            for i in range(n_steps):
+                bs = self.batch_size(self.tasks[0])
+                idx = order[i * bs:(i + 1) * bs] if order is not None else None
+                if before_step is not None:
+                    before_step(self, idx)
+                sums += self.train_step(idx).double().cpu()
+            means = sums / n_steps
+            end_epoch = getattr(self.weighting, "end_epoch", None)
+            if callable(end_epoch):
+                end_epoch(means)
+            train_seconds = time.perf_counter() - start
+            record = {
+                "epoch": self.epoch + 1, "step": self.step,
+                "train_loss": dict(zip(self.tasks, means.tolist(), strict=True)),
+                "test": self.evaluate(), "train_seconds": train_seconds,
+                "eval_seconds": time.perf_counter() - start - train_seconds,
+            }
+            self.history.append(record)
+            self.epoch += 1
+            if on_epoch_end is not None:
+                on_epoch_end(self)
+        return self.history
+
+    @torch.no_grad()
+    def evaluate(self, split: str = "test") -> dict[str, dict[str, float]]:
+        """Per-task metrics (accuracy, MSE, mIoU as fits the task kind) on `split`."""
+        self.model.eval()
+        stats: dict[str, torch.Tensor] = {}
+        bs = self.config.eval_batch_size
+        for task in self.tasks:
+            s = self.data.splits[task]
+            x, y = (s.test_x, s.test_y) if split == "test" else (s.train_x, s.train_y)
+            kind, n = self.kinds[task], self.specs[task].n_outputs
+            for i in range(0, x.shape[0], bs):
+                out = self.model(x[i:i + bs].to(self.device))[task]
+                part = kind.stats(out, y[i:i + bs].to(self.device), n).cpu()
+                stats[task] = stats[task] + part if task in stats else part
+        return {t: self.kinds[t].finalize(stats[t]) for t in self.tasks}
+
+    # ---- state -----------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Tensors and plain values only (loads with `torch.load(weights_only=True)`)."""
+        return {
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "weighting": self.weighting.state_dict(), "generator": self.generator.get_state(),
+            "epoch": self.epoch, "step": self.step, "history": self.history,
+            "weights_trajectory": self.weights_trajectory,
+            "cursors": {t: [p, int(c)] for t, (p, c) in self._cursors.items()},
+            "monitor": self.monitor.state_dict() if self.monitor else None,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what `state_dict` returned."""
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.weighting.load_state_dict(state["weighting"])
+        self.generator.set_state(state["generator"])
+        self.epoch, self.step = int(state["epoch"]), int(state["step"])
+        self.history = list(state["history"])
+        self.weights_trajectory = list(state["weights_trajectory"])
+        self._cursors = {t: [p, int(c)] for t, (p, c) in state["cursors"].items()}
+        if self.monitor is not None and state["monitor"] is not None:
+            self.monitor.load_state_dict(state["monitor"])

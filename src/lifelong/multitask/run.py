@@ -1,0 +1,170 @@
+"""A multi-task run from a config: build, train, checkpoint each epoch, write `runs/<name>/`.
+
+Folder: `config.yaml`, `metrics.jsonl` (one line per epoch), `checkpoint.pt` (tensors and plain
+values; `torch.load(weights_only=True)`), `results.json` and `report.md` with plots.
+`results.json` (schema 1): `{"schema_version", "name", "config", "tasks": [{"name", "kind",
+"n_outputs", "primary", "higher_is_better"}], "final": {task: {metric: value}}, "history":
+[{"epoch", "step", "train_loss", "test", "train_seconds", "eval_seconds"}],
+"weights_trajectory": [[w_1..w_k] per step], "conflicts": {...} | null, "diagnostics": {...}
+| null, "timings": {"total_seconds", "seconds_per_step"}, "parameters", "seed", "versions"}`.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lifelong.continual.run import versions
+from lifelong.core.checkpoint import load_checkpoint, save_checkpoint
+from lifelong.core.errors import CheckpointError, ConfigError, RunExistsError
+from lifelong.core.records import append_jsonl, atomic_write_json, atomic_write_text, atomic_write_yaml
+from lifelong.core.seeding import resolve_device, seed_everything
+from lifelong.data.multitask import MultiTaskData, load_benchmark
+from lifelong.multitask.engine import MultiTaskTrainer, TrainConfig
+from lifelong.multitask.losses import task_kind
+from lifelong.multitask.presets import build_default, n_parameters
+from lifelong.multitask.report import write_report
+from lifelong.multitask.weighting import build_weighting
+
+SCHEMA_VERSION = 1
+CHECKPOINT = "checkpoint.pt"
+
+
+@dataclass
+class MTLConfig:
+    """Everything that defines a multi-task run."""
+
+    benchmark: str = "multi-digits"
+    benchmark_args: dict[str, Any] = field(default_factory=dict)
+    arch: str = "hps"
+    arch_args: dict[str, Any] = field(default_factory=dict)
+    weighting: str = "uniform"
+    weighting_args: dict[str, Any] = field(default_factory=dict)
+    width: int = 64
+    depth: int = 2
+    train: TrainConfig = field(default_factory=TrainConfig)
+    seed: int = 0
+    device: str = "cpu"
+    out: str = "runs"
+    name: str | None = None
+
+    def run_name(self) -> str:
+        """`name`, else `mtl-<benchmark>-<arch>-<weighting>-s<seed>`."""
+        return self.name or f"mtl-{self.benchmark}-{self.arch}-{self.weighting}-s{self.seed}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> MTLConfig:
+        """Build from a mapping; unknown keys (top level or under `train`) fail together."""
+        values = dict(values)
+        train = dict(values.pop("train", {}) or {})
+        known, known_train = set(cls.__dataclass_fields__), set(TrainConfig.__dataclass_fields__)
+        bad = [k for k in values if k not in known] + [f"train.{k}" for k in train if k not in known_train]
+        if bad:
+            raise ConfigError(f"unknown multi-task config keys {bad}; known: {sorted(known)} and "
+                              f"train.{{{', '.join(sorted(known_train))}}}")
+        return cls(**values, train=TrainConfig(**train))
+
+
+def task_table(data: MultiTaskData) -> list[dict[str, Any]]:
+    """The tasks with their kind and primary metric, as recorded in results."""
+    rows = []
+    for t in data.tasks:
+        kind = task_kind(t)
+        rows.append({"name": t.name, "kind": t.kind, "n_outputs": t.n_outputs,
+                     "primary": kind.primary, "higher_is_better": kind.higher_is_better})
+    return rows
+
+
+def build_trainer(config: MTLConfig, data: MultiTaskData | None = None) -> MultiTaskTrainer:
+    """Seed, then build the data, model, weighting and trainer a config names."""
+    generator = seed_everything(config.seed)
+    data = data if data is not None else load_benchmark(config.benchmark, **config.benchmark_args)
+    model = build_default(config.arch, data, config.width, config.depth, **config.arch_args)
+    weighting = build_weighting(config.weighting, len(data.tasks), **config.weighting_args)
+    return MultiTaskTrainer(model, weighting, data, config.train, generator,
+                            resolve_device(config.device))
+
+
+def _prepare(folder: Path, resume: bool, overwrite: bool) -> None:
+    if (folder / "results.json").exists() and not (resume or overwrite):
+        raise RunExistsError(f"{folder} already holds a finished run; pass --overwrite to replace it "
+                             f"or choose another --name")
+    if overwrite and folder.exists():
+        shutil.rmtree(folder)
+    if (folder / CHECKPOINT).exists() and not resume:
+        raise RunExistsError(f"{folder} holds an interrupted run; pass --resume to continue it "
+                             f"or --overwrite to start again")
+
+
+def _restore(trainer: MultiTaskTrainer, folder: Path, config: MTLConfig) -> None:
+    state, saved = load_checkpoint(folder / CHECKPOINT)
+    ours = config.to_dict()
+    diff = sorted(k for k in ours if k not in ("out", "device") and ours[k] != saved.get(k))
+    if diff:
+        raise CheckpointError(f"the checkpoint in {folder} was written by another configuration "
+                              f"(differs in {diff}); resume with the same settings or --overwrite")
+    trainer.load_state_dict(state)
+    atomic_write_text(folder / "metrics.jsonl", "")
+    for record in trainer.history:
+        append_jsonl(folder / "metrics.jsonl", record)
+
+
+def run_mtl(config: MTLConfig, *, resume: bool = False, overwrite: bool = False,
+            data: MultiTaskData | None = None,
+            before_step: Callable[[MultiTaskTrainer, torch.Tensor | None], None] | None = None,
+            finish: Callable[[MultiTaskTrainer], dict[str, Any]] | None = None,
+            on_epoch: Callable[[MultiTaskTrainer], None] | None = None) -> dict[str, Any]:
+    """Train `config`, checkpointing each epoch; write config, metrics, results and report.
+
+    `before_step` is passed to `MultiTaskTrainer.fit`; `finish(trainer)` returns the
+    diagnostics recorded under `results["diagnostics"]`; `on_epoch` is called after each
+    epoch's checkpoint (progress bars).
+    """
+    folder = Path(config.out) / config.run_name()
+    _prepare(folder, resume, overwrite)
+    start = time.perf_counter()
+    trainer = build_trainer(config, data)
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_yaml(folder / "config.yaml", config.to_dict())
+    if resume and (folder / CHECKPOINT).exists():
+        _restore(trainer, folder, config)
+
+    def on_epoch_end(tr: MultiTaskTrainer) -> None:
+        save_checkpoint(folder / CHECKPOINT, tr.state_dict(), config.to_dict())
+        append_jsonl(folder / "metrics.jsonl", tr.history[-1])
+        if on_epoch is not None:
+            on_epoch(tr)
+
+    trainer.fit(on_epoch_end, before_step)
+    extra = finish(trainer) if finish is not None else None
+    total = time.perf_counter() - start
+    results = {
+        "schema_version": SCHEMA_VERSION, "name": config.run_name(), "config": config.to_dict(),
+        "tasks": task_table(trainer.data), "final": trainer.history[-1]["test"],
+        "history": trainer.history, "weights_trajectory": trainer.weights_trajectory,
+        "conflicts": trainer.monitor.summary() if trainer.monitor else None,
+        "diagnostics": extra,
+        "timings": {"total_seconds": total,
+                    "seconds_per_step": sum(h["train_seconds"] for h in trainer.history)
+                    / max(trainer.step, 1)},
+        "parameters": n_parameters(trainer.model), "seed": config.seed, "versions": versions(),
+    }
+    atomic_write_json(folder / "results.json", results)
+    write_report(folder, results)
+    return results
+
+
+def final_primary(results: dict[str, Any]) -> tuple[dict[str, float], dict[str, bool]]:
+    """Each task's primary test metric at the end of a run, and whether higher is better."""
+    values = {t["name"]: results["final"][t["name"]][t["primary"]] for t in results["tasks"]}
+    return values, {t["name"]: t["higher_is_better"] for t in results["tasks"]}
+

@@ -1,0 +1,64 @@
+"""The loss-based weighting base class: task losses (k,) → the scalar total to back-propagate."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from lifelong.core.errors import ConfigError, NonFiniteLossError, ShapeMismatchError
+
+
+def check_n_tasks(n_tasks: int, where: str) -> None:
+    """Raise a ConfigError unless `n_tasks` is a positive integer."""
+    if isinstance(n_tasks, bool) or not isinstance(n_tasks, int) or n_tasks < 1:
+        raise ConfigError(f"{where}: n_tasks must be a positive integer, got {n_tasks!r}")
+
+
+class LossWeighting(nn.Module):
+    """Maps the vector of task losses to the total loss; never calls `backward()` itself.
+
+    The engine calls `combine(losses, shared=…, step=…)` every step and back-propagates the result,
+    calls `end_epoch(mean_losses)` after every epoch with the epoch's mean training loss per task
+    (only DWA uses it), adds `parameters()` to its optimiser (uncertainty, GradNorm and IMTL-L learn
+    theirs through the returned total) and saves `state_dict()`. `weights` holds the task weights
+    of the last step (k,), for logging.
+    """
+
+    kind = "loss"
+
+    def __init__(self, n_tasks: int) -> None:
+        super().__init__()
+        check_n_tasks(n_tasks, type(self).__name__)
+        self.n_tasks = n_tasks
+        self.register_buffer("weights", torch.ones(n_tasks), persistent=False)
+
+    def combine(self, losses: Tensor, *, shared: Sequence[Tensor] | None = None,
+                step: int = 0) -> Tensor:
+        """The scalar total loss for this step's task losses (k,)."""
+        self._check(losses)
+        total, weights = self.weigh(losses, shared=shared, step=step)
+        self.weights = weights.detach().to(self.weights.dtype)
+        return total
+
+    def weigh(self, losses: Tensor, *, shared: Sequence[Tensor] | None,
+              step: int) -> tuple[Tensor, Tensor]:
+        """(total, weights) for validated losses; the one method a weighting implements."""
+        raise NotImplementedError
+
+    def end_epoch(self, mean_losses: Tensor) -> None:
+        """Told the epoch's mean training loss per task (k,); a no-op unless history is kept."""
+
+    def _check(self, losses: Tensor) -> None:
+        name = type(self).__name__
+        if not isinstance(losses, Tensor) or losses.dim() != 1 or len(losses) != self.n_tasks:
+            got = tuple(losses.shape) if isinstance(losses, Tensor) else type(losses).__name__
+            raise ShapeMismatchError(f"{name}.combine: expected a vector of {self.n_tasks} task "
+                                     f"losses, got shape {got}; stack them with torch.stack")
+        finite = torch.isfinite(losses.detach())
+        if not finite.all():
+            bad = [i for i, ok in enumerate(finite.tolist()) if not ok]
+            raise NonFiniteLossError(f"{name}.combine: the losses of tasks {bad} are not finite "
+                                     f"({losses.detach().tolist()}); lower the learning rate or "
+                                     "check those tasks' targets")

@@ -1,0 +1,26 @@
+"""Geometric loss strategy, GLS (Chennupati et al. 2019): the geometric mean of the task losses."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import Tensor
+
+from lifelong.core.errors import DataError
+from lifelong.core.registries import WEIGHTINGS
+from lifelong.multitask.weighting.base import LossWeighting
+
+
+@WEIGHTINGS.register("gls", aliases=("GLS",), kind="loss", paper="Chennupati et al. 2019")
+class GLS(LossWeighting):
+    """L = (Π_t L_t)^{1/k} ("MultiNet++", Chennupati et al. 2019); its effective weights
+    ∂L/∂L_t = L / (k L_t) favour the tasks with small losses. Needs positive losses."""
+
+    def weigh(self, losses: Tensor, *, shared: Sequence[Tensor] | None,
+              step: int) -> tuple[Tensor, Tensor]:
+        if (losses.detach() <= 0).any():
+            raise DataError(f"GLS: the geometric mean needs positive losses, got "
+                            f"{losses.detach().tolist()}; use another weighting for losses that "
+                            "can reach zero")
+        total = losses.log().mean().exp()
+        return total, total.detach() / (self.n_tasks * losses.detach())

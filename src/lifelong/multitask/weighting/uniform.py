@@ -1,0 +1,20 @@
+"""Uniform (equal) weighting: the plain sum of the task losses."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from lifelong.core.registries import WEIGHTINGS
+from lifelong.multitask.weighting.base import LossWeighting
+
+
+@WEIGHTINGS.register("uniform", aliases=("EW", "equal"), kind="loss", paper="equal weighting")
+class Uniform(LossWeighting):
+    """L = Σ_t L_t, every weight 1 (LibMTL's EW)."""
+
+    def weigh(self, losses: Tensor, *, shared: Sequence[Tensor] | None,
+              step: int) -> tuple[Tensor, Tensor]:
+        return losses.sum(), torch.ones_like(losses)

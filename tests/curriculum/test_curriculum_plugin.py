@@ -1,0 +1,167 @@
+"""The curriculum strategies in the continual engine: the epoch is restricted to the easiest fraction."""
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import lifelong.curriculum  # noqa: F401  (registers the strategies)
+from lifelong.continual.engine import Engine
+from lifelong.continual.plugin import TrainData
+from lifelong.continual.strategies import build_strategy
+from lifelong.core.errors import ConfigError
+from lifelong.core.registries import STRATEGIES
+from lifelong.curriculum.pacing import Linear
+from lifelong.curriculum.plugin import CurriculumPlugin, SelfPacedPlugin, context_forward
+from lifelong.data.scenarios import build_benchmark
+from lifelong.data.stream import Experience, Stream
+from lifelong.models import build_model
+
+N = 40
+
+
+def one_experience_stream() -> Stream:
+    x = torch.randn(N, 1, 2, 2)
+    y = torch.arange(N) % 2
+    return Stream((Experience(0, x, y, x[:8], y[:8], (0, 1), 0),), "class", 2)
+
+
+def engine_for(stream: Stream, plugins, epochs: int = 1, batch_size: int = 8, hidden: int = 16) -> Engine:
+    model = build_model("mlp", stream.input_shape, stream.n_classes, stream.task_classes(),
+                        hidden=(hidden,))
+    return Engine(model, plugins, epochs=epochs, batch_size=batch_size,
+                  generator=torch.Generator().manual_seed(0))
+
+
+def data_of(stream: Stream) -> TrainData:
+    e = stream[0]
+    return TrainData(e.train_x, e.train_y, e.train_t())
+
+
+def test_registered_with_family_and_aliases():
+    assert STRATEGIES.meta("curriculum")["family"] == "curriculum"
+    assert STRATEGIES.canonical("spl") == "self-paced"
+    assert isinstance(STRATEGIES.build("curriculum", pacing="linear", pacing_args={"c0": 0.5}),
+                      CurriculumPlugin)
+    with pytest.raises(ConfigError, match="unknown keys"):
+        STRATEGIES.build("curriculum", pacing_args={"slope": 1})
+    with pytest.raises(ConfigError, match="unit"):
+        CurriculumPlugin(unit="batch")
+    pacing = Linear(c0=0.5)
+    assert CurriculumPlugin(pacing=pacing).curriculum.pacing is pacing  # built objects pass through
+    with pytest.raises(ConfigError, match="registered name"):
+        CurriculumPlugin(pacing=pacing, pacing_args={"c0": 0.1})
+
+
+@pytest.mark.parametrize(("anti", "epoch", "expected"), [
+    (False, 0, range(10)), (False, 2, range(25)), (False, 4, range(40)),
+    (True, 0, range(30, 40)), (True, 2, range(15, 40)),
+])
+def test_epoch_order_is_the_easiest_fraction(anti, epoch, expected):
+    stream = one_experience_stream()
+    plugin = CurriculumPlugin(scorer="precomputed", scorer_args={"scores": torch.arange(N).float()},
+                              pacing="linear", pacing_args={"c0": 0.25}, total=4, anti=anti,
+                              balanced=False)
+    engine = engine_for(stream, [plugin])
+    ctx = engine.context(stream, 0)
+    plugin.before_experience(ctx)
+    order = plugin.epoch_order(ctx.advance(epoch=epoch), data_of(stream))
+    assert sorted(order.tolist()) == list(expected)  # fraction 0.25 + 0.75·epoch/4 of the easiest
+
+
+def test_engine_visits_only_the_allowed_examples():
+    """40 examples, batch 8, linear c0 = 0.25 over 2 epochs: 10 then 25 examples → 2 + 4 steps."""
+    stream = one_experience_stream()
+    plugin = build_strategy("curriculum", {"scorer": "loss", "pacing": "linear",
+                                           "pacing_args": {"c0": 0.25}, "total": 2})
+    engine = engine_for(stream, plugin, epochs=2)
+    engine.run(stream)
+    assert engine.step == 2 + 4
+
+
+def test_step_unit_counts_steps_of_the_experience():
+    stream = one_experience_stream()
+    plugin = CurriculumPlugin(scorer="precomputed", scorer_args={"scores": torch.arange(N).float()},
+                              pacing="linear", pacing_args={"c0": 0.25}, total=10, unit="step",
+                              balanced=False)
+    engine = engine_for(stream, [plugin])
+    engine.step = 100  # steps of earlier experiences do not count
+    ctx = engine.context(stream, 0)
+    plugin.before_experience(ctx)
+    order = plugin.epoch_order(ctx.advance(step=105), data_of(stream))
+    assert sorted(order.tolist()) == list(range(25))  # 0.25 + 0.75·5/10 = 0.625
+
+
+def test_balanced_plugin_keeps_both_classes():
+    stream = one_experience_stream()
+    scores = torch.where(stream[0].train_y == 1, 10.0, 0.0) + torch.arange(N) / N  # class 1 hard
+    plugin = CurriculumPlugin(scorer="precomputed", scorer_args={"scores": scores},
+                              pacing="linear", pacing_args={"c0": 0.5}, total=4)
+    engine = engine_for(stream, [plugin])
+    ctx = engine.context(stream, 0)
+    plugin.before_experience(ctx)
+    order = plugin.epoch_order(ctx, data_of(stream))
+    assert torch.bincount(stream[0].train_y[order]).tolist() == [10, 10]
+
+
+def test_scores_use_the_engine_forward_and_task_mask():
+    stream = build_benchmark("split-digits", "task")[:2]
+    model = build_model("mlp", stream.input_shape, stream.n_classes, stream.task_classes(),
+                        head="multi", hidden=(16,))
+    engine = Engine(model, [], generator=torch.Generator().manual_seed(0))
+    ctx = engine.context(stream, 1)
+    e = stream[1]
+    plugin = CurriculumPlugin(scorer="loss")
+    forward = context_forward(ctx, TrainData(e.train_x, e.train_y, e.train_t()))
+    scores = plugin.curriculum.periodic.scorer(model, e.train_x, e.train_y, forward)
+    with torch.no_grad():
+        model.eval()
+        expected = F.cross_entropy(ctx.mask(model(e.train_x, e.train_t()), e.train_t()), e.train_y,
+                                   reduction="none")
+    assert torch.allclose(scores, expected, atol=1e-5)
+
+
+def test_self_paced_plugin_selects_below_lambda():
+    stream = one_experience_stream()
+    plugin = SelfPacedPlugin()
+    engine = engine_for(stream, [plugin])
+    ctx = engine.context(stream, 0)
+    plugin.before_experience(ctx)
+    data = data_of(stream)
+    losses = plugin.scorer(ctx.model, data.x, data.y)
+    order = plugin.epoch_order(ctx, data)
+    lam = float(torch.quantile(losses.double(), 0.5))
+    assert sorted(order.tolist()) == (losses < lam).nonzero().flatten().tolist()
+    assert plugin.selector.lam == pytest.approx(1.3 * lam)
+
+
+def test_composes_with_other_strategies_and_learns():
+    digits = build_benchmark("split-digits", "domain", n_experiences=1)
+    args = {"curriculum": {"pacing": "competence", "pacing_args": {"c0": 0.2}, "total": 3}}
+    assert [p.name for p in build_strategy("curriculum+naive", args)] == ["curriculum"]
+    engine = engine_for(digits, build_strategy("curriculum+ewc", args), epochs=6, batch_size=32,
+                        hidden=64)
+    assert [p.name for p in engine.plugins] == ["curriculum", "ewc"]
+    matrix = engine.run(digits)
+    assert matrix[0][0] < 0.2 and matrix[1][0] > 0.85  # ten digit classes: chance is 0.1
+
+
+@pytest.mark.parametrize("spec", ["curriculum", "self-paced"])
+def test_resumes_bit_exactly_after_an_experience(spec):
+    stream = build_benchmark("split-digits", "class", limit=(400, 100))[:3]
+
+    def fresh() -> Engine:
+        torch.manual_seed(0)
+        return engine_for(stream, build_strategy(spec), epochs=2, batch_size=32)
+
+    states = []
+    whole = fresh()
+    whole.run(stream, on_experience_end=lambda i, eng: states.append(copy.deepcopy(eng.state_dict())))
+    resumed = fresh()
+    resumed.load_state_dict(states[0])  # as if interrupted after the first experience
+    resumed.run(stream)
+    assert resumed.matrix == whole.matrix and resumed.step == whole.step
+    for a, b in zip(resumed.model.parameters(), whole.model.parameters(), strict=True):
+        assert torch.equal(a, b)
+    assert not torch.equal(states[0]["model"]["head.weight"], states[1]["model"]["head.weight"])

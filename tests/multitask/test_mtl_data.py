@@ -1,0 +1,105 @@
+"""Multi-task data sets: the MMoE synthetic tasks' correlation, Multi-Fashion's overlap, scenes,
+multi-digits and validation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lifelong.core.errors import DataError, ShapeMismatchError
+from lifelong.data.multitask import (
+    TaskSpec,
+    TaskSplit,
+    load_benchmark,
+    overlap_pairs,
+    per_task,
+    shared_inputs,
+)
+
+
+@pytest.mark.parametrize("p", [-0.3, 0.0, 0.5, 0.9])
+def test_mmoe_synthetic_weight_vectors_have_cosine_p(p):
+    """Without sines and noise y_i = w_iᵀx, so least squares recovers w_i; cos(w1, w2) = p."""
+    data = load_benchmark("mmoe-synthetic", correlation=p, n_train=400, n_test=10, dim=20,
+                          n_sines=0, noise=0.0, seed=3)
+    x = data.splits["task1"].train_x.double()
+    w = [torch.linalg.lstsq(x, data.splits[t].train_y.double()).solution[:, 0] for t in ("task1", "task2")]
+    cos = torch.dot(w[0], w[1]) / (w[0].norm() * w[1].norm())
+    assert abs(float(cos) - p) < 1e-6
+    assert abs(float(w[0].norm()) - 1.0) < 1e-6  # scale c = 1
+
+
+def test_mmoe_synthetic_is_seeded_and_shares_inputs():
+    a = load_benchmark("mmoe-synthetic", n_train=50, n_test=10, seed=1)
+    b = load_benchmark("mmoe-synthetic", n_train=50, n_test=10, seed=1)
+    c = load_benchmark("mmoe-synthetic", n_train=50, n_test=10, seed=2)
+    assert torch.equal(a.splits["task2"].train_y, b.splits["task2"].train_y)
+    assert not torch.equal(a.splits["task2"].train_y, c.splits["task2"].train_y)
+    assert a.shared and a.splits["task1"].train_x is a.splits["task2"].train_x
+    with pytest.raises(DataError, match="correlation"):
+        load_benchmark("mmoe-synthetic", correlation=1.5)
+
+
+def test_overlap_puts_one_item_top_left_and_its_partner_bottom_right():
+    items = torch.rand(6, 1, 28, 28)
+    labels = torch.arange(6)
+    x, left, right = overlap_pairs(items, labels, torch.Generator().manual_seed(0))
+    partner = torch.randperm(6, generator=torch.Generator().manual_seed(0))
+    assert x.shape == (6, 1, 36, 36)
+    assert torch.equal(left, labels) and torch.equal(right, labels[partner])
+    assert torch.equal(x[:, :, :8, :28], items[:, :, :8, :])  # only the left item is there
+    assert torch.equal(x[:, :, 28:, 8:], items[partner][:, :, 20:, :])  # only the right one
+    overlap = torch.maximum(items[:, :, 8:, 8:], items[partner][:, :, :20, :20])
+    assert torch.equal(x[:, :, 8:28, 8:28], overlap)
+
+
+def test_multi_fashion_subsample(fashion):
+    data = load_benchmark("multi-fashion", n_train=300, n_test=100, seed=0)
+    assert data.input_shape == (1, 36, 36) and data.n_train("left") == 300
+    for t in ("left", "right"):
+        y = data.splits[t].train_y
+        assert y.dtype == torch.int64 and int(y.min()) >= 0 and int(y.max()) <= 9
+    assert not torch.equal(data.splits["left"].train_y, data.splits["right"].train_y)
+    assert float(data.splits["left"].train_x.max()) <= 1.0
+
+
+def test_scenes_targets_agree_with_each_other():
+    data = load_benchmark("scenes", n_train=200, n_test=20, size=16, seed=0)
+    seg = data.splits["segment"].train_y
+    depth = data.splits["depth"].train_y[:, 0]
+    count = data.splits["count"].train_y
+    assert set(seg.unique().tolist()) <= {0, 1, 2}
+    assert bool((depth[seg == 0] == 1.0).all()) and bool((depth[seg > 0] < 1.0).all())
+    assert bool((seg[count == 0] == 0).all())  # empty scenes are all background
+    assert bool(((seg > 0).flatten(1).any(1) == (count > 0)).float().mean() > 0.95)
+    x = data.splits["segment"].train_x
+    assert x.shape == (200, 1, 16, 16)
+
+
+def test_multi_digits_tasks_are_functions_of_the_digit():
+    data = load_benchmark("multi-digits")
+    d = data.splits["digit"].train_y
+    assert torch.equal(data.splits["parity"].train_y, d % 2)
+    assert torch.equal(data.splits["large"].train_y, (d >= 5).long())
+
+
+def test_validation_errors_say_what_is_wrong():
+    x = torch.zeros(4, 3)
+    spec = TaskSpec("a", "ce", 2)
+    with pytest.raises(ShapeMismatchError, match="same non-zero number"):
+        shared_inputs("bad", (spec,), x, {"a": torch.zeros(3, dtype=torch.long)}, x,
+                      {"a": torch.zeros(4, dtype=torch.long)})
+    with pytest.raises(DataError, match="unique"):
+        shared_inputs("dup", (spec, spec), x, {"a": torch.zeros(4)}, x, {"a": torch.zeros(4)})
+    split = TaskSplit(x, torch.zeros(4), x, torch.zeros(4))
+    other = TaskSplit(torch.zeros(4, 5), torch.zeros(4), torch.zeros(4, 5), torch.zeros(4))
+    with pytest.raises(ShapeMismatchError, match="per-sample shape"):
+        per_task("mixed", (spec, TaskSpec("b", "ce", 2)), {"a": split, "b": other})
+
+
+def test_select_keeps_the_chosen_tasks():
+    data = load_benchmark("multi-digits")
+    one = data.select(["parity"])
+    assert one.task_names == ("parity",) and one.shared
+    with pytest.raises(DataError, match="no tasks"):
+        data.select(["colour"])

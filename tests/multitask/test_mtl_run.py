@@ -1,0 +1,112 @@
+"""Run folders: results, report, checkpoints loadable with weights_only, bit-identical resume,
+the diagnose report and the `lifelong mtl` command."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+import torch
+import typer
+from typer.testing import CliRunner
+
+from lifelong.core.errors import CheckpointError, RunExistsError
+from lifelong.multitask.cli import register
+from lifelong.multitask.diagnose import diagnose
+from lifelong.multitask.engine import TrainConfig
+from lifelong.multitask.run import MTLConfig, run_mtl
+
+
+def config(tmp_path, **kw):
+    train = TrainConfig(epochs=3, batch_size=64, lr=3e-3, conflict_every=4)
+    return replace(MTLConfig(benchmark="multi-digits", weighting="pcgrad", width=32,
+                             out=str(tmp_path), name="run", train=train), **kw)
+
+
+class Stop(Exception):
+    pass
+
+
+def test_run_folder_contents(tmp_path):
+    results = run_mtl(config(tmp_path))
+    folder = tmp_path / "run"
+    names = {p.name for p in folder.iterdir()}
+    assert {"config.yaml", "metrics.jsonl", "checkpoint.pt", "results.json", "report.md",
+            "tasks.png", "weights.png", "conflicts.png"} <= names
+    saved = json.loads((folder / "results.json").read_text())
+    assert saved["final"] == results["final"] and len(saved["history"]) == 3
+    assert set(saved["final"]) == {"digit", "parity", "large"}
+    assert len(saved["weights_trajectory"]) == results["history"][-1]["step"]
+    assert saved["conflicts"]["records"] > 0 and len(saved["conflicts"]["mean_cosine"]) == 3
+    assert len((folder / "metrics.jsonl").read_text().splitlines()) == 3
+    payload = torch.load(folder / "checkpoint.pt", weights_only=True)
+    assert payload["state"]["epoch"] == 3
+    report = (folder / "report.md").read_text()
+    assert "![per-task curves](tasks.png)" in report and "conflict ratio" in report
+    with pytest.raises(RunExistsError):
+        run_mtl(config(tmp_path))
+
+
+def test_resume_after_interruption_is_bit_identical(tmp_path):
+    straight = run_mtl(config(tmp_path, name="straight"))
+
+    def interrupt(tr):
+        if tr.epoch == 1:
+            raise Stop
+
+    with pytest.raises(Stop):
+        run_mtl(config(tmp_path, name="cut"), on_epoch=interrupt)
+    first = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)["state"]
+    with pytest.raises(RunExistsError, match="--resume"):
+        run_mtl(config(tmp_path, name="cut"))
+    with pytest.raises(CheckpointError, match="train"):
+        run_mtl(config(tmp_path, name="cut", train=TrainConfig(epochs=3, lr=0.5)), resume=True)
+    resumed = run_mtl(config(tmp_path, name="cut"), resume=True)
+    a = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=True)["state"]
+    b = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)["state"]
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    assert resumed["history"] == [
+        {**h, "train_seconds": r["train_seconds"], "eval_seconds": r["eval_seconds"]}
+        for h, r in zip(straight["history"], resumed["history"], strict=True)
+    ]
+    assert resumed["weights_trajectory"] == straight["weights_trajectory"]
+    assert resumed["conflicts"] == straight["conflicts"]
+    # negative control: the checkpoint after epoch 1 differs from the final one
+    assert not all(torch.equal(first["model"][k], b["model"][k]) for k in b["model"])
+    assert len((tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()) == 3
+
+
+def test_diagnose_reports_affinity_groups_and_transfer(tmp_path):
+    results = diagnose(config(tmp_path, name="diag", train=TrainConfig(epochs=2, batch_size=64,
+                                                                       lr=3e-3)),
+                       affinity_every=4)
+    diag = results["diagnostics"]
+    assert diag["affinity_records"] > 0 and len(diag["affinity"]) == 3
+    assert set(diag["groupings"]) == {"1", "2", "3"}
+    assert diag["groupings"]["3"]["groups"] == [[0], [1], [2]]
+    transfer = diag["transfer"]
+    for t, row in transfer["tasks"].items():
+        sign = (row["multi_task"] - row["single_task"]) / row["single_task"] * 100
+        assert row["change_percent"] == pytest.approx(sign), t
+    assert transfer["delta_m"] == pytest.approx(
+        sum(r["change_percent"] for r in transfer["tasks"].values()) / 3)
+    assert results["conflicts"]["records"] > 0
+    report = (tmp_path / "diag" / "report.md").read_text()
+    assert "Δm" in report and "affinity.png" in report
+
+
+def test_cli_mtl_command(tmp_path):
+    app = typer.Typer()
+    register(app)
+    app.command("noop")(lambda: None)  # a second command so `mtl` stays a subcommand
+    result = CliRunner().invoke(app, ["mtl", "--benchmark", "multi-digits", "--arch", "mmoe",
+                                      "--weighting", "mgda", "--epochs", "1", "--width", "16",
+                                      "--out", str(tmp_path), "--name", "cli", "--quiet",
+                                      "arch_args.n_experts=3"])
+    assert result.exit_code == 0, result.output
+    saved = json.loads((tmp_path / "cli" / "results.json").read_text())
+    assert saved["config"]["arch_args"] == {"n_experts": 3}
+    assert saved["config"]["weighting"] == "mgda"
+    bad = CliRunner().invoke(app, ["mtl", "--arch", "mmeo", "--out", str(tmp_path), "--quiet"])
+    assert bad.exit_code != 0 and "mmoe" in str(bad.exception)
