@@ -253,17 +253,26 @@ class MultiTaskTrainer:
     # ---- epochs ----------------------------------------------------------------------------
     def fit(self, on_epoch_end: Callable[[MultiTaskTrainer], None] | None = None,
             before_step: Callable[[MultiTaskTrainer, torch.Tensor | None], None] | None = None,
+            epoch_order: Callable[[MultiTaskTrainer], torch.Tensor] | None = None,
             ) -> list[dict[str, Any]]:
         """Train the remaining epochs (resumes at `self.epoch`); returns the per-epoch history.
 
         `before_step(trainer, idx)` runs before each update with the batch's indices (shared
-        data) or None (per-task data); diagnostics use it to probe the model.
+        data) or None (per-task data); diagnostics use it to probe the model. `epoch_order(trainer)`
+        returns the training indices to visit this epoch on shared data (e.g. a curriculum
+        sampler's `indices()` after `set_epoch(trainer.epoch)`); by default a random permutation.
         """
+        if epoch_order is not None and not self.data.shared:
+            raise IncompatibleError("epoch_order orders shared-input examples; these tasks have their own data")
         while self.epoch < self.config.epochs:
             start = time.perf_counter()
             n_steps = self.steps_per_epoch()
-            order = torch.randperm(self.data.n_train(self.tasks[0]), generator=self.generator) \
-                if self.data.shared else None
+            order = None
+            if epoch_order is not None:
+                order = epoch_order(self).to(self.device)
+                n_steps = math.ceil(len(order) / self.batch_size(self.tasks[0]))
+            elif self.data.shared:
+                order = torch.randperm(self.data.n_train(self.tasks[0]), generator=self.generator)
             sums = torch.zeros(len(self.tasks), dtype=torch.float64)
             for i in range(n_steps):
                 bs = self.batch_size(self.tasks[0])
