@@ -1,0 +1,169 @@
+"""What the regularisation strategies share: flat parameter vectors, the quadratic penalty
+Σ_i Ω_i (θ_i − θ*_i)², and per-sample gradient statistics through torch.func.
+
+EWC's Fisher (Kirkpatrick et al. 2017) and MAS's sensitivity (Aljundi et al. 2018) are both a
+mean over samples of an elementwise transform of a per-sample gradient; EWC, online EWC, SI and
+MAS all penalise with the same weighted squared distance to an anchor.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+from torch.autograd.function import once_differentiable
+from torch.func import functional_call, grad, vmap
+
+from lifelong.core.errors import ConfigError, ShapeMismatchError
+
+Objective = Callable[..., torch.Tensor]
+
+
+def flat_params(model: nn.Module) -> torch.Tensor:
+    """Every parameter of `model` as one vector (differentiable: gradients flow back to them)."""
+    return torch.cat([p.reshape(-1) for p in model.parameters()])
+
+
+def flat_grads(model: nn.Module) -> torch.Tensor:
+    """The `.grad` of every parameter as one vector, zeros where a parameter has no gradient."""
+    return torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1)
+                      for p in model.parameters()])
+
+
+def param_shapes(model: nn.Module) -> list[list[int]]:
+    """Shapes of the parameters in flattening order (plain lists, for state dicts)."""
+    return [list(p.shape) for p in model.parameters()]
+
+
+class _Quadratic(torch.autograd.Function):
+    """Σ w (θ − a)², saving w (θ − a) so the backward pass is one multiply (about half the memory
+    passes of the same expression under plain autograd, which matters on every training step)."""
+
+    @staticmethod
+    def forward(ctx, theta: torch.Tensor, anchor: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        diff = theta - anchor
+        weighted = weight * diff
+        ctx.save_for_backward(weighted)
+        ctx.theta_shape = theta.shape
+        return torch.dot(weighted.reshape(-1), diff.reshape(-1))
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        (weighted,) = ctx.saved_tensors
+        return (weighted * (2 * grad_out)).sum_to_size(ctx.theta_shape), None, None
+
+
+def quadratic_penalty(theta: torch.Tensor, anchor: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Σ weight · (θ − anchor)² over flat vectors; `anchor`/`weight` may stack tasks as (T, P).
+
+    Differentiable in θ (once); `anchor` and `weight` are constants of the penalty.
+    """
+    if anchor.shape[-1] != theta.shape[-1] or weight.shape[-1] != theta.shape[-1]:
+        raise ShapeMismatchError(f"quadratic_penalty: θ has {theta.shape[-1]} entries but the anchor "
+                                 f"{tuple(anchor.shape)} and weight {tuple(weight.shape)} differ")
+    return _Quadratic.apply(theta, anchor, weight)
+
+
+def grow_flat(flat: torch.Tensor, old: Sequence[Sequence[int]], new: Sequence[Sequence[int]]) -> torch.Tensor:
+    """Re-lay a flat vector (or a (T, P) stack) for parameters that grew from `old` to `new` shapes.
+
+    Old entries keep their place inside each grown parameter; new entries are zero (a growing
+    classifier's new units carry no importance yet).
+    """
+    def grows(a: Sequence[int], b: Sequence[int]) -> bool:
+        return len(a) == len(b) and all(i <= j for i, j in zip(a, b, strict=True))
+
+    if len(old) != len(new) or not all(grows(a, b) for a, b in zip(old, new, strict=True)):
+        raise ShapeMismatchError(f"parameters changed from shapes {old} to {new}; regularisation "
+                                 "state can follow a model only while its parameters grow")
+    pieces = flat.split([math.prod(s) for s in old], dim=-1)
+    lead = tuple(flat.shape[:-1])
+    out = []
+    for piece, a, b in zip(pieces, old, new, strict=True):
+        grown = flat.new_zeros(*lead, *b)
+        grown[(..., *(slice(0, i) for i in a))] = piece.reshape(*lead, *a)
+        out.append(grown.reshape(*lead, -1))
+    return torch.cat(out, dim=-1)
+
+
+def call_model(model: nn.Module, state: dict[str, torch.Tensor], x: torch.Tensor,
+               t: torch.Tensor) -> torch.Tensor:
+    """`model`'s outputs with parameters/buffers from `state`; task-conditioned models get `t`."""
+    args = (x, t) if getattr(model, "takes_task", False) else (x,)
+    return functional_call(model, state, args)
+
+
+def detached_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Detached parameters and buffers of `model` by name (no copy), for `call_model`."""
+    return {**{n: p.detach() for n, p in model.named_parameters()},
+            **{n: b.detach() for n, b in model.named_buffers()}}
+
+
+@contextmanager
+def evaluating(model: nn.Module) -> Iterator[nn.Module]:
+    """Run `model` in eval mode inside the block, restoring its mode afterwards."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
+def check_samples(x: torch.Tensor, *others: torch.Tensor | None, what: str) -> None:
+    """Raise when `x` is empty or the other per-sample tensors do not have one row per input."""
+    if x.ndim < 1 or x.shape[0] == 0:
+        raise ShapeMismatchError(f"{what}: got no samples (inputs of shape {tuple(x.shape)})")
+    for other in others:
+        if other is not None and (other.ndim < 1 or other.shape[0] != x.shape[0]):
+            raise ShapeMismatchError(f"{what}: inputs hold {x.shape[0]} samples but another "
+                                     f"argument has shape {tuple(other.shape)}; give one row per input")
+
+
+def per_sample_mean(model: nn.Module, objective: Objective, x: torch.Tensor,
+                    t: torch.Tensor | None = None, *extra: torch.Tensor,
+                    transform: Callable[[torch.Tensor], torch.Tensor] = torch.Tensor.square_,
+                    chunk_size: int = 16) -> torch.Tensor:
+    """(1/N) Σ_n transform(∇_θ objective(f_θ(x_n), t_n, *extra_n)) as one flat vector.
+
+    `objective(outputs, t, *extra)` sees one sample as a batch of one. Per-sample gradients come
+    from `vmap(grad(...))` over `functional_call`, `chunk_size` samples at a time (memory:
+    chunk_size × parameters). The model runs in eval mode (no dropout, BatchNorm statistics
+    frozen). `transform` may work in place (`Tensor.square_`, `Tensor.abs_`).
+    """
+    if chunk_size < 1:
+        raise ConfigError(f"chunk_size must be a positive number of samples, got {chunk_size}")
+    t = torch.zeros(x.shape[0], dtype=torch.long, device=x.device) if t is None else t
+    check_samples(x, t, *extra, what="per-sample gradients")
+    names = [n for n, _ in model.named_parameters()]
+    params = {n: p.detach() for n, p in model.named_parameters()}
+    buffers = {n: b.detach() for n, b in model.named_buffers()}
+
+    def one(p: dict[str, torch.Tensor], xi: torch.Tensor, ti: torch.Tensor,
+            *ei: torch.Tensor) -> torch.Tensor:
+        out = call_model(model, {**p, **buffers}, xi[None], ti[None])
+        return objective(out, ti[None], *(e[None] for e in ei))
+
+    per_sample = vmap(grad(one), in_dims=(None, 0, 0, *(0,) * len(extra)))
+    first = next(iter(params.values()))
+    total = first.new_zeros(sum(p.numel() for p in params.values()))
+    with evaluating(model):
+        for s in range(0, x.shape[0], chunk_size):
+            grads = per_sample(params, x[s:s + chunk_size], t[s:s + chunk_size],
+                               *(e[s:s + chunk_size] for e in extra))
+            total += torch.cat([transform(grads[n]).sum(0).reshape(-1) for n in names])
+    return total / x.shape[0]
+
+
+def sample_rows(samples: int | None, generator: torch.Generator,
+                *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The same random subset of at most `samples` rows of each tensor (drawn from `generator`)."""
+    n = tensors[0].shape[0]
+    if samples is None or samples >= n:
+        return tensors
+    idx = torch.randperm(n, generator=generator)[:samples].sort().values.to(tensors[0].device)
+    return tuple(v[idx] for v in tensors)

@@ -1,0 +1,106 @@
+"""Learning without Forgetting (Li & Hoiem 2017): distil the previous model's outputs on new data.
+
+Before each experience the model's parameters and buffers are copied once; at every step that
+frozen copy runs through `functional_call` on the batch, and the current model's outputs for the
+old tasks' classes are pulled towards it with a temperature-softened distillation loss.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from lifelong.continual.importance import call_model, detached_state, evaluating
+from lifelong.continual.plugin import Batch, Context, Plugin
+from lifelong.continual.plugins.anchored import check_positive
+from lifelong.core.errors import ShapeMismatchError
+from lifelong.core.registries import STRATEGIES
+
+
+def distillation_loss(new_logits: torch.Tensor, old_logits: torch.Tensor,
+                      mask: torch.Tensor | None = None, temperature: float = 2.0) -> torch.Tensor:
+    """LwF's distillation loss (Li & Hoiem 2017, eq. 2): KL(softmax(old/T) ‖ softmax(new/T)).
+
+    Logits are (B, C) or (H, B, C) for H heads; `mask` (C,) or (H, C) keeps each head's classes.
+    The KL of each head is summed over heads and averaged over the B samples. It differs from the
+    paper's cross-entropy by the old outputs' entropy, a constant, so the gradients are equal.
+    """
+    if old_logits.shape[-1] != new_logits.shape[-1] or (mask is not None and mask.shape[-1] != new_logits.shape[-1]):
+        raise ShapeMismatchError(
+            f"distillation_loss: new logits {tuple(new_logits.shape)}, old logits "
+            f"{tuple(old_logits.shape)} and mask {None if mask is None else tuple(mask.shape)} "
+            "must share the class dimension (last)")
+    if mask is not None:
+        keep = mask.unsqueeze(-2)
+        lowest = torch.finfo(new_logits.dtype).min
+        new_logits, old_logits = new_logits.masked_fill(~keep, lowest), old_logits.masked_fill(~keep, lowest)
+    log_q = (new_logits / temperature).log_softmax(-1)
+    log_p = (old_logits / temperature).log_softmax(-1)
+    terms = log_p.exp() * (log_p - log_q)
+    if mask is not None:
+        terms = torch.where(keep, terms, terms.new_zeros(()))
+    return terms.sum() / new_logits.shape[-2]
+
+
+def old_heads(ctx: Context) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """(task labels, class masks) of what to distil before experience `ctx.index`.
+
+    Task-incremental: one head per past task label, masked to its classes. Otherwise one head
+    over every class seen in past experiences.
+    """
+    past = ctx.stream[: ctx.index]
+    if ctx.setting == "task":
+        tasks = torch.tensor(sorted({e.task for e in past}), device=ctx.device)
+        return tasks, ctx.stream.class_mask().to(ctx.device)[tasks]
+    mask = torch.zeros(1, ctx.stream.n_classes, dtype=torch.bool, device=ctx.device)
+    mask[0, sorted({c for e in past for c in e.classes})] = True
+    return None, mask
+
+
+@STRATEGIES.register("lwf", aliases=("learning_without_forgetting",), family="regularisation",
+                     stores="parameters", memory="O(params)", compute="Medium", forgetting="Moderate",
+                     paper="Li & Hoiem 2017, Learning without Forgetting")
+class LwF(Plugin):
+    """LwF: loss + α · KD_T(old model ‖ model) on each batch, for the classes of past experiences.
+
+    Defaults are the paper's: temperature T = 2, loss weight α (λ_o) = 1. Multi-head models
+    (task-incremental) distil every old task's head on the new inputs, one batched forward over
+    the heads; single-head models distil the old classes' logits (per old task in the task
+    setting). The old model runs in eval mode without gradients.
+    """
+
+    name = "lwf"
+
+    def __init__(self, alpha: float = 1.0, temperature: float = 2.0) -> None:
+        self.alpha = check_positive("lwf: alpha", alpha)
+        self.temperature = check_positive("lwf: temperature", temperature, allow_zero=False)
+        self.old: dict[str, torch.Tensor] | None = None
+        self.tasks: torch.Tensor | None = None
+        self.masks: torch.Tensor | None = None
+
+    def before_experience(self, ctx: Context) -> None:
+        if ctx.index == 0:
+            self.old = self.tasks = self.masks = None
+            return
+        self.old = {k: v.clone() for k, v in detached_state(ctx.model).items()}
+        self.tasks, self.masks = old_heads(ctx)
+
+    def loss_terms(self, ctx: Context, batch: Batch, outputs: torch.Tensor) -> dict[str, torch.Tensor]:
+        if self.old is None:
+            return {}
+        x, t = batch.x, batch.t
+        if self.tasks is not None and getattr(ctx.model, "takes_task", False):
+            heads, n = len(self.tasks), len(batch)
+            x, t = x.repeat(heads, *(1,) * (x.ndim - 1)), self.tasks.repeat_interleave(n)
+            outputs = ctx.forward(x, t).view(heads, n, -1)
+        with torch.no_grad(), evaluating(ctx.model):
+            old = call_model(ctx.model, self.old, x, t).view(outputs.shape)
+        mask = self.masks[:, : outputs.shape[-1]]
+        return {"distill": self.alpha * distillation_loss(outputs, old, mask, self.temperature)}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"old": self.old, "tasks": self.tasks, "masks": self.masks}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.old, self.tasks, self.masks = state["old"], state["tasks"], state["masks"]

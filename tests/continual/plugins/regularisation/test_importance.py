@@ -1,0 +1,105 @@
+"""The shared mathematics of the regularisation strategies: flat vectors, penalty, per-sample means."""
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lifelong.continual.importance import (
+    flat_grads,
+    flat_params,
+    grow_flat,
+    per_sample_mean,
+    quadratic_penalty,
+    sample_rows,
+)
+from lifelong.core.errors import ConfigError, ShapeMismatchError
+
+
+def test_flat_params_and_grads_follow_parameter_order(reg):
+    model = reg.tiny_model()
+    assert torch.equal(flat_params(model), reg.flat(model.parameters()))
+    model.zero_grad(set_to_none=True)
+    model.backbone.net[1].weight.sum().backward()  # only the first layer's weight gets a gradient
+    g = flat_grads(model)
+    n_first = model.backbone.net[1].weight.numel()
+    assert torch.equal(g[:n_first], torch.ones(n_first, dtype=g.dtype)) and not g[n_first:].any()
+
+
+def test_quadratic_penalty_closed_form_and_task_stack():
+    theta = torch.tensor([1.0, -2.0])
+    anchor = torch.tensor([0.5, 1.0])
+    weight = torch.tensor([4.0, 0.25])
+    assert quadratic_penalty(theta, anchor, weight).item() == pytest.approx(4 * 0.25 + 0.25 * 9)
+    stacked = quadratic_penalty(theta, torch.stack([anchor, -anchor]), torch.stack([weight, weight]))
+    assert stacked.item() == pytest.approx(4 * 0.25 + 0.25 * 9 + 4 * 2.25 + 0.25 * 1)
+
+
+@pytest.mark.parametrize("tasks", [(), (3,)])
+def test_quadratic_penalty_gradient_matches_autograd_reference(tasks):
+    gen = torch.Generator().manual_seed(0)
+    theta = torch.randn(6, generator=gen, dtype=torch.float64, requires_grad=True)
+    anchor = torch.randn(*tasks, 6, generator=gen, dtype=torch.float64)
+    weight = torch.rand(*tasks, 6, generator=gen, dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda th: quadratic_penalty(th, anchor, weight), (theta,))
+    (g,) = torch.autograd.grad(quadratic_penalty(theta, anchor, weight), theta)
+    torch.testing.assert_close(g, (2 * weight * (theta.detach() - anchor)).reshape(-1, 6).sum(0))
+    with pytest.raises(ShapeMismatchError, match="entries"):
+        quadratic_penalty(theta, torch.zeros(5), torch.zeros(6))
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 3), st.integers(1, 3), st.integers(0, 2), st.integers(0, 2)),
+                min_size=1, max_size=3))
+def test_grow_flat_keeps_old_entries_and_zero_fills(reg, dims):
+    old = [[a, b] for a, b, _, _ in dims]
+    new = [[a + da, b + db] for a, b, da, db in dims]
+    tensors = [torch.randn(*s) for s in old]
+    grown = grow_flat(reg.flat(tensors), old, new).split([a * b for a, b in new])
+    for before, after, s in zip(tensors, grown, new, strict=True):
+        after = after.reshape(s)
+        assert torch.equal(after[: before.shape[0], : before.shape[1]], before)
+        after[: before.shape[0], : before.shape[1]] = 0
+        assert not after.any()  # everything else is zero
+    stacked = grow_flat(torch.stack([reg.flat(tensors), -reg.flat(tensors)]), old, new)
+    assert torch.equal(stacked[1], -stacked[0])
+
+
+def test_grow_flat_refuses_shrinking():
+    with pytest.raises(ShapeMismatchError, match="grow"):
+        grow_flat(torch.zeros(6), [[2, 3]], [[2, 2]])
+
+
+def test_per_sample_mean_equals_a_loop_over_samples(reg):
+    model, stream = reg.tiny_model("multi"), reg.tiny_stream("task")
+    exp = stream[1]
+    x, t = exp.train_x, exp.train_t()
+
+    def cube(out, ti):
+        return out.pow(3).sum()
+
+    got = per_sample_mean(model, cube, x, t, transform=torch.Tensor.abs_, chunk_size=5)
+    ref = reg.loop_grads(model, lambda i: reg.forward(model, x[i:i + 1], t[i:i + 1]).pow(3).sum(), len(x))
+    torch.testing.assert_close(got, torch.stack(ref).abs().mean(0), rtol=1e-10, atol=1e-12)
+
+
+def test_per_sample_mean_restores_training_mode_and_validates(reg):
+    model = reg.tiny_model()
+    model.train()
+    x = torch.randn(4, 1, 3, 3, dtype=torch.float64)
+    per_sample_mean(model, lambda out, t: out.sum(), x)
+    assert model.training
+    with pytest.raises(ShapeMismatchError, match="one row per input"):
+        per_sample_mean(model, lambda out, t, y: out.sum(), x, None, torch.zeros(3))
+    with pytest.raises(ShapeMismatchError, match="no samples"):
+        per_sample_mean(model, lambda out, t: out.sum(), x[:0])
+    with pytest.raises(ConfigError, match="chunk_size"):
+        per_sample_mean(model, lambda out, t: out.sum(), x, chunk_size=0)
+
+
+def test_sample_rows_draws_one_subset_for_all_tensors():
+    a, b = torch.arange(10), torch.arange(10) * 2
+    sa, sb = sample_rows(4, torch.Generator().manual_seed(1), a, b)
+    assert len(sa) == 4 and torch.equal(sb, sa * 2) and torch.equal(sa, sa.sort().values)
+    assert sample_rows(None, torch.Generator(), a)[0] is a
+    assert sample_rows(20, torch.Generator(), a)[0] is a

@@ -1,0 +1,111 @@
+"""Learning without Forgetting: the distillation loss by hand, and what the plugin distils."""
+
+import math
+
+import pytest
+import torch
+
+from lifelong.continual.plugins.lwf import LwF, distillation_loss
+from lifelong.continual.strategies import build_strategy
+from lifelong.core.errors import ConfigError, ShapeMismatchError
+
+
+def _softmax(v):
+    e = [math.exp(x) for x in v]
+    return [x / sum(e) for x in e]
+
+
+def test_distillation_loss_by_hand():
+    new, old = [1.0, 2.0, 0.0], [0.5, 0.5, 3.0]
+    p, q = _softmax([v / 2 for v in old]), _softmax([v / 2 for v in new])
+    kl = sum(pi * math.log(pi / qi) for pi, qi in zip(p, q, strict=True))
+    got = distillation_loss(torch.tensor([new], dtype=torch.float64), torch.tensor([old], dtype=torch.float64))
+    assert got.item() == pytest.approx(kl, rel=1e-12)
+    same = torch.tensor([new, old], dtype=torch.float64)
+    assert distillation_loss(same, same.clone()).item() == 0.0
+
+
+def test_distillation_mask_and_heads():
+    gen = torch.Generator().manual_seed(0)
+    new = torch.randn(4, 5, generator=gen, dtype=torch.float64, requires_grad=True)
+    old = torch.randn(4, 5, generator=gen, dtype=torch.float64)
+    mask = torch.tensor([True, True, False, True, False])
+    loss = distillation_loss(new, old, mask, temperature=2.0)
+    by_hand = distillation_loss(new[:, mask], old[:, mask], temperature=2.0)
+    torch.testing.assert_close(loss, by_hand)
+    # gradient of the KL w.r.t. the new logits: (q − p) / (T · B) on kept classes, 0 elsewhere
+    loss.backward()
+    p, q = (old[:, mask] / 2).softmax(1), (new.detach()[:, mask] / 2).softmax(1)
+    torch.testing.assert_close(new.grad[:, mask], (q - p) / (2 * 4))
+    assert not new.grad[:, ~mask].any()
+    # two heads = the sum of each head's loss
+    heads = torch.stack([mask, ~mask])
+    two = distillation_loss(new.detach(), old, heads)
+    torch.testing.assert_close(two, distillation_loss(new.detach(), old, mask) +
+                               distillation_loss(new.detach(), old, ~mask))
+    with pytest.raises(ShapeMismatchError, match="class dimension"):
+        distillation_loss(new, old[:, :3])
+
+
+def _batch(stream, i):
+    from lifelong.continual.plugin import Batch
+
+    e = stream[i]
+    return Batch(e.train_x, e.train_y, e.train_t())
+
+
+def test_single_head_distils_old_classes_from_a_frozen_copy(reg):
+    model, stream = reg.tiny_model(), reg.tiny_stream("class")
+    plugin = LwF()
+    plugin.before_experience(reg.context(model, stream, 0))
+    batch = _batch(stream, 1)
+    assert plugin.loss_terms(reg.context(model, stream, 0), batch, model(batch.x)) == {}
+    ctx = reg.context(model, stream, 1)
+    plugin.before_experience(ctx)
+    assert plugin.loss_terms(ctx, batch, model(batch.x))["distill"].item() == 0.0
+    old_out = model(batch.x).detach()
+    with torch.no_grad():
+        model.head.weight[2:].add_(1.0)  # new classes only: masked out of the distillation
+    assert plugin.loss_terms(ctx, batch, model(batch.x))["distill"].item() == 0.0
+    with torch.no_grad():
+        model.head.weight[0].add_(1.0)  # an old class: the frozen copy must not follow
+    got = plugin.loss_terms(ctx, batch, model(batch.x))["distill"]
+    expected = distillation_loss(model(batch.x), old_out, torch.tensor([True, True, False, False]))
+    torch.testing.assert_close(got, expected)
+    assert got.item() > 0
+
+
+def test_multi_head_distils_old_heads_on_new_data(reg):
+    model, stream = reg.tiny_model("multi"), reg.tiny_stream("task")
+    ctx = reg.context(model, stream, 1)
+    plugin = LwF(alpha=0.5, temperature=3.0)
+    plugin.before_experience(ctx)
+    batch = _batch(stream, 1)
+    zeros = torch.zeros_like(batch.t)
+    old_head0 = model(batch.x, zeros).detach()
+    with torch.no_grad():
+        model.head.weight[1].add_(1.0)  # the current task's head: not distilled
+    assert plugin.loss_terms(ctx, batch, model(batch.x, batch.t))["distill"].item() == 0.0
+    with torch.no_grad():
+        model.head.weight[0].mul_(2.0)
+    got = plugin.loss_terms(ctx, batch, model(batch.x, batch.t))["distill"]
+    mask = stream.class_mask()[0]
+    torch.testing.assert_close(got, 0.5 * distillation_loss(model(batch.x, zeros), old_head0, mask, 3.0))
+    assert got.item() > 0
+
+
+def test_state_round_trip_and_config_errors(reg):
+    model, stream = reg.tiny_model(), reg.tiny_stream("class")
+    plugin = LwF()
+    plugin.before_experience(reg.context(model, stream, 1))
+    clone = LwF()
+    clone.load_state_dict(plugin.state_dict())
+    batch = _batch(stream, 1)
+    with torch.no_grad():
+        model.head.weight[0].add_(1.0)
+    ctx = reg.context(model, stream, 1)
+    assert torch.equal(clone.loss_terms(ctx, batch, model(batch.x))["distill"],
+                       plugin.loss_terms(ctx, batch, model(batch.x))["distill"])
+    assert [p.name for p in build_strategy("learning_without_forgetting")] == ["lwf"]
+    with pytest.raises(ConfigError, match="temperature"):
+        LwF(temperature=0)

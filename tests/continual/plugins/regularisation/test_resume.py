@@ -1,0 +1,102 @@
+"""Regularisation state lives in state_dict (tensors only): runs resume bit-exactly through run()."""
+
+import json
+
+import pytest
+import torch
+
+import lifelong.continual.run as run_module
+from lifelong.continual.engine import Engine
+from lifelong.continual.run import run
+from lifelong.continual.strategies import build_strategy
+from lifelong.core.checkpoint import load_checkpoint, save_checkpoint
+from lifelong.core.config import RunConfig
+from lifelong.core.seeding import seed_everything
+from lifelong.data.scenarios import permuted, split
+from lifelong.data.sources.base import subsample
+from lifelong.models import build_model
+
+CASES = {"ewc": {"samples": 64}, "online_ewc": {"samples": 64, "gamma": 0.9}, "si": {}, "mas": {"samples": 64},
+         "lwf": {}, "ewc+lwf": {"ewc": {"samples": 64}, "lwf": {}}}
+
+
+@pytest.fixture(scope="module")
+def stream(fashion):
+    return permuted(subsample(fashion, 300, 200), "domain", n_experiences=3)
+
+
+def _config(out, strategy):
+    return RunConfig(benchmark="permuted-fashion-mnist", scenario="domain", strategy=strategy,
+                     strategy_args=CASES[strategy], limit_train=300, limit_test=200, epochs=1,
+                     batch_size=32, lr=3e-3, out=str(out), name="r", model_args={"hidden": [32]})
+
+
+class Interrupt(Exception):
+    pass
+
+
+def _interrupted(monkeypatch, config, stream):
+    """Run `config` until its checkpoint after the second experience is written, then stop."""
+    real = run_module.save_checkpoint
+    saves = []
+
+    def save(*args, **kwargs):
+        real(*args, **kwargs)
+        saves.append(1)
+        if len(saves) == 2:
+            raise Interrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(run_module, "save_checkpoint", save)
+        with pytest.raises(Interrupt):
+            run(config, stream=stream)
+
+
+def _matrix(folder):
+    return json.loads((folder / "r" / "results.json").read_text())["accuracy_matrix"]
+
+
+@pytest.mark.parametrize("strategy", sorted(CASES))
+def test_interrupted_run_resumes_bit_exactly(tmp_path, monkeypatch, stream, strategy):
+    run(_config(tmp_path / "full", strategy), stream=stream)
+    _interrupted(monkeypatch, _config(tmp_path / "cut", strategy), stream)
+    state, _ = load_checkpoint(tmp_path / "cut" / "r" / "checkpoint.pt")  # weights_only=True
+    assert state["next_experience"] == 2
+    run(_config(tmp_path / "cut", strategy), stream=stream, resume=True)
+    assert _matrix(tmp_path / "cut") == _matrix(tmp_path / "full")
+
+
+@pytest.mark.parametrize("strategy", ["ewc", "si", "mas"])
+def test_negative_control_dropping_the_plugin_state_changes_the_result(tmp_path, monkeypatch, stream, strategy):
+    run(_config(tmp_path / "full", strategy), stream=stream)
+    _interrupted(monkeypatch, _config(tmp_path / "cut", strategy), stream)
+    ckpt = tmp_path / "cut" / "r" / "checkpoint.pt"
+    state, config = load_checkpoint(ckpt)
+    fresh = build_strategy(strategy, CASES[strategy])
+    assert any(isinstance(v, torch.Tensor) for v in state["plugins"][0].values())
+    state["plugins"] = [p.state_dict() for p in fresh]
+    save_checkpoint(ckpt, state, config)
+    run(_config(tmp_path / "cut", strategy), stream=stream, resume=True)
+    assert _matrix(tmp_path / "cut") != _matrix(tmp_path / "full")
+
+
+@pytest.mark.parametrize("strategy", ["ewc", "online_ewc", "si", "mas"])
+def test_state_follows_a_growing_classifier(fashion, strategy):
+    """Class-IL with a growing head: the first task's importance is zero on units added later."""
+    stream = split(subsample(fashion, 600, 200), "class")[:2]
+    generator = seed_everything(0, deterministic=True)
+    model = build_model("mlp", stream.input_shape, stream.n_classes, stream.task_classes(),
+                        head="incremental", hidden=(16,))
+    plugins = build_strategy(strategy, {k: v for k, v in CASES[strategy].items()})
+    engine = Engine(model, plugins, epochs=1, batch_size=64, generator=generator)
+    engine.run(stream[:1])
+    first = plugins[0].weight.clone()
+    engine.run(stream)
+    plugin = plugins[0]
+    shapes = [list(p.shape) for p in model.parameters()]
+    assert plugin.shapes == shapes and model.head.weight.shape[0] == 4
+    grown_first = plugin.fishers[0] if strategy == "ewc" else None
+    if grown_first is not None:
+        head = grown_first.split([p.numel() for p in model.parameters()])[-2].reshape(4, 16)
+        assert not head[2:].any() and head[:2].any()
+    assert plugin.weight.numel() == sum(p.numel() for p in model.parameters()) > first.numel()
