@@ -1,0 +1,242 @@
+"""Tensor-backed replay memories: reservoir sampling, class/task-balanced rings, herding selection.
+
+Every buffer preallocates `capacity` rows per field (inputs `x`, labels `y`, task labels `t`, and
+whatever else a strategy stores, e.g. DER's `logits`) on its first insert, from the sample shapes,
+dtypes and device; filled rows are always the prefix `[0, size)`. Memory is O(capacity), never
+O(stream), and every random draw comes from the `torch.Generator` passed in.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from lifelong.core.errors import ConfigError, ShapeMismatchError
+
+
+class TensorStore:
+    """`capacity` preallocated rows of named tensors; rows `[0, size)` are filled."""
+
+    def __init__(self, capacity: int) -> None:
+        if int(capacity) < 1:
+            raise ConfigError(f"a buffer needs capacity >= 1, got {capacity}; "
+                              "set buffer_size to a positive integer")
+        self.capacity = int(capacity)
+        self.data: dict[str, Tensor] = {}
+        self.size = 0
+
+    def __len__(self) -> int:
+        return self.size
+
+    def _check(self, fields: dict[str, Tensor]) -> int:
+        lengths = {k: int(v.shape[0]) for k, v in fields.items()}
+        if len(set(lengths.values())) != 1:
+            raise ShapeMismatchError(f"buffer insert: fields have different row counts {lengths}")
+        if self.data:
+            if set(fields) != set(self.data):
+                raise ShapeMismatchError(
+                    f"buffer insert: fields {sorted(fields)} differ from the stored fields "
+                    f"{sorted(self.data)}; insert the same fields every time")
+            for k, v in fields.items():
+                if v.shape[1:] != self.data[k].shape[1:]:
+                    raise ShapeMismatchError(
+                        f"buffer insert: field {k!r} has per-sample shape {tuple(v.shape[1:])}, "
+                        f"the buffer stores {tuple(self.data[k].shape[1:])}; a buffer keeps "
+                        "one shape per field")
+        return next(iter(lengths.values()))
+
+    def write(self, slots: Tensor, fields: dict[str, Tensor]) -> None:
+        """Write row i of each field into slot `slots[i]` (slots distinct); allocates at first."""
+        self._check(fields)
+        self._write(slots, fields)
+
+    def _write(self, slots: Tensor, fields: dict[str, Tensor]) -> None:
+        if not self.data:
+            self.data = {k: v.new_empty((self.capacity, *v.shape[1:])) for k, v in fields.items()}
+        for k, v in fields.items():
+            store = self.data[k]
+            store[slots.to(store.device)] = v.detach().to(store.device, store.dtype)
+
+    def view(self) -> dict[str, Tensor]:
+        """The filled rows of every field (views, not copies)."""
+        return {k: v[: self.size] for k, v in self.data.items()}
+
+    def sample(self, n: int, generator: torch.Generator) -> dict[str, Tensor]:
+        """min(n, size) distinct rows drawn uniformly with `generator`."""
+        idx = torch.randperm(self.size, generator=generator)[:n]
+        return {k: v[idx.to(v.device)] for k, v in self.data.items()}
+
+    def to(self, device: torch.device | str) -> TensorStore:
+        """Move the storage to `device` (in place; a no-op when it is there already)."""
+        self.data = {k: v.to(device) for k, v in self.data.items()}
+        return self
+
+    def state_dict(self) -> dict[str, Any]:
+        """The filled rows and counters: tensors and plain values only."""
+        return {"capacity": self.capacity, "size": self.size,
+                "data": {k: v.clone() for k, v in self.view().items()}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what `state_dict` returned (storage reallocated at full capacity)."""
+        self.capacity, self.size, self.data = int(state["capacity"]), 0, {}
+        if state["data"]:
+            rows = next(iter(state["data"].values())).shape[0]
+            self.write(torch.arange(rows), state["data"])
+        self.size = int(state["size"])
+
+
+def reservoir_draws(n_seen: int, batch: int, generator: torch.Generator) -> Tensor:
+    """j_i ~ U{0, ..., n_seen + i} for the items i of a batch arriving at stream position n_seen."""
+    u = torch.rand(batch, generator=generator, dtype=torch.float64)
+    return (u * torch.arange(n_seen + 1, n_seen + 1 + batch, dtype=torch.float64)).long()
+
+
+def reservoir_slots(n_seen: int, draws: Tensor, capacity: int) -> tuple[Tensor, Tensor]:
+    """(items, slots) that algorithm R (Vitter 1985) writes for one batch, given its draws.
+
+    Item i sits at stream position m = n_seen + i: it fills slot m while m < capacity, else
+    replaces slot j_i when j_i < capacity. When several items of the batch hit one slot only the
+    last survives, exactly as with one-by-one insertion.
+    """
+    slots = draws
+    if n_seen < capacity:
+        pos = torch.arange(n_seen, n_seen + len(draws))
+        slots = torch.where(pos < capacity, pos, draws)
+    items = (slots < capacity).nonzero().squeeze(1)
+    slots = slots[items]
+    if len(items) < 2:  # the usual case once the stream is long: nothing can collide
+        return items, slots
+    order = torch.argsort(slots, stable=True)
+    items, slots = items[order], slots[order]
+    last = torch.ones_like(slots, dtype=torch.bool)
+    last[:-1] = slots[1:] != slots[:-1]
+    return items[last], slots[last]
+
+
+class ReservoirBuffer(TensorStore):
+    """Every item of the stream is held with equal probability capacity / n_seen (algorithm R)."""
+
+    def __init__(self, capacity: int) -> None:
+        super().__init__(capacity)
+        self.seen = 0
+
+    def add(self, fields: dict[str, Tensor], generator: torch.Generator) -> None:
+        """Offer a batch of rows; O(batch) work wherever the stream is."""
+        n = self._check(fields)
+        draws = reservoir_draws(self.seen, n, generator)
+        items, slots = reservoir_slots(self.seen, draws, self.capacity)
+        if len(items):
+            self._write(slots, {k: v[items.to(v.device)] for k, v in fields.items()})
+        self.seen += n
+        self.size = min(self.capacity, self.seen)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "seen": self.seen}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.seen = int(state["seen"])
+
+
+def balanced_quotas(counts: Tensor, capacity: int) -> Tensor:
+    """Shares of `capacity` per group, equal within one and capped by each group's count.
+
+    Water-filling over groups in ascending count order (a loop over groups, not samples): a group
+    with fewer items than its fair share keeps them all and leaves the rest to the others.
+    """
+    quotas = torch.zeros_like(counts)
+    remaining = capacity
+    order = torch.argsort(counts, stable=True).tolist()
+    for rank, g in enumerate(order):
+        quotas[g] = min(int(counts[g]), remaining // (len(order) - rank))
+        remaining -= int(quotas[g])
+    return quotas
+
+
+def balanced_keep(groups: Tensor, priority: Tensor, capacity: int) -> Tensor:
+    """Mask of the rows to keep: the `quota` highest-priority rows of each group."""
+    _, inverse, counts = torch.unique(groups, return_inverse=True, return_counts=True)
+    quotas = balanced_quotas(counts, capacity)
+    order = torch.argsort(priority, descending=True, stable=True)
+    order = order[torch.argsort(inverse[order], stable=True)]
+    start = torch.cumsum(counts, 0) - counts
+    rank = torch.arange(len(order)) - start[inverse[order]]
+    keep = torch.zeros(len(order), dtype=torch.bool)
+    keep[order] = rank < quotas[inverse[order]]
+    return keep
+
+
+class BalancedBuffer(TensorStore):
+    """Equal space per group (class or task), shrinking old shares as new groups arrive.
+
+    Within a group the highest `priority` rows stay; by default priority is the insertion count,
+    so each group is a ring that drops its oldest rows first. iCaRL passes minus the herding rank
+    instead, so reducing a class keeps its first exemplars (Rebuffi et al. 2017, Alg. 5).
+    Fields `group` and `priority` are stored beside the caller's.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        super().__init__(capacity)
+        self.inserted = 0
+
+    def add(self, fields: dict[str, Tensor], groups: Tensor,
+            priority: Tensor | None = None) -> None:
+        """Offer rows with their group ids; keeps the balanced selection of old and new rows."""
+        groups = groups.long().cpu()
+        if priority is None:
+            priority = self.inserted + torch.arange(len(groups))
+        priority = priority.long().cpu()
+        rows = {**fields, "group": groups, "priority": priority}
+        self.inserted += self._check(rows)
+        old = {k: v.cpu() for k, v in self.view().items() if k in ("group", "priority")}
+        keep = balanced_keep(torch.cat([old.get("group", groups[:0]), groups]),
+                             torch.cat([old.get("priority", priority[:0]), priority]),
+                             self.capacity)
+        new = keep[self.size:].nonzero().squeeze(1)
+        dropped = (~keep[: self.size]).nonzero().squeeze(1)
+        free = torch.cat([dropped, torch.arange(self.size, self.capacity)])
+        if len(new):
+            self._write(free[: len(new)], {k: v[new.to(v.device)] for k, v in rows.items()})
+        self.size = int(keep.sum())
+
+    def counts(self) -> dict[int, int]:
+        """Rows held per group."""
+        if not self.size:
+            return {}
+        g, c = torch.unique(self.data["group"][: self.size], return_counts=True)
+        return dict(zip(g.tolist(), c.tolist(), strict=True))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "inserted": self.inserted}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.inserted = int(state["inserted"])
+
+
+def herding_select(features: Tensor, m: int) -> Tensor:
+    """Indices of m rows chosen greedily so their running mean best approximates the mean of all.
+
+    iCaRL's herding (Rebuffi et al. 2017, Alg. 4): step k picks
+    argmin_x ‖μ − (φ(x) + Σ_{j<k} φ(p_j)) / k‖ among unchosen rows. Since
+    ‖μ − (s + φ)/k‖² = const − (2/k)⟨μ − s/k, φ⟩ + ‖φ‖²/k², each step is one matrix-vector
+    product over all candidates. Pass L2-normalised features, as iCaRL does.
+    """
+    if features.ndim != 2:
+        raise ShapeMismatchError(
+            f"herding_select: features must be (n, d), got {tuple(features.shape)}")
+    n = features.shape[0]
+    m = min(int(m), n)
+    f = features.double()
+    mu, sq = f.mean(0), (f * f).sum(1)
+    total = torch.zeros_like(mu)
+    taken = torch.zeros(n, dtype=torch.bool, device=f.device)
+    chosen = torch.empty(m, dtype=torch.long, device=f.device)
+    for k in range(1, m + 1):
+        score = sq / k**2 - (2.0 / k) * (f @ (mu - total / k))
+        i = score.masked_fill(taken, float("inf")).argmin()
+        chosen[k - 1], taken[i] = i, True
+        total += f[i]
+    return chosen

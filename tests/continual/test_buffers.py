@@ -1,0 +1,209 @@
+"""Replay buffers: reservoir sampling equals algorithm R, balanced shares, herding, O(capacity) state."""
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.stats import chisquare
+
+from lifelong.continual.buffers import (
+    BalancedBuffer,
+    ReservoirBuffer,
+    balanced_quotas,
+    herding_select,
+    reservoir_draws,
+)
+from lifelong.core.errors import ConfigError, ShapeMismatchError
+
+batches = st.lists(st.integers(1, 12), min_size=1, max_size=12)
+
+
+def ids(n0: int, n: int) -> dict[str, torch.Tensor]:
+    """Rows whose input is their stream position (so contents can be read back)."""
+    pos = torch.arange(n0, n0 + n)
+    return {"x": pos[:, None].float(), "y": pos % 3, "t": torch.zeros(n, dtype=torch.long)}
+
+
+def fill_reservoir(capacity: int, sizes: list[int], seed: int) -> ReservoirBuffer:
+    buffer, gen, seen = ReservoirBuffer(capacity), torch.Generator().manual_seed(seed), 0
+    for n in sizes:
+        buffer.add(ids(seen, n), gen)
+        seen += n
+    return buffer
+
+
+def sequential_reservoir(capacity: int, sizes: list[int], seed: int) -> list[int]:
+    """Algorithm R one item at a time (Vitter 1985), fed the same draws j_m ~ U{0..m}."""
+    gen, slots, m = torch.Generator().manual_seed(seed), [-1] * capacity, 0
+    for n in sizes:
+        for j in reservoir_draws(m, n, gen).tolist():
+            if m < capacity:
+                slots[m] = m
+            elif j < capacity:
+                slots[j] = m
+            m += 1
+    return [s for s in slots if s >= 0]
+
+
+@settings(max_examples=60, deadline=None)
+@given(capacity=st.integers(1, 20), sizes=batches, seed=st.integers(0, 2**16))
+def test_batched_reservoir_equals_sequential_algorithm_r(capacity, sizes, seed):
+    buffer = fill_reservoir(capacity, sizes, seed)
+    assert buffer.view()["x"][:, 0].long().tolist() == sequential_reservoir(capacity, sizes, seed)
+    assert len(buffer) == min(capacity, sum(sizes)) <= capacity
+    assert buffer.data["x"].shape[0] == capacity
+
+
+def test_draws_are_uniform_over_their_range():
+    gen = torch.Generator().manual_seed(0)
+    draws = torch.stack([reservoir_draws(4, 3, gen) for _ in range(6000)])  # ranges 0..4, 0..5, 0..6
+    for i, width in enumerate((5, 6, 7)):
+        counts = torch.bincount(draws[:, i], minlength=width)
+        assert len(counts) == width
+        assert chisquare(counts.numpy()).pvalue > 1e-3
+
+
+def inclusion_counts(keep, trials: int, n: int, capacity: int, batch: int) -> torch.Tensor:
+    counts = torch.zeros(n)
+    gen = torch.Generator().manual_seed(123)
+    for _ in range(trials):
+        counts[keep(gen, n, capacity, batch)] += 1
+    return counts
+
+
+def reservoir_keep(gen, n, capacity, batch):
+    buffer = ReservoirBuffer(capacity)
+    for start in range(0, n, batch):
+        buffer.add(ids(start, batch), gen)
+    return buffer.view()["x"][:, 0].long()
+
+
+def test_reservoir_inclusion_probability_is_uniform_over_the_stream():
+    trials, n, capacity, batch = 600, 120, 12, 20
+    counts = inclusion_counts(reservoir_keep, trials, n, capacity, batch)
+    assert counts.sum() == trials * capacity
+    # expected trials · capacity / n = 60 per item; chi-square over the 120 items of the stream
+    assert chisquare(counts.numpy()).pvalue > 1e-3
+    early, late = counts[: n // 2].mean(), counts[n // 2 :].mean()
+    assert abs(early - late) < 0.1 * trials * capacity / n
+    # negative control: keeping the last `capacity` of each batch's survivors is not uniform
+    biased = inclusion_counts(lambda g, n_, c, b: torch.arange(n_ - c, n_), trials, n, capacity, batch)
+    assert chisquare(biased.numpy()).pvalue < 1e-6
+
+
+def test_reservoir_contents_depend_only_on_the_seed():
+    torch.manual_seed(1)
+    a = fill_reservoir(10, [7] * 10, seed=5)
+    torch.manual_seed(2)  # the global generator plays no part
+    b = fill_reservoir(10, [7] * 10, seed=5)
+    c = fill_reservoir(10, [7] * 10, seed=6)
+    assert torch.equal(a.view()["x"], b.view()["x"])
+    assert not torch.equal(a.view()["x"], c.view()["x"])
+
+
+def test_memory_is_o_capacity_and_sampling_is_without_replacement():
+    buffer, gen = ReservoirBuffer(16), torch.Generator().manual_seed(0)
+    for start in range(0, 100_000, 5_000):
+        buffer.add(ids(start, 5_000), gen)
+    assert buffer.seen == 100_000 and len(buffer) == 16
+    assert all(v.shape[0] == 16 for v in buffer.data.values())
+    rows = buffer.sample(10, gen)["x"][:, 0]
+    assert len(rows.unique()) == 10 and set(rows.tolist()) <= set(buffer.view()["x"][:, 0].tolist())
+    assert len(buffer.sample(50, gen)["y"]) == 16
+
+
+def test_state_dict_round_trip_continues_identically():
+    a, gen_a = fill_reservoir(8, [5, 5], seed=3), torch.Generator().manual_seed(9)
+    b = ReservoirBuffer(1)
+    b.load_state_dict(a.state_dict())
+    gen_b = torch.Generator()
+    gen_b.set_state(gen_a.get_state())
+    for buf, gen in ((a, gen_a), (b, gen_b)):
+        buf.add(ids(10, 30), gen)
+    assert b.capacity == 8 and b.seen == a.seen == 40
+    for k in a.data:
+        assert torch.equal(a.view()[k], b.view()[k])
+
+
+@settings(max_examples=40, deadline=None)
+@given(capacity=st.integers(1, 40), n_groups=st.integers(1, 6), order=st.randoms(use_true_random=False))
+def test_balanced_shares_are_equal_within_one_and_rings_keep_the_newest(capacity, n_groups, order):
+    """Every class offers more than the capacity, in shuffled batches; shares stay equal within one."""
+    labels = [g for g in range(n_groups) for _ in range(capacity + 3)]
+    order.shuffle(labels)
+    buffer, offered = BalancedBuffer(capacity), {g: [] for g in range(n_groups)}
+    for start in range(0, len(labels), 7):
+        y = torch.tensor(labels[start : start + 7])
+        rows = {"x": torch.arange(start, start + len(y))[:, None].float(), "y": y, "t": torch.zeros_like(y)}
+        for i, g in zip(rows["x"][:, 0].long().tolist(), y.tolist(), strict=True):
+            offered[g].append(i)
+        before = buffer.counts()
+        buffer.add(rows, y)
+        held = buffer.counts()
+        assert len(buffer) == min(capacity, start + len(y)) <= capacity
+        for g, n in held.items():  # a group that lost rows holds within one of the largest share
+            if n < before.get(g, 0) + int((y == g).sum()):
+                assert n >= max(held.values()) - 1
+    assert max(held.values()) - min(held.values()) <= 1 and len(held) == min(n_groups, capacity)
+    held = buffer.view()
+    for g in range(n_groups):
+        mine = sorted(held["x"][held["y"] == g][:, 0].long().tolist())
+        assert mine == offered[g][len(offered[g]) - len(mine) :]  # the newest of its class
+
+
+@settings(max_examples=80, deadline=None)
+@given(counts=st.lists(st.integers(0, 30), min_size=1, max_size=8), capacity=st.integers(1, 60))
+def test_balanced_quotas_water_fill(counts, capacity):
+    c = torch.tensor(counts)
+    q = balanced_quotas(c, capacity)
+    assert int(q.sum()) == min(capacity, sum(counts))
+    assert bool((q <= c).all())
+    short = q < c  # groups that could use more space get shares equal within one of the largest
+    if short.any():
+        assert int(q[short].min()) >= int(q.max()) - 1
+
+
+def test_balanced_by_task_shrinks_old_shares_as_tasks_arrive():
+    buffer = BalancedBuffer(12)
+    for task in range(4):
+        y = torch.full((20,), task)
+        buffer.add({"x": torch.randn(20, 2), "y": y, "t": y}, y)
+        assert buffer.counts() == {t: 12 // (task + 1) for t in range(task + 1)}
+
+
+def test_herding_matches_a_hand_worked_example():
+    # mean 3.25: pick 2 (|2−3.25|); then (2+x)/2 nearest 3.25 → 1; then (3+x)/3 → 10; then 0
+    f = torch.tensor([[0.0], [1.0], [2.0], [10.0]])
+    assert herding_select(f, 4).tolist() == [2, 1, 3, 0]
+    assert herding_select(f, 2).tolist() == [2, 1]
+
+
+@settings(max_examples=30, deadline=None)
+@given(n=st.integers(1, 40), m=st.integers(1, 45), seed=st.integers(0, 1000))
+def test_herding_equals_the_greedy_definition(n, m, seed):
+    f = torch.nn.functional.normalize(torch.randn(n, 5, generator=torch.Generator().manual_seed(seed)), dim=1)
+    f = f.double()
+    mu, chosen = f.mean(0), []
+    for k in range(1, min(m, n) + 1):
+        base = f[chosen].sum(0) if chosen else torch.zeros(5, dtype=torch.float64)
+        dist = ((mu - (base + f) / k) ** 2).sum(1)
+        dist[chosen] = float("inf")
+        chosen.append(int(dist.argmin()))
+    assert herding_select(f, m).tolist() == chosen
+
+
+def test_bad_inputs_raise_typed_errors():
+    with pytest.raises(ConfigError, match="capacity"):
+        ReservoirBuffer(0)
+    buffer, gen = ReservoirBuffer(4), torch.Generator()
+    buffer.add(ids(0, 3), gen)
+    with pytest.raises(ShapeMismatchError, match="per-sample shape"):
+        buffer.add({"x": torch.zeros(2, 3), "y": torch.zeros(2, dtype=torch.long),
+                    "t": torch.zeros(2, dtype=torch.long)}, gen)
+    with pytest.raises(ShapeMismatchError, match="fields"):
+        buffer.add({"x": torch.zeros(2, 1), "y": torch.zeros(2, dtype=torch.long)}, gen)
+    with pytest.raises(ShapeMismatchError, match="row counts"):
+        buffer.add({"x": torch.zeros(2, 1), "y": torch.zeros(3, dtype=torch.long),
+                    "t": torch.zeros(2, dtype=torch.long)}, gen)
+    with pytest.raises(ShapeMismatchError, match=r"\(n, d\)"):
+        herding_select(torch.zeros(3), 2)
