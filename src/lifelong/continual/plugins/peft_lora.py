@@ -1,0 +1,97 @@
+"""LoRA per task on any nn.Module through Hugging Face `peft` (the optional extra `adapters`).
+
+Each task injects a LoRA adapter named `task_<slot>` into `target_modules` and trains it with
+the modules named in `train_modules` (the head); earlier adapters and the rest of the model stay
+frozen. Before every forward the adapter of the batch's task is activated, so a batch (training
+or evaluation) must hold one task. `peft` is imported when the strategy is built.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Sequence
+from types import ModuleType
+from typing import Any
+
+import torch
+from torch import nn
+
+from lifelong.continual.plugin import Batch, Context, Plugin
+from lifelong.continual.task_identity import TaskSlots
+from lifelong.core.errors import IncompatibleError, MissingExtraError
+
+INSTALL = "pip install lifelong[adapters]"
+
+
+def load_peft() -> ModuleType:
+    """The `peft` package, or MissingExtraError with the install command."""
+    try:
+        return importlib.import_module("peft")
+    except ImportError as exc:
+        raise MissingExtraError(f"lora with backend='peft' needs the optional package peft: {INSTALL} "
+                                "(or use backend='own', which needs nothing extra)") from exc
+
+
+def adapter_name(slot: int) -> str:
+    """The peft adapter name of a task slot."""
+    return f"task_{slot}"
+
+
+class PeftLoRA(Plugin):
+    """peft's LoRA, one named adapter per task, activated by task label before each forward."""
+
+    name = "lora"
+    needs_task_labels = True
+    settings = ("task",)
+
+    def __init__(self, rank: int, alpha: float, target_modules: Sequence[str] | None = None,
+                 train_modules: Sequence[str] = ("head",)) -> None:
+        self.peft = load_peft()
+        self.rank, self.alpha = rank, alpha
+        self.target_modules = list(target_modules) if target_modules else None
+        self.train_modules = tuple(train_modules)
+        self.slots = TaskSlots()
+
+    def _targets(self, model: nn.Module) -> list[str]:
+        return self.target_modules or [n for n, m in model.named_modules() if isinstance(m, nn.Linear)
+                                       and not n.startswith(self.train_modules)]
+
+    def _inject(self, model: nn.Module, slot: int) -> None:
+        config = self.peft.LoraConfig(r=self.rank, lora_alpha=self.alpha, target_modules=self._targets(model))
+        self.peft.inject_adapter_in_model(config, model, adapter_name=adapter_name(slot))
+
+    def _activate(self, model: nn.Module, slots: torch.Tensor) -> None:
+        present = slots.unique()
+        if present.numel() != 1:
+            raise IncompatibleError("lora with backend='peft' activates one adapter per forward; "
+                                    "give it batches of one task")
+        layer_type = importlib.import_module("peft.tuners.tuners_utils").BaseTunerLayer
+        for module in model.modules():
+            if isinstance(module, layer_type):
+                module.set_adapter(adapter_name(int(present)))
+
+    def before_experience(self, ctx: Context) -> None:
+        slot = self.slots.add(ctx.experience.task, self.name)
+        self._inject(ctx.model, slot)
+        current = f".{adapter_name(slot)}."
+        for n, p in ctx.model.named_parameters():
+            p.requires_grad_(current in n or n.startswith(self.train_modules))
+
+    def extend_batch(self, ctx: Context, batch: Batch) -> Batch:
+        self._activate(ctx.model, self.slots.of(batch.t))
+        return batch
+
+    def predict(self, ctx: Context, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor | None:
+        if self.slots.labels:
+            self._activate(ctx.model, self.slots.of(t))
+        return None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"tasks": list(self.slots.labels)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.slots = TaskSlots(state["tasks"])
+
+    def restore(self, model: nn.Module) -> None:
+        for slot in range(len(self.slots)):
+            self._inject(model, slot)

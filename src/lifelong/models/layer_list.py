@@ -1,0 +1,82 @@
+"""A backbone as an ordered list of layers, the shapes they receive, and seeded re-initialisation.
+
+Architecture strategies (progressive columns, HAT gates, adapters, DEN) rebuild a network layer
+by layer; they need the backbone as a plain sequence, which `layer_list` extracts and checks.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from lifelong.core.errors import IncompatibleError
+
+WEIGHTED = (nn.Linear, nn.Conv2d)
+
+
+def is_weighted(layer: nn.Module) -> bool:
+    """True for the layers that carry units (linear and 2-D convolution layers)."""
+    return isinstance(layer, WEIGHTED)
+
+
+def units(layer: nn.Module) -> int:
+    """Output units of a weighted layer (features of a linear layer, channels of a convolution)."""
+    return layer.out_features if isinstance(layer, nn.Linear) else layer.out_channels
+
+
+def layer_list(backbone: nn.Module, input_shape: Sequence[int]) -> list[nn.Module]:
+    """The leaf layers of `backbone` in order, checked on a probe to compute what it computes.
+
+    A backbone with branches (a ResNet's shortcuts) is not a plain sequence and is refused.
+    """
+    leaves = [m for m in backbone.modules() if next(m.children(), None) is None]
+    device = next(backbone.parameters()).device
+    probe = torch.rand((2, *input_shape), generator=torch.Generator().manual_seed(0)).to(device)
+    was_training = backbone.training
+    backbone.eval()
+    with torch.no_grad():
+        expected, h = backbone(probe), probe
+        try:
+            for layer in leaves:
+                h = layer(h)
+        except RuntimeError:  # shapes that only fit with the skipped branches
+            h = None
+    backbone.train(was_training)
+    if h is None or h.shape != expected.shape or not torch.allclose(h, expected):
+        raise IncompatibleError(
+            f"the backbone {type(backbone).__name__} is not a plain sequence of layers (its forward "
+            "is not its layers applied in order); architecture strategies rebuild it layer by layer: "
+            "use an 'mlp' or 'lenet' backbone")
+    if not any(is_weighted(m) for m in leaves):
+        raise IncompatibleError(f"the backbone {type(backbone).__name__} has no linear or conv layer")
+    return leaves
+
+
+def input_shapes(layers: Sequence[nn.Module], input_shape: Sequence[int]) -> list[tuple[int, ...]]:
+    """The per-sample shape of the input each layer receives."""
+    device = next(p for m in layers for p in m.parameters()).device
+    h = torch.zeros((1, *input_shape), device=device)
+    shapes = []
+    with torch.no_grad():
+        for layer in layers:
+            shapes.append(tuple(h.shape[1:]))
+            h = layer(h)
+    return shapes
+
+
+def reset_parameters(layer: nn.Module, generator: torch.Generator) -> nn.Module:
+    """Re-initialise a linear/conv layer as PyTorch does by default, drawing from `generator`.
+
+    Values are drawn on the CPU (where the engine's generator lives) and copied to the layer.
+    """
+    with torch.no_grad():
+        weight = torch.empty(layer.weight.shape)
+        layer.weight.copy_(nn.init.kaiming_uniform_(weight, a=math.sqrt(5), generator=generator))
+        if layer.bias is not None:
+            bound = 1 / math.sqrt(layer.weight[0].numel())
+            bias = torch.empty(layer.bias.shape)
+            layer.bias.copy_(nn.init.uniform_(bias, -bound, bound, generator=generator))
+    return layer

@@ -1,0 +1,96 @@
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from lifelong.continual.strategies import build_strategy
+from lifelong.core.errors import ConfigError, MissingExtraError
+from lifelong.models.adapters import AdaptedNet, Bottleneck, LoRA
+
+
+def test_lora_adds_the_scaled_low_rank_update_and_starts_at_the_frozen_layer():
+    layer = nn.Linear(3, 2)
+    lora = LoRA(layer, torch.Generator().manual_seed(0), rank=2, alpha=4.0)
+    x = torch.randn(5, 3)
+    y = layer(x)
+    assert torch.equal(lora(x, y), y)  # B = 0 at initialisation
+    with torch.no_grad():
+        lora.b.copy_(torch.tensor([[1.0, 0.0], [2.0, -1.0]]))
+    assert torch.allclose(lora(x, y), y + 2.0 * x @ lora.a.T @ lora.b.T, atol=1e-6)
+
+
+def test_bottleneck_is_near_identity_at_initialisation_and_residual():
+    layer = nn.Linear(4, 6)
+    adapter = Bottleneck(layer, torch.Generator().manual_seed(0), size=3)
+    y = torch.randn(8, 6)
+    assert (adapter(None, y) - y).abs().max() < 1e-3
+    assert float(adapter.down.weight.detach().abs().max()) <= 2e-2  # truncated at two standard deviations
+    with torch.no_grad():
+        expected = y + adapter.up(F.gelu(adapter.down(y)))
+    assert torch.equal(adapter(None, y), expected)
+
+
+def test_each_sample_uses_its_own_tasks_adapters():
+    torch.manual_seed(0)
+    net = AdaptedNet([nn.Linear(4, 5), nn.ReLU(), nn.Linear(5, 3)], lambda lin, g: LoRA(lin, g, rank=2, alpha=2.0))
+    gen = torch.Generator().manual_seed(1)
+    for _ in range(2):
+        for lora in net.add_task(gen):
+            nn.init.normal_(lora.b, generator=gen)
+    x = torch.randn(6, 4)
+    slots = torch.tensor([0, 1, 1, 0, 1, 0])
+    mixed = net(x, slots)
+    for s in (0, 1):
+        alone = net(x[slots == s], torch.full(((slots == s).sum(),), s))
+        assert torch.allclose(mixed[slots == s], alone, atol=1e-6)
+    assert not torch.allclose(net(x, torch.zeros(6, dtype=torch.long)), net(x, torch.ones(6, dtype=torch.long)))
+
+
+@settings(max_examples=6, deadline=None)
+@given(kind=st.sampled_from(["adapters", "lora"]), first=st.booleans(), seed=st.integers(0, 100))
+def test_adapter_training_leaves_the_backbone_and_earlier_adapters_bit_identical(arch, kind, first, seed):
+    stream = arch.digits(n=3)
+    plugin = build_strategy(kind, {"train_backbone_first": first})[0]
+    model = arch.mlp(stream, (16, 16), seed=seed)
+    original = arch.snapshot(model.backbone.named_parameters())
+    eng = arch.engine(model, [plugin], seed=seed)
+    arch.train_one(eng, stream, 0)
+    backbone = arch.snapshot(plugin.net.layers.named_parameters())
+    assert arch.identical(backbone, {n.removeprefix("net."): v for n, v in original.items()}) != first
+    adapters0 = arch.snapshot(plugin.net.tasks[0].named_parameters())
+    for i in (1, 2):
+        arch.train_one(eng, stream, i)
+        assert arch.identical(backbone, arch.snapshot(plugin.net.layers.named_parameters()))
+        assert arch.identical(adapters0, arch.snapshot(plugin.net.tasks[0].named_parameters()))
+    assert not arch.identical(adapters0, arch.snapshot(plugin.net.tasks[2].named_parameters()))
+
+
+@pytest.mark.parametrize("kind,args,per_layer", [
+    ("adapters", {"bottleneck": 5}, lambda d_in, d_out: 2 * d_out * 5 + d_out + 5),
+    ("lora", {"rank": 3}, lambda d_in, d_out: 3 * (d_in + d_out)),
+])
+def test_growth_per_task_is_the_adapter_size(arch, kind, args, per_layer):
+    stream = arch.digits(n=3)
+    plugin = build_strategy(kind, args)[0]
+    eng = arch.engine(arch.mlp(stream, (16, 12)), [plugin])
+    base = sum(p.numel() for p in eng.model.parameters())
+    eng.run(stream)
+    per_task = per_layer(64, 16) + per_layer(16, 12)
+    assert plugin.parameter_report()["added"] == [per_task] * 3
+    assert sum(p.numel() for p in eng.model.parameters()) == base + 3 * per_task
+
+
+def test_peft_backend_is_an_optional_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "peft", None)  # import peft → ImportError, installed or not
+    with pytest.raises(MissingExtraError, match=r"pip install lifelong\[adapters\]"):
+        build_strategy("lora", {"backend": "peft"})
+    with pytest.raises(ConfigError, match="backend"):
+        build_strategy("lora", {"backend": "hf"})
+    with pytest.raises(ConfigError, match="target_modules"):
+        build_strategy("lora", {"target_modules": ["fc"]})
+    with pytest.raises(ConfigError, match="bottleneck"):
+        build_strategy("adapters", {"bottleneck": 0})
