@@ -1,0 +1,57 @@
+"""`lifelong meta`: meta-train OML, ANML or prototypes, then evaluate on a continual stream."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `meta` command to the main Typer app."""
+
+    @app.command("meta")
+    def meta(
+        method: Annotated[str, typer.Option(help="oml | anml | prototypes")] = "oml",
+        benchmark: Annotated[str, typer.Option(
+            help="sine | fewshot-digits | fewshot-fashion-mnist")] = "sine",
+        out: Annotated[str | None, typer.Option(
+            help="run folder (default runs/meta-<method>-<benchmark>-s<seed>)")] = None,
+        seed: Annotated[int, typer.Option()] = 0,
+        threads: Annotated[int, typer.Option(
+            help="torch CPU threads; the nets are small, so one is fastest")] = 1,
+        overwrite: Annotated[bool, typer.Option(help="replace an existing run folder")] = False,
+        quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+        overrides: Annotated[list[str] | None, typer.Argument(
+            help="key=value method arguments (steps=200, meta_lr=0.001, hidden=128) and "
+                 "benchmark.key=value benchmark arguments (benchmark.shots=10)")] = None,
+    ) -> None:
+        """Meta-train, then learn the meta-test stream online; write results.json and report.md."""
+        import torch
+
+        from lifelong.core.config import parse_overrides
+        from lifelong.meta.run import run_meta
+
+        torch.set_num_threads(threads)
+        args = parse_overrides(overrides or [])
+        benchmark_args = args.pop("benchmark", {})
+        folder = out or f"runs/meta-{method}-{benchmark}-s{seed}"
+        console = Console(quiet=quiet)
+        columns = (TextColumn("{task.description}"), BarColumn(),
+                   TextColumn("step {task.completed:.0f}"), TimeElapsedColumn())
+        with Progress(*columns, console=console, disable=quiet, refresh_per_second=4) as bar:
+            task = bar.add_task(f"{method} on {benchmark}", total=None)
+            results = run_meta(
+                method, benchmark, folder, seed=seed, method_args=args,
+                benchmark_args=benchmark_args, overwrite=overwrite,
+                progress=lambda step, loss: bar.update(
+                    task, advance=1, description=f"{method} on {benchmark}, loss {loss:.4f}"),
+            )
+        metric = results["metric"]
+        for key, label in (("result", results["method"]), ("baseline", "baseline")):
+            r = results[key]
+            console.print(f"{label}: final {metric} {r['final']:.4f}, "
+                          f"forgetting {r['forgetting']:.4f}")
+        console.print(f"report: {folder}/report.md")
