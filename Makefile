@@ -11,10 +11,13 @@ $(STAMP): pyproject.toml
 	$(PIP) install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-# Fashion-MNIST from Debian, when missing and we are allowed to install it.
+# Debian packages the tests use, when missing and we are allowed to install them:
+# Fashion-MNIST (real-data tests) and headless Chromium (renders the HTML report).
+DEBS := $(if $(wildcard /usr/share/datasets/fashion-mnist),,dataset-fashion-mnist) \
+        $(if $(wildcard /usr/bin/chromium),,chromium)
 data:
-	@if [ ! -e /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] && [ "$$(id -u)" = 0 ]; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist; \
+	@if [ -n "$(strip $(DEBS))" ] && [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(DEBS); \
 	fi
 
 demo: $(STAMP)

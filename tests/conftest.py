@@ -20,7 +20,7 @@ def _seeded():
     torch.use_deterministic_algorithms(False)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _fashion():
     from lifelong.data.sources import load_source
 

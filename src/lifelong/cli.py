@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from lifelong.core.errors import LifelongError
@@ -19,7 +20,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 console = Console()
 
 # Areas that add their own commands through `register(app)`.
-AREAS: tuple[str, ...] = ("lifelong.multitask.cli", "lifelong.curriculum.cli")
+AREAS: tuple[str, ...] = ("lifelong.multitask.cli", "lifelong.curriculum.cli", "lifelong.meta.cli",
+                          "lifelong.report.cli")
 
 
 @app.command()
@@ -103,24 +105,29 @@ def datasets() -> None:
     console.print(table)
 
 
-@app.command()
-def demo(out: Annotated[str, typer.Option()] = "runs/demo",
-         quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False) -> None:
-    """Class-incremental Split Digits: naive vs cumulative vs joint, with a comparison report."""
-    from lifelong.cli_progress import RichProgress
-    from lifelong.continual.run import run as run_config
-    from lifelong.core.config import RunConfig
-    from lifelong.report.run_report import write_comparison_report, write_run_report
+# One strategy per family of 37.13 against the naive and joint bounds.
+DEMO_STRATEGIES = ("naive", "joint", "ewc", "lwf", "replay", "der++", "packnet", "curriculum", "prototypes")
 
-    folders = []
-    for strategy in ("naive", "cumulative", "joint"):
-        cfg = RunConfig(benchmark="split-digits", scenario="class", strategy=strategy, epochs=5,
-                        batch_size=32, out=out, name=strategy)
-        run_config(cfg, overwrite=True, progress=None if quiet else RichProgress(console))
-        write_run_report(Path(out) / strategy)
-        folders.append(Path(out) / strategy)
-    report = write_comparison_report(folders, out, "Split Digits, class-incremental")
-    console.print(f"report: {report}")
+
+@app.command()
+def demo(out: Annotated[Path, typer.Option()] = Path("runs/demo"),
+         seeds: Annotated[int, typer.Option(help="seeds per strategy")] = 2,
+         jobs: Annotated[int, typer.Option(help="worker processes")] = 2,
+         quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False) -> None:
+    """Class-incremental Split Digits: one strategy of each family, compared over seeds in one report."""
+    from lifelong.continual.compare import compare
+    from lifelong.core.config import RunConfig
+    from lifelong.report.compare import report_compare_folder
+
+    base = RunConfig(benchmark="split-digits", scenario="class", epochs=5, batch_size=32)
+    manifest = compare(DEMO_STRATEGIES, base, seeds=range(seeds), out=out, jobs=jobs,
+                       strategy_args={"packnet": {"infer_task": True}},
+                       on_run=None if quiet else lambda r: console.print(
+                           f"{Path(r['folder']).name}: {r.get('error', 'done')}", highlight=False))
+    report = report_compare_folder(out, "Split Digits, class-incremental")
+    console.print(f"report: {report} and {report.with_suffix('.html')}")
+    if manifest["failures"]:
+        raise LifelongError(f"{len(manifest['failures'])} demo run(s) failed; see {out}")
 
 
 for _module in AREAS:
@@ -132,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         app(args=argv, standalone_mode=False)
     except LifelongError as exc:
-        Console(stderr=True).print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        Console(stderr=True).print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return 2
     except (typer.Abort, KeyboardInterrupt):
         Console(stderr=True).print("interrupted; run again with --resume to continue")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from lifelong.core.registry import Registry
 
-STRATEGIES: Registry = Registry("strategy", ("lifelong.continual.plugins", "lifelong.curriculum"))
+STRATEGIES: Registry = Registry("strategy", ("lifelong.continual.plugins", "lifelong.curriculum", "lifelong.meta"))
 BACKBONES: Registry = Registry("model", ("lifelong.models",))
 HEADS: Registry = Registry("head", ("lifelong.models",))
 SOURCES: Registry = Registry("dataset", ("lifelong.data.sources",))
@@ -18,7 +18,7 @@ AGGREGATORS: Registry = Registry("aggregator", ("lifelong.grad",))
 ARCHITECTURES: Registry = Registry("architecture", ("lifelong.multitask.architectures",))
 SCORERS: Registry = Registry("scorer", ("lifelong.curriculum",))
 PACINGS: Registry = Registry("pacing", ("lifelong.curriculum",))
-LOGGERS: Registry = Registry("logger")
+LOGGERS: Registry = Registry("logger", ("lifelong.report.loggers",))
 
 ALL: dict[str, Registry] = {
     r.kind: r

@@ -1,4 +1,4 @@
-"""Markdown reports of continual runs: one run, or several side by side."""
+"""Markdown report of one continual run, and the metrics table the comparison report reuses."""
 
 from __future__ import annotations
 
@@ -68,19 +68,3 @@ experience *j*'s test set.
 ![curves](curves.png)
 """
     return atomic_write_text(folder / "report.md", text)
-
-
-def write_comparison_report(run_folders: Sequence[str | Path], out: str | Path,
-                            title: str = "Comparison") -> Path:
-    """report.md comparing several finished runs: metrics table, heatmaps and curves side by side."""
-    out = Path(out)
-    results = [read_json(Path(f) / "results.json") for f in run_folders]
-    experience_curves({r["name"]: r["accuracy_matrix"] for r in results}, out / "curves.png")
-    sections = []
-    for r in results:
-        image = f"{r['name']}-matrix.png"
-        accuracy_heatmap(r["accuracy_matrix"], out / image, r["name"])
-        sections.append(f"### {r['name']}\n\n![{r['name']}]({image})\n")
-    text = (f"# {title}\n\n{metrics_table(results)}\n\n## Accuracy on each experience\n\n"
-            "![curves](curves.png)\n\n## Accuracy matrices\n\n" + "\n".join(sections))
-    return atomic_write_text(out / "report.md", text)

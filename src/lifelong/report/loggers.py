@@ -1,0 +1,151 @@
+"""Loggers by registry name (LOGGERS): `jsonl` always; `tensorboard` and `wandb` as extras, loaded lazily.
+
+A logger takes the engine's records (`{"event": "trained"|"evaluated", "experience", ...}`) and a
+final `{"event": "finished", "metrics", "timings"}`; `log_run` replays a finished run folder into
+loggers (runs write metrics.jsonl as they train). A missing extra raises MissingExtraError with
+the command that installs it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Protocol
+
+from lifelong.core.errors import MissingExtraError
+from lifelong.core.records import append_jsonl, read_json
+from lifelong.core.registries import LOGGERS
+
+
+class Logger(Protocol):
+    """What every logger does."""
+
+    def log(self, record: Mapping[str, Any]) -> None: ...
+    def close(self) -> None: ...
+
+
+def load_extra(module: str, extra: str) -> ModuleType:
+    """Import an optional dependency, or raise MissingExtraError saying how to install it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise MissingExtraError(f"the {extra} logger needs the optional package {extra}: "
+                                f"pip install 'lifelong[{extra}]'") from exc
+
+
+def _needs(name: str) -> dict[str, str]:
+    meta = LOGGERS.meta(name)
+    return {"module": meta["requires"], "extra": meta["extra"]}
+
+
+def check_loggers(names: Iterable[str]) -> None:
+    """Fail now, with the install command, when a named logger's optional package is missing."""
+    for name in names:
+        if "requires" in LOGGERS.meta(name):
+            load_extra(**_needs(LOGGERS.canonical(name)))
+
+
+def scalars(record: Mapping[str, Any]) -> tuple[int, dict[str, float]]:
+    """(step, {tag: value}) of a record: numbers flattened to `group/name`, accuracies per experience."""
+    flat: dict[str, float] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, bool):
+            return
+        if isinstance(value, int | float):
+            flat[prefix] = float(value)
+        elif isinstance(value, Mapping):
+            for key, inner in value.items():
+                walk(f"{prefix}/{key}" if prefix else str(key), inner)
+        elif isinstance(value, Sequence) and not isinstance(value, str):
+            for i, inner in enumerate(value):
+                walk(f"{prefix}/E{i + 1}", inner)
+
+    for key, value in record.items():
+        if key not in ("event", "experience", "steps"):
+            walk(key, value)
+    return int(record.get("experience", 0)), flat
+
+
+@LOGGERS.register("jsonl", description="JSON lines, one record per line (always available)")
+class JsonlLogger:
+    """Appends each record, tagged with the run's name, to `folder/log.jsonl`."""
+
+    def __init__(self, folder: str | Path, run: str) -> None:
+        self.path = Path(folder) / "log.jsonl"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.run = run
+
+    def log(self, record: Mapping[str, Any]) -> None:
+        append_jsonl(self.path, {"run": self.run, **record})
+
+    def close(self) -> None:
+        """Nothing to release: each record is written whole as it arrives."""
+
+
+@LOGGERS.register("tensorboard", aliases=("tb",), extra="tensorboard", requires="torch.utils.tensorboard",
+                  description="TensorBoard event files under folder/tensorboard/<run>")
+class TensorBoardLogger:
+    """Scalars per experience in TensorBoard (`pip install 'lifelong[tensorboard]'`)."""
+
+    def __init__(self, folder: str | Path, run: str) -> None:
+        module = load_extra(**_needs("tensorboard"))
+        self.writer = module.SummaryWriter(log_dir=str(Path(folder) / "tensorboard" / run))
+
+    def log(self, record: Mapping[str, Any]) -> None:
+        step, values = scalars(record)
+        for tag, value in values.items():
+            self.writer.add_scalar(f"{record.get('event', 'record')}/{tag}", value, step)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+@LOGGERS.register("wandb", extra="wandb", requires="wandb", description="a Weights & Biases run per lifelong run")
+class WandbLogger:
+    """Scalars per experience in Weights & Biases (`pip install 'lifelong[wandb]'`; offline works)."""
+
+    def __init__(self, folder: str | Path, run: str, project: str = "lifelong") -> None:
+        wandb = load_extra(**_needs("wandb"))
+        self.run = wandb.init(project=project, name=run, dir=str(folder))
+
+    def log(self, record: Mapping[str, Any]) -> None:
+        step, values = scalars(record)
+        event = record.get("event", "record")
+        self.run.log({f"{event}/{tag}": value for tag, value in values.items()}, step=step)
+
+    def close(self) -> None:
+        self.run.finish()
+
+
+def build_loggers(names: Iterable[str], folder: str | Path, run: str) -> list[Logger]:
+    """The loggers named (jsonl first, always), writing under `folder` for run `run`."""
+    wanted = ["jsonl", *(LOGGERS.canonical(n) for n in names if LOGGERS.canonical(n) != "jsonl")]
+    return [LOGGERS.build(name, folder=folder, run=run) for name in dict.fromkeys(wanted)]
+
+
+def log_run(run_folder: str | Path, names: Iterable[str], folder: str | Path, run: str | None = None) -> None:
+    """Replay a finished run (its metrics.jsonl, then its final metrics) into the named loggers.
+
+    `run` names the run in the loggers (default: the run's own name).
+    """
+    run_folder = Path(run_folder)
+    results = read_json(run_folder / "results.json")
+    log_path = run_folder / "metrics.jsonl"
+    records = [json.loads(line) for line in log_path.read_text(encoding="utf-8").splitlines()
+               if line.strip()] if log_path.exists() else []
+    final = {"event": "finished", "experience": len(results["accuracy_matrix"]) - 1,
+             "metrics": results["metrics"], "seconds": results["timings"]["total_seconds"],
+             "peak_memory_mb": results["peak_memory_mb"]}
+    loggers = build_loggers(names, folder, run or results["name"])
+    try:
+        for logger in loggers:
+            for record in [*records, final]:
+                logger.log(record)
+    finally:
+        for logger in loggers:
+            logger.close()
+

@@ -1,0 +1,127 @@
+"""Finished runs grouped by strategy and summarised over seeds (mean ± std), the numbers reports show."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from lifelong.continual.compare import MANIFEST, MEASURES, measure
+from lifelong.continual.metrics import forgetting
+from lifelong.continual.run import CHECKPOINT
+from lifelong.continual.strategies import split_spec
+from lifelong.core.errors import DataError, UnknownNameError
+from lifelong.core.records import read_json
+from lifelong.guide import UNKNOWN, strategy_card
+
+# Measured quantities: key, column title, how to read it from a loaded run.
+MEASURED: tuple[tuple[str, str], ...] = (
+    ("acc", "ACC"), ("bwt", "BWT"), ("fwt", "FWT"), ("forgetting", "Forgetting"),
+    ("seconds", "Wall time (s)"), ("peak_memory_mb", "Peak memory (MB)"),
+    ("stored_bytes", "Stored"), ("parameters", "Parameters"),
+)
+# Run settings that do not tell strategies apart (seeds are averaged over).
+NOT_GROUPING = ("seed", "name", "out", "device")
+
+
+def load_run(folder: str | Path) -> dict[str, Any]:
+    """results.json of a finished run plus its measures (from measures.json, else the checkpoint)."""
+    folder = Path(folder)
+    if not (folder / "results.json").exists():
+        raise DataError(f"{folder} holds no results.json: it is not a finished run; "
+                        "finish it with `lifelong run --resume` or `lifelong compare` first")
+    results = read_json(folder / "results.json")
+    if (folder / MEASURES).exists():
+        measures = read_json(folder / MEASURES)
+    elif (folder / CHECKPOINT).exists():
+        measures = measure(folder)
+    else:
+        measures = {}
+    values = {**results["metrics"], "seconds": results["timings"]["total_seconds"],
+              "peak_memory_mb": results["peak_memory_mb"], "parameters": results["parameters"],
+              "stored_bytes": measures.get("stored_bytes")}
+    return {**results, "folder": str(folder), "measures": measures, "values": values}
+
+
+def group_runs(runs: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
+    """Runs whose configs differ only by seed (and folder) form one group, labelled by strategy."""
+    groups: dict[str, list[Mapping[str, Any]]] = {}
+    keys: dict[str, str] = {}
+    for r in runs:
+        key = json.dumps({k: v for k, v in r["config"].items() if k not in NOT_GROUPING}, sort_keys=True)
+        if key not in keys:
+            label = r["config"]["strategy"]
+            keys[key] = label if label not in groups else f"{label} ({r['name']})"
+            groups[keys[key]] = []
+        groups[keys[key]].append(r)
+    return groups
+
+
+def manifest_groups(out: str | Path) -> tuple[dict[str, list[Mapping[str, Any]]], dict[str, Any]]:
+    """The groups and the manifest of a `lifelong compare` folder."""
+    out = Path(out)
+    manifest = read_json(out / MANIFEST)
+    groups = {label: [load_run(out / f) for f in folders] for label, folders in manifest["runs"].items() if folders}
+    return groups, manifest
+
+
+def mean_std(values: Sequence[float | None]) -> tuple[float | None, float | None]:
+    """Mean and sample standard deviation (0 for one value); None when a value is missing."""
+    if not values or any(v is None for v in values):
+        return None, None
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def mean_matrix(runs: Sequence[Mapping[str, Any]]) -> list[list[float]]:
+    """Element-wise mean of the runs' accuracy matrices."""
+    matrices = [r["accuracy_matrix"] for r in runs]
+    return [[statistics.fmean(m[i][j] for m in matrices) for j in range(len(matrices[0][0]))]
+            for i in range(len(matrices[0]))]
+
+
+def forgetting_curve(matrix: Sequence[Sequence[float]]) -> list[float]:
+    """Forgetting after each experience k: the forgetting measure of R restricted to the first k."""
+    return [forgetting([row[:k] for row in matrix[: k + 1]]) for k in range(1, len(matrix))]
+
+
+def train_growth(runs: Sequence[Mapping[str, Any]]) -> float:
+    """Mean training time of the later half of experiences over the earlier half's (1: constant)."""
+    ratios = []
+    for r in runs:
+        seconds = r["timings"]["train_seconds"]
+        half = len(seconds) // 2
+        if half:
+            early, late = statistics.fmean(seconds[:half]), statistics.fmean(seconds[half:])
+            ratios.append(late / early if early > 0 else 1.0)
+    return statistics.fmean(ratios) if ratios else 1.0
+
+
+def card_of(label: str) -> dict[str, Any]:
+    """The guide's card of a (possibly combined) strategy; fields of a combination joined by `+`."""
+    spec = label.split(" (")[0]
+    try:
+        cards = [strategy_card(n) for n in split_spec(spec)]
+    except UnknownNameError:
+        return {"name": spec, "family": UNKNOWN, "memory": UNKNOWN, "memory_growth": UNKNOWN,
+                "compute": UNKNOWN, "forgetting": UNKNOWN}
+    if len(cards) == 1:
+        return cards[0]
+    joined = {k: " + ".join(str(c[k]) for c in cards) for k in ("family", "memory", "compute", "forgetting")}
+    growth = "O(T)" if any(c["memory_growth"] == "O(T)" for c in cards) else cards[0]["memory_growth"]
+    return {**cards[0], **joined, "name": spec, "memory_growth": growth}
+
+
+def summarise(groups: Mapping[str, Sequence[Mapping[str, Any]]]) -> list[dict[str, Any]]:
+    """One row per group: every measured quantity as (mean, std) over its seeds, and its card."""
+    rows = []
+    for label, runs in groups.items():
+        row: dict[str, Any] = {"label": label, "seeds": [r["seed"] for r in runs], "card": card_of(label),
+                               "matrix": mean_matrix(runs), "train_growth": train_growth(runs)}
+        for key, _ in MEASURED:
+            row[key] = mean_std([r["values"][key] for r in runs])
+        curves = [forgetting_curve(r["accuracy_matrix"]) for r in runs]
+        row["forgetting_curve"] = [mean_std(step) for step in zip(*curves, strict=True)]
+        rows.append(row)
+    return rows

@@ -1,0 +1,158 @@
+"""`lifelong advise | compare | report` from the command line."""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+
+import pytest
+
+from lifelong.core.errors import ConfigError
+from lifelong.guide import Answers
+from lifelong.report.cli import QUESTIONS, parse_seeds, resolve_answers, split_overrides
+
+from .conftest import SMALL
+
+
+def _error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    return err
+
+
+def _advise_json(cli_main, capsys, *flags):
+    assert cli_main(["advise", "--json", "--no-interactive", *flags]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_advise_privacy_many_tasks(cli_main, capsys):
+    out = _advise_json(cli_main, capsys, "--tasks", "50", "--no-storage")
+    ranking = out["ranking"]
+    n_reg = sum(r["family"] == "regularisation" for r in ranking)
+    assert n_reg and all(r["family"] == "regularisation" for r in ranking[:n_reg])
+    assert any(r["name"] == "lwf" for r in ranking[:n_reg])
+    stored = [r for r in ranking if r["family"] == "replay" and "buffer" in " ".join(r["reasons"])]
+    assert all(r["excluded"] and "may not be stored" in r["reasons"][0] for r in stored)
+    strategies = out["command"].split("--strategies ")[1].split()[0].split(",")
+    assert strategies[:-1] == [r["name"] for r in ranking[: len(strategies) - 1]] and strategies[-1] == "naive"
+
+
+def test_advise_zero_forgetting_with_task_labels(cli_main, capsys):
+    out = _advise_json(cli_main, capsys, "--zero-forgetting", "--task-labels")
+    assert out["ranking"][0]["family"] == "architecture" and "--scenario task" in out["command"]
+
+
+def test_advise_without_flags_nor_terminal_takes_the_default_answers(cli_main, capsys):
+    assert _advise_json(cli_main, capsys)["answers"] == vars(Answers())
+
+
+def test_advise_prints_a_table_and_the_compare_command(cli_main, capsys):
+    assert cli_main(["advise", "--tasks", "3", "--no-interactive", "--top", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "Measure the top candidates on your data:" in out
+    command = out.strip().splitlines()[-1]
+    assert command.startswith("lifelong compare --benchmark split-digits --scenario class --strategies ")
+
+
+def test_interactive_answers_ask_only_what_the_flags_left_out():
+    asked = []
+
+    def prompt(text, default, type):
+        asked.append(text)
+        return {int: 40, str: "low"}[type]
+
+    def confirm(text, default):
+        asked.append(text)
+        return True
+
+    answers = resolve_answers({"storage": False, "compute": "high"}, True, prompt, confirm)
+    assert answers == Answers(tasks=40, storage=False, zero_forgetting=True, task_labels=True,
+                              pretrained=True, memory="low", compute="high")
+    assert asked == [QUESTIONS[k] for k in ("tasks", "zero_forgetting", "task_labels", "pretrained", "memory")]
+
+
+def test_advise_rejects_bad_answers(cli_main, capsys):
+    assert cli_main(["advise", "--memory", "huge", "--no-interactive"]) == 2
+    assert "--memory 'huge' is not one of low, medium, high" in _error_line(capsys)
+    assert cli_main(["advise", "--tasks", "0", "--no-interactive"]) == 2
+    assert "at least 1" in _error_line(capsys)
+
+
+def test_seeds_and_overrides_parsing():
+    assert parse_seeds("3") == [0, 1, 2] and parse_seeds("0,5,7") == [0, 5, 7]
+    with pytest.raises(ConfigError, match="a count"):
+        parse_seeds("many")
+    assert split_overrides(["epochs=2", "hat.infer_task=true", "ewc.ewc_lambda=100"]) == (
+        {"epochs": 2}, {"hat": {"infer_task": True}, "ewc": {"ewc_lambda": 100}})
+    with pytest.raises(ConfigError, match="neither a run setting"):
+        split_overrides(["lambda=3"])
+
+
+def _compare_args(out):
+    return ["compare", "--strategies", "naive,er", "--seeds", "1", "--jobs", "1", "--out", str(out),
+            "--benchmark", SMALL["benchmark"], "--limit-train", str(SMALL["limit_train"]),
+            "--limit-test", str(SMALL["limit_test"]), "--epochs", "1", "model_args.hidden=[32]",
+            "replay.buffer_size=30"]
+
+
+def test_compare_writes_the_report_and_resumes(cli_main, capsys, tmp_path):
+    assert cli_main(_compare_args(tmp_path)) == 0
+    out = capsys.readouterr().out
+    assert "runs/naive-s0: done" in out and "runs/replay-s0: done" in out
+    assert {"report.md", "report.html", "summary.csv", "runs.csv", "compare.json", "log.jsonl"} <= {
+        p.name for p in tmp_path.iterdir()}
+    results = json.loads((tmp_path / "runs" / "replay-s0" / "results.json").read_text())
+    assert results["config"]["strategy_args"] == {"replay": {"buffer_size": 30}}
+    assert results["config"]["model_args"] == {"hidden": [32]}
+    finished = [json.loads(x) for x in (tmp_path / "log.jsonl").read_text().splitlines() if '"finished"' in x]
+    assert sorted(r["run"] for r in finished) == ["naive-s0", "replay-s0"]
+    assert cli_main(_compare_args(tmp_path)) == 0
+    assert "runs/naive-s0: finished before" in capsys.readouterr().out
+
+
+def test_compare_errors_are_one_line(cli_main, capsys, tmp_path, monkeypatch):
+    assert cli_main(["compare", "--strategies", "naive,hat", "--out", str(tmp_path)]) == 2
+    assert "needs task labels" in _error_line(capsys)
+    assert cli_main(["compare", "--strategies", "naive", "--out", str(tmp_path), "lambda=3"]) == 2
+    assert "neither a run setting" in _error_line(capsys)
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
+    assert cli_main(["compare", "--strategies", "naive", "--out", str(tmp_path), "--logger", "tensorboard"]) == 2
+    assert "needs the optional package tensorboard: pip install" in _error_line(capsys)
+    assert not any(tmp_path.iterdir())  # refused before running anything
+
+
+def test_report_rebuilds_single_several_and_compare_folders(cli_main, capsys, compared, tmp_path):
+    (compared / "report.md").unlink()
+    assert cli_main(["report", str(compared)]) == 0
+    assert "Small comparison" not in (compared / "report.md").read_text()  # the default title now
+    single = compared / "runs" / "naive-s1"
+    assert cli_main(["report", str(single)]) == 0
+    assert {"report.md", "report.html", "runs.csv"} <= {p.name for p in single.iterdir()}
+    runs = [str(compared / "runs" / f) for f in ("naive-s0", "naive-s1", "replay-s0")]
+    assert cli_main(["report", *runs, "--out", str(tmp_path / "cmp"), "--title", "Three runs"]) == 0
+    assert (tmp_path / "cmp" / "report.md").read_text().startswith("# Three runs")
+    assert (tmp_path / "cmp" / "runs.csv").read_text().count("\n") == 4  # header and three runs
+    capsys.readouterr()
+    assert cli_main(["report", str(tmp_path)]) == 2
+    assert "neither results.json" in _error_line(capsys)
+
+
+def test_report_can_log_runs_to_an_extra_logger(cli_main, capsys, compared, tmp_path, monkeypatch):
+    tags = []
+
+    class SummaryWriter:
+        def __init__(self, log_dir):
+            tags.append(log_dir)
+
+        def add_scalar(self, tag, value, step):
+            tags.append(tag)
+
+        def close(self):
+            pass
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", types.SimpleNamespace(SummaryWriter=SummaryWriter))
+    run = compared / "runs" / "cumulative-s0"
+    assert cli_main(["report", str(run), "--logger", "tb", "--out", str(tmp_path)]) == 0
+    assert tags[0] == str(tmp_path / "tensorboard" / "cumulative-s0") and "finished/metrics/acc" in tags
+    assert (tmp_path / "log.jsonl").exists()
