@@ -1,5 +1,6 @@
 """The command line: a run end to end, listing, and one-line errors with exit code 2."""
 
+import csv
 import json
 
 import numpy as np
@@ -91,3 +92,18 @@ def test_datasets_reports_presence(capsys):
     assert main(["datasets"]) == 0
     out = capsys.readouterr().out
     assert "digits" in out and "bundled" in out and "fashion-mnist" in out
+
+
+def test_demo_compares_one_strategy_per_family(tmp_path):
+    from lifelong.cli import DEMO_STRATEGIES
+    from lifelong.core.registries import STRATEGIES
+
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--seeds", "1", "--jobs", "2", "--quiet"]) == 0
+    families = {STRATEGIES.meta(n)["family"] for n in DEMO_STRATEGIES}
+    assert {"baseline", "regularisation", "replay", "architecture", "curriculum", "prototype"} <= families
+    with (out / "summary.csv").open() as f:
+        rows = {r["method"]: r for r in csv.DictReader(f)}
+    assert set(rows) == set(DEMO_STRATEGIES)
+    assert float(rows["replay"]["acc_mean"]) > float(rows["naive"]["acc_mean"]) + 0.3
+    assert (out / "report.html").exists() and "![accuracy against time](pareto.png)" in (out / "report.md").read_text()

@@ -42,7 +42,7 @@ def run(
     resume: Annotated[bool, typer.Option(help="continue an interrupted run from its checkpoint")] = False,
     overwrite: Annotated[bool, typer.Option(help="replace an existing run folder")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
-    overrides: Annotated[list[str] | None, typer.Argument(help="key=value, e.g. strategy_args.lambda=100")] = None,
+    overrides: Annotated[list[str] | None, typer.Argument(help="key=value, e.g. strategy_args.ewc_lambda=100")] = None,
 ) -> None:
     """Train a strategy over a continual benchmark and write runs/<name>/ with its report."""
     from lifelong.cli_progress import RichProgress
