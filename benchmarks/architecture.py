@@ -8,8 +8,9 @@ the engine's PackNet also retrains an epoch after pruning, so a row without retr
 compared with it). Hand-written loops train and evaluate without the task mask (their ACC is
 class-incremental), which changes no cost that matters.
 Per task it records the parameter count, the trainable parameters, the model's training memory
-(parameters + gradients + Adam moments of the trainable ones, float32) and the process's peak
-resident memory. Times are CPU seconds of this process (the machine is shared), wall time beside.
+(parameters + gradients + Adam moments of the trainable ones, float32) and the peak resident
+memory while learning the task, above the level before it (sampled; see common.PeakRSS).
+Times are CPU seconds of this process (the machine is shared), wall time beside.
 
 Run: `.venv/bin/python benchmarks/architecture.py [--repeats 1] [--strategies progressive,hat]`.
 """
@@ -17,12 +18,11 @@ Run: `.venv/bin/python benchmarks/architecture.py [--repeats 1] [--strategies pr
 from __future__ import annotations
 
 import argparse
-import resource
 import time
 from typing import Any
 
 import torch
-from common import hand_written_naive, markdown_table, new_model, standard_stream
+from common import PeakRSS, hand_written_naive, markdown_table, new_model, standard_stream
 from regularisation import Hooks, hand_written
 
 from lifelong.continual.engine import Engine
@@ -53,11 +53,12 @@ class Meter(Plugin):
     def before_experience(self, ctx: Context) -> None:
         trainable = sum(p.numel() for p in ctx.model.parameters() if p.requires_grad)
         self.rows.append({"trainable": trainable})
+        self.memory = PeakRSS().start()
 
     def after_experience(self, ctx: Context) -> None:
         params = sum(p.numel() for p in ctx.model.parameters())
         self.rows[-1].update(params=params, model_mib=4 * (params + 3 * self.rows[-1]["trainable"]) / MIB,
-                             peak_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+                             peak_mib=self.memory.stop())
 
 
 def run_engine(stream, strategy: str, args: dict, seed: int = 0) -> tuple[float, float, list, Meter]:

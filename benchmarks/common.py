@@ -6,7 +6,9 @@ Every benchmark times the library beside a minimal hand-written PyTorch loop doi
 
 from __future__ import annotations
 
+import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -107,3 +109,40 @@ def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> st
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(cell(r.get(c, "")) for c in columns) + " |" for r in rows]
     return "\n".join(lines)
+
+
+def rss_mib() -> float:
+    """This process's resident memory now, in MiB (Linux /proc)."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+class PeakRSS:
+    """Peak resident memory above the level at start, sampled every 2 ms in a thread."""
+
+    def start(self) -> PeakRSS:
+        self.begin = self.peak = rss_mib()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+        return self
+
+    def _watch(self) -> None:
+        while not self._stop.wait(0.002):
+            self.peak = max(self.peak, rss_mib())
+
+    def stop(self) -> float:
+        """Stop sampling; the peak above the starting level, in MiB."""
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, rss_mib())
+        return self.above_start
+
+    __enter__ = start
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def above_start(self) -> float:
+        return self.peak - self.begin

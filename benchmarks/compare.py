@@ -19,7 +19,6 @@ from common import markdown_table
 from lifelong.continual.compare import compare
 from lifelong.continual.run import run
 from lifelong.core.config import RunConfig
-from lifelong.guide import load_strategies
 
 STRATEGIES = ("naive", "ewc", "lwf", "replay")
 SEEDS = (0, 1)
@@ -47,7 +46,6 @@ def with_compare(out: Path, jobs: int) -> float:
 def main() -> list[dict[str, Any]]:
     """Time the three ways; print a markdown table; return its rows."""
     torch.set_num_threads(1)  # as in compare's workers: small models run fastest on one thread
-    load_strategies()
     root = Path(tempfile.mkdtemp(prefix="bench-compare-"))
     try:
         with_compare(root / "warm", 1)  # starts the worker server once, as a CLI session would

@@ -2,15 +2,14 @@
 
 Run: `.venv/bin/python benchmarks/continual.py [--repeats 3] [--strategies naive,ewc,...]`.
 Prints a markdown table: seconds per strategy, ratio to the engine's naive and to the
-hand-written loop, final ACC, and peak memory.
+hand-written loop, final ACC, and peak resident memory during its runs above the level before them.
 """
 
 from __future__ import annotations
 
 import argparse
-import resource
 
-from common import best_of, hand_written_naive, markdown_table, standard_stream, time_engine
+from common import PeakRSS, best_of, hand_written_naive, markdown_table, standard_stream, time_engine
 
 from lifelong.continual.metrics import average_accuracy
 from lifelong.core.registries import STRATEGIES
@@ -28,12 +27,13 @@ def main(strategies: dict[str, dict] | None = None, repeats: int = 3) -> list[di
              "vs hand-written": 1.0, "ACC": average_accuracy(hand_m)}]
     naive_s = None
     for name, args in strategies.items():
-        seconds, matrix = best_of(lambda n=name, a=args: time_engine(stream, n, a), repeats)
+        with PeakRSS() as memory:
+            seconds, matrix = best_of(lambda n=name, a=args: time_engine(stream, n, a), repeats)
         naive_s = seconds if name == "naive" else naive_s
         rows.append({"method": name, "seconds": seconds,
                      "vs naive": seconds / naive_s if naive_s else "",
                      "vs hand-written": seconds / hand_s, "ACC": average_accuracy(matrix),
-                     "peak MiB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
+                     "peak MiB": memory.above_start})
     print(markdown_table(rows, ["method", "seconds", "vs naive", "vs hand-written", "ACC", "peak MiB"]))
     return rows
 

@@ -19,18 +19,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import resource
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
-from common import STANDARD, evaluate_all, markdown_table, new_model, standard_stream, time_engine
+from common import STANDARD, PeakRSS, evaluate_all, markdown_table, new_model, standard_stream, time_engine
 
 from lifelong.continual.buffers import ReservoirBuffer
 from lifelong.continual.metrics import average_accuracy
@@ -120,35 +118,6 @@ RUNNERS: dict[str, Callable[[Stream], tuple[float, list[list[float]]]]] = {
     "hand-written replay (Python list buffer)": lambda s: hand_written_replay(s, ListReservoir),
 }
 
-
-def rss_mib() -> float:
-    """This process's resident memory now, in MiB (Linux /proc)."""
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-class PeakRSS:
-    """Peak resident memory above the level at entry, sampled every 2 ms in a thread."""
-
-    def __enter__(self) -> PeakRSS:
-        self.start = self.peak = rss_mib()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._watch, daemon=True)
-        self._thread.start()
-        return self
-
-    def _watch(self) -> None:
-        while not self._stop.wait(0.002):
-            self.peak = max(self.peak, rss_mib())
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, rss_mib())
-
-    @property
-    def above_start(self) -> float:
-        return self.peak - self.start
 
 CORE = ("naive", "replay", "hand-written replay (tensor buffer)", "hand-written replay (Python list buffer)")
 

@@ -73,6 +73,18 @@ def infer_task(ctx: Context, router: Routed, slots: TaskSlots, x: torch.Tensor,
     return infer_by_entropy(logits, slot_classes(ctx, slots.labels)[:, : logits.shape[2]])
 
 
+def route_or_infer(ctx: Context, router: Routed | None, slots: TaskSlots, infer: bool, x: torch.Tensor,
+                   t: torch.Tensor) -> torch.Tensor | None:
+    """A routed strategy's `predict`: route by task label (None: the engine then runs the model),
+    or class scores with the task inferred by entropy; None before the first task."""
+    if router is None:
+        return None
+    if infer:
+        return infer_task(ctx, router, slots, x, t)
+    router.route(slots.of(t))
+    return None
+
+
 def check_shared_head(ctx: Context, strategy: str) -> None:
     """Refuse a single head when tasks share classes: its rows would be retrained by every task."""
     if getattr(ctx.model, "takes_task", False):

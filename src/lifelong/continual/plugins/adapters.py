@@ -26,7 +26,7 @@ from lifelong.continual.task_identity import (
     TaskSlots,
     check_shared_head,
     freeze_other_classes,
-    infer_task,
+    route_or_infer,
 )
 from lifelong.core.errors import ConfigError
 from lifelong.core.registries import STRATEGIES
@@ -81,12 +81,7 @@ class AdapterStrategy(Plugin):
         self.net.requires_grad_(False)
 
     def predict(self, ctx: Context, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor | None:
-        if self.router is None:
-            return None
-        if self.infer_task:
-            return infer_task(ctx, self.router, self.slots, x, t)
-        self.router.route(self.slots.of(t))
-        return None
+        return route_or_infer(ctx, self.router, self.slots, self.infer_task, x, t)
 
     def parameter_report(self) -> dict[str, Any]:
         """Parameters in total (backbone + adapters) and added per task (its adapter set)."""

@@ -28,7 +28,7 @@ from torch import nn
 from lifelong.continual.phases import fit, mean_loss
 from lifelong.continual.plugin import Batch, Context, Plugin
 from lifelong.continual.plugins.anchored import check_count, check_positive
-from lifelong.continual.task_identity import TaskSlots, infer_task
+from lifelong.continual.task_identity import TaskSlots, route_or_infer
 from lifelong.core.errors import IncompatibleError
 from lifelong.core.registries import STRATEGIES
 from lifelong.models.expandable import ExpandableMLP
@@ -273,12 +273,7 @@ class DEN(Plugin):
         self._old, self._masks = [], None
 
     def predict(self, ctx: Context, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor | None:
-        if self.router is None:
-            return None
-        if self.infer_task:
-            return infer_task(ctx, self.router, self.slots, x, t)
-        self.router.route(self.slots.of(t))
-        return None
+        return route_or_infer(ctx, self.router, self.slots, self.infer_task, x, t)
 
     def parameter_report(self) -> dict[str, Any]:
         """Parameters in total, added per task, and the hidden widths."""

@@ -24,7 +24,7 @@ from lifelong.continual.task_identity import (
     TaskSlots,
     check_shared_head,
     freeze_other_classes,
-    infer_task,
+    route_or_infer,
 )
 from lifelong.core.errors import IncompatibleError
 from lifelong.core.registries import STRATEGIES
@@ -162,13 +162,9 @@ class HAT(Plugin):
             torch.maximum(a, m) for a, m in zip(gates, self.cumulative, strict=True)]
 
     def predict(self, ctx: Context, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor | None:
-        if self.router is None:
-            return None
-        self.net.s = self.s_max
-        if not self.infer_task:
-            self.router.route(self.slots.of(t))
-            return None
-        return infer_task(ctx, self.router, self.slots, x, t)
+        if self.router is not None:
+            self.net.s = self.s_max
+        return route_or_infer(ctx, self.router, self.slots, self.infer_task, x, t)
 
     def parameter_report(self) -> dict[str, Any]:
         """Parameters in total (embeddings preallocated for the stream's tasks) and units in use."""
