@@ -89,3 +89,12 @@ def test_resume_refuses_another_config_and_corrupt_checkpoint(tmp_path):
     with pytest.raises(CheckpointError, match="unreadable"):
         run(_cfg(tmp_path), resume=True)
     assert sorted(p.name for p in (tmp_path / "r").iterdir()) == files
+
+
+def test_results_record_how_the_strategy_grew_the_model(tmp_path):
+    naive = run(_cfg(tmp_path, epochs=1, name="naive"))
+    grown = run(_cfg(tmp_path, scenario="task", strategy="progressive", epochs=1, name="pnn"))
+    assert naive["parameter_growth"] == {}
+    report = grown["parameter_growth"]["progressive"]
+    assert len(report["added"]) == 5 and report["added"][1] > report["added"][0] > 0  # laterals from task 2 on
+    assert report["parameters"] == sum(report["added"]) == grown["parameters"]

@@ -135,6 +135,10 @@ class Plugin:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what `state_dict` returned."""
 
+    def parameter_report(self) -> dict[str, Any] | None:
+        """How this strategy grew the model (`parameters`, `added` per task, ...), or None if it does not."""
+        return None
+
     def restore(self, model: nn.Module) -> None:
         """On resume, after `load_state_dict` and before the model's weights load: rebuild the
         structure this plugin added to `model` (columns, gates, adapters) so those weights fit."""

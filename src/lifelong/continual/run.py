@@ -4,7 +4,8 @@
 `{"schema_version": 1, "name", "config": {...}, "metrics": {"acc", "bwt", "fwt", "forgetting",
 "learning_accuracy"}, "accuracy_matrix": [[...] × (T+1)], "experiences": [{"id", "classes",
 "task", "n_train", "n_test"}], "timings": {"train_seconds": [...], "eval_seconds": [...],
-"total_seconds"}, "parameters": int, "peak_memory_mb": float, "seed", "versions": {...}}`.
+"total_seconds"}, "parameters": int, "parameter_growth": {strategy: report}, "peak_memory_mb": float,
+"seed", "versions": {...}}`.
 """
 
 from __future__ import annotations
@@ -106,6 +107,7 @@ def run(config: RunConfig, *, resume: bool = False, overwrite: bool = False,
         "timings": {**engine.timings, "total_seconds": sum(engine.timings["train_seconds"]) +
                     sum(engine.timings["eval_seconds"])},
         "parameters": sum(p.numel() for p in engine.model.parameters()),
+        "parameter_growth": {p.name: report for p in engine.plugins if (report := p.parameter_report()) is not None},
         "peak_memory_mb": peak_memory_mb(),
         "seed": config.seed,
         "versions": versions(),

@@ -9,6 +9,7 @@ or evaluation) must hold one task. `peft` is imported when the strategy is built
 from __future__ import annotations
 
 import importlib
+import warnings
 from collections.abc import Sequence
 from types import ModuleType
 from typing import Any
@@ -52,13 +53,14 @@ class PeftLoRA(Plugin):
         self.train_modules = tuple(train_modules)
         self.slots = TaskSlots()
 
-    def _targets(self, model: nn.Module) -> list[str]:
-        return self.target_modules or [n for n, m in model.named_modules() if isinstance(m, nn.Linear)
-                                       and not n.startswith(self.train_modules)]
-
     def _inject(self, model: nn.Module, slot: int) -> None:
-        config = self.peft.LoraConfig(r=self.rank, lora_alpha=self.alpha, target_modules=self._targets(model))
-        self.peft.inject_adapter_in_model(config, model, adapter_name=adapter_name(slot))
+        # Resolved once, on the model before any adapter: peft's own layers are nn.Linear too.
+        self.target_modules = self.target_modules or [
+            n for n, m in model.named_modules() if isinstance(m, nn.Linear) and not n.startswith(self.train_modules)]
+        config = self.peft.LoraConfig(r=self.rank, lora_alpha=self.alpha, target_modules=self.target_modules)
+        with warnings.catch_warnings():  # one adapter per task is the point: peft warns from the second on
+            warnings.filterwarnings("ignore", message="Already found a `peft_config`")
+            self.peft.inject_adapter_in_model(config, model, adapter_name=adapter_name(slot))
 
     def _activate(self, model: nn.Module, slots: torch.Tensor) -> None:
         present = slots.unique()
@@ -87,10 +89,11 @@ class PeftLoRA(Plugin):
         return None
 
     def state_dict(self) -> dict[str, Any]:
-        return {"tasks": list(self.slots.labels)}
+        return {"tasks": list(self.slots.labels), "target_modules": self.target_modules}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.slots = TaskSlots(state["tasks"])
+        self.target_modules = state["target_modules"]
 
     def restore(self, model: nn.Module) -> None:
         for slot in range(len(self.slots)):

@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
+from lifelong.continual.metrics import backward_transfer
 from lifelong.continual.strategies import build_strategy
 from lifelong.core.errors import ConfigError, MissingExtraError
 from lifelong.models.adapters import AdaptedNet, Bottleneck, LoRA
@@ -94,3 +95,17 @@ def test_peft_backend_is_an_optional_extra(monkeypatch):
         build_strategy("lora", {"target_modules": ["fc"]})
     with pytest.raises(ConfigError, match="bottleneck"):
         build_strategy("adapters", {"bottleneck": 0})
+
+
+def test_peft_lora_learns_every_task_and_leaves_earlier_ones_bit_identical(arch):
+    stream = arch.digits("task", n=3)
+    model = arch.mlp(stream, (64,), head="multi")
+    eng = arch.engine(model, build_strategy("lora", {"backend": "peft", "rank": 8}), epochs=5, lr=0.01, batch_size=32)
+    after = []
+    R = eng.run(stream, on_experience_end=lambda i, e: after.append(arch.snapshot(
+        (n, p) for n, p in e.model.named_parameters() if "task_0" in n or "base_layer" in n)))
+    assert after[0] and arch.identical(after[0], after[2])  # frozen base, task 0's adapter untouched
+    assert {n for n, _ in model.named_parameters() if "lora_A" in n} == {
+        f"backbone.net.1.lora_A.task_{u}.weight" for u in range(3)}
+    assert backward_transfer(R) >= -0.01
+    assert min(R[-1]) >= 0.9  # the frozen random layer plus a rank-8 adapter and the head learn each task

@@ -59,11 +59,14 @@ class Interrupt(Exception):
 
 
 def _config(tmp_path, folder, strategy, seed=0):
-    return RunConfig(benchmark="split-digits", scenario="task", strategy=strategy, model_args={"hidden": [32]},
-                     epochs=3, batch_size=32, seed=seed, out=str(tmp_path / folder), name="r")
+    name, args = strategy
+    return RunConfig(benchmark="split-digits", scenario="task", strategy=name, strategy_args=args,
+                     model_args={"hidden": [32]}, epochs=3, batch_size=32, seed=seed, out=str(tmp_path / folder),
+                     name="r")
 
 
-@pytest.mark.parametrize("strategy", ALL)
+@pytest.mark.parametrize("strategy", [*((s, {}) for s in ALL), ("lora", {"backend": "peft"})],
+                         ids=[*ALL, "lora-peft"])
 def test_resume_through_run_is_bit_exact(tmp_path, monkeypatch, strategy):
     full = run(_config(tmp_path, "full", strategy))
     full_state = load_checkpoint(tmp_path / "full" / "r" / "checkpoint.pt")[0]
