@@ -24,12 +24,13 @@ from common import best_of, markdown_table
 from torch import nn
 from torch.func import functional_call
 
+from lifelong.core.seeding import seed_everything
 from lifelong.meta.benchmark import Episode
 from lifelong.meta.fast_weights import adapt, adapt_online, functional_loss, params_of
 from lifelong.meta.maml import maml_loss
 from lifelong.meta.networks import OMLNet, oml_mlp
 from lifelong.meta.online import batched_context, online_meta_loss, reset_rows
-from lifelong.meta.sine import sine_benchmark
+from lifelong.meta.sine import random_sines, sine_benchmark, sine_samples
 
 
 def timed(fn: Callable[[], torch.Tensor], repeats: int) -> tuple[float, None]:
@@ -41,11 +42,8 @@ def timed(fn: Callable[[], torch.Tensor], repeats: int) -> tuple[float, None]:
 
 
 def sinusoid_tasks(n: int, gen: torch.Generator) -> tuple[torch.Tensor, ...]:
-    """Support and query sets (10 points each) of `n` random sinusoids."""
-    amp = 0.1 + 4.9 * torch.rand(n, 1, 1, generator=gen)
-    phase = torch.pi * torch.rand(n, 1, 1, generator=gen)
-    x = 10 * torch.rand(n, 20, 1, generator=gen) - 5
-    y = amp * torch.sin(x + phase)
+    """Support and query sets (10 points each, shape (n, 10, 1)) of `n` random sinusoids."""
+    x, y = (t.unsqueeze(-1) for t in sine_samples(*random_sines((n,), gen), 20, gen))
     return x[:, :10], y[:, :10], x[:, 10:], y[:, 10:]
 
 
@@ -89,10 +87,10 @@ def maml_cases(model: nn.Module, data: tuple[torch.Tensor, ...], steps: int
 
 def maml_rows(repeats: int) -> list[dict[str, Any]]:
     """MAML meta-gradient on 25 sinusoids with 1 and 5 inner steps."""
-    torch.manual_seed(0)
+    gen = seed_everything(0)
     model = nn.Sequential(nn.Linear(1, 40), nn.ReLU(), nn.Linear(40, 40), nn.ReLU(),
                           nn.Linear(40, 1))
-    data = sinusoid_tasks(25, torch.Generator().manual_seed(0))
+    data = sinusoid_tasks(25, gen)
     return [row for steps in (1, 5) for row in ratio_rows(
         f"MAML, 25 tasks, {steps} inner step(s)", maml_cases(model, data, steps), repeats)]
 
@@ -120,7 +118,7 @@ def oml_cases(net: OMLNet, ep: Episode, lr: float) -> dict[str, Callable[[], tor
 
 def oml_rows(repeats: int) -> list[dict[str, Any]]:
     """OML's online meta-gradient on incremental sine waves, 4 and 16 episodes."""
-    torch.manual_seed(0)
+    seed_everything(0)
     bench = sine_benchmark(n_pretrain_episodes=1)
     net = oml_mlp(bench.input_shape, 1, hidden=64, rln_layers=2)
     return [row for n in (4, 16) for row in ratio_rows(

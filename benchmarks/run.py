@@ -17,6 +17,8 @@ from pathlib import Path
 
 import torch
 
+from lifelong.core.records import atomic_write_text
+
 HERE = Path(__file__).resolve().parent
 README = HERE.parent / "README.md"
 START, END = "<!-- benchmarks:start -->", "<!-- benchmarks:end -->"
@@ -68,7 +70,7 @@ def update_readme(text: str) -> None:
         raise SystemExit(f"README.md lacks the markers {START} ... {END}; add them where the table goes")
     before, rest = readme.split(START, 1)
     after = rest.split(END, 1)[1]
-    README.write_text(f"{before}{START}\n{text}{END}{after}", encoding="utf-8")
+    atomic_write_text(README, f"{before}{START}\n{text}{END}{after}")
 
 
 def main() -> None:
@@ -79,7 +81,7 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(SUITE)}")
     text = page(names)
-    (HERE / "results.md").write_text(text, encoding="utf-8")
+    atomic_write_text(HERE / "results.md", text)
     if names == list(SUITE):
         update_readme(text)
 

@@ -9,6 +9,7 @@ import pytest
 from lifelong.cli import main
 from lifelong.data.sources.idx import write_idx
 from lifelong.data.sources.mnist import IDX_FILES
+from lifelong.report.run_report import METRICS
 
 
 def _mnist_dir(folder, train_labels):
@@ -37,11 +38,18 @@ def test_run_writes_report_and_summary(tmp_path, capsys):
     assert results["config"]["model_args"] == {"hidden": [32]}
     assert {"report.md", "accuracy_matrix.png", "curves.png", "config.yaml"} <= {p.name for p in folder.iterdir()}
     assert "![accuracy matrix](accuracy_matrix.png)" in (folder / "report.md").read_text()
+    assert main(["run", "--benchmark", "split-digits", "--strategy", "naive", "--epochs", "1",
+                 "--out", str(tmp_path), "--name", "loud", "model_args.hidden=[32]"]) == 0
+    out = capsys.readouterr().out
+    loud = json.loads((tmp_path / "loud" / "results.json").read_text())["metrics"]
+    assert all(key in out and f"{loud[key]:.3f}" in out for key in METRICS)  # the summary table
+    assert "report:" in out and "report.md" in out.replace("\n", "")
 
 
 def test_list_with_wildcards(capsys):
     assert main(["list", "c*", "--kind", "strategy"]) == 0
-    assert "cumulative" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "cumulative" in out and "naive" not in out
 
 
 def test_unknown_strategy(tmp_path, capsys):
@@ -81,6 +89,12 @@ def test_corrupt_checkpoint_keeps_the_run_folder(tmp_path, capsys):
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
     assert main(args) == 2  # an existing run is not replaced without --overwrite
     assert "--resume" in _error_line(capsys)
+
+
+def test_override_that_is_not_yaml(tmp_path, capsys):
+    assert main(["run", "--out", str(tmp_path), "model_args.hidden=[32"]) == 2
+    assert "override 'model_args.hidden=[32'" in _error_line(capsys)
+    assert not any(tmp_path.iterdir())
 
 
 @pytest.mark.parametrize("argv", [["run", "--epochs", "many"], ["run", "lr"]])

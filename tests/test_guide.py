@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from lifelong.continual.plugin import Plugin
+from lifelong.core.errors import ConfigError
 from lifelong.core.registries import STRATEGIES
 from lifelong.core.registry import Registry
 from lifelong.guide import (
@@ -13,7 +14,9 @@ from lifelong.guide import (
     Rule,
     advise,
     compare_command,
+    is_fine_tuning,
     judge,
+    must_infer_task,
     strategy_card,
 )
 
@@ -205,6 +208,16 @@ def test_compare_command_measures_the_top_candidates_beside_naive(chapter):
     labelled = Answers(zero_forgetting=True, task_labels=True)
     assert "--scenario task" in compare_command(advise(labelled, chapter), labelled)
     assert "infer_task" not in compare_command(advise(labelled, chapter), labelled)
+    with pytest.raises(ConfigError, match="--top 0: compare at least one candidate"):
+        compare_command(advise(answers, chapter), answers, top=0)
+
+
+def test_fine_tuning_and_task_inference_are_read_from_the_card(chapter):
+    cards = {n: strategy_card(n, chapter) for n in ("naive", "cumulative", "packnet", "progressive", "ewc")}
+    assert [n for n, c in cards.items() if is_fine_tuning(c)] == ["naive"]
+    assert [n for n, c in cards.items() if must_infer_task(c, task_labels=False)] == ["packnet"]
+    assert not any(must_infer_task(c, task_labels=True) for c in cards.values())
+    assert not is_fine_tuning({"family": "unknown"})  # a card without `stores` is not the reference
 
 
 def test_real_registry_follows_the_chapter_for_the_families_present():

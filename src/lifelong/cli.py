@@ -48,7 +48,7 @@ def run(
     from lifelong.cli_progress import RichProgress
     from lifelong.continual.run import run as run_config
     from lifelong.core.config import load_config, merge, parse_overrides
-    from lifelong.report.run_report import write_run_report
+    from lifelong.report.run_report import METRICS, write_run_report
 
     flags = {k: v for k, v in {
         "benchmark": benchmark, "scenario": scenario, "strategy": strategy, "model": model,
@@ -57,16 +57,14 @@ def run(
     cfg = load_config(config, merge(flags, parse_overrides(overrides or [])))
     results = run_config(cfg, resume=resume, overwrite=overwrite,
                          progress=None if quiet else RichProgress(console))
-    folder = Path(cfg.out) / cfg.run_name()
-    write_run_report(folder)
+    report = write_run_report(cfg.folder())
     if not quiet:
         table = Table(title=results["name"])
-        for key in ("acc", "bwt", "fwt", "forgetting", "learning_accuracy"):
+        for key in METRICS:
             table.add_column(key)
-        table.add_row(*(f"{results['metrics'][k]:.3f}" for k in
-                        ("acc", "bwt", "fwt", "forgetting", "learning_accuracy")))
+        table.add_row(*(f"{results['metrics'][k]:.3f}" for k in METRICS))
         console.print(table)
-        console.print(f"report: {folder / 'report.md'}")
+        console.print(f"report: {report}")
 
 
 @app.command("list")
@@ -118,11 +116,13 @@ def demo(out: Annotated[Path, typer.Option()] = Path("runs/demo"),
     """Class-incremental Split Digits: one strategy of each family, compared over seeds in one report."""
     from lifelong.continual.compare import compare
     from lifelong.core.config import RunConfig
+    from lifelong.guide import must_infer_task, strategy_card
     from lifelong.report.compare import report_compare_folder
 
     base = RunConfig(benchmark="split-digits", scenario="class", epochs=5, batch_size=32)
+    guessing = [n for n in DEMO_STRATEGIES if must_infer_task(strategy_card(n), task_labels=base.scenario == "task")]
     manifest = compare(DEMO_STRATEGIES, base, seeds=range(seeds), out=out, jobs=jobs,
-                       strategy_args={"packnet": {"infer_task": True}},
+                       strategy_args={n: {"infer_task": True} for n in guessing},
                        on_run=None if quiet else lambda r: console.print(
                            f"{Path(r['folder']).name}: {r.get('error', 'done')}", highlight=False))
     report = report_compare_folder(out, "Split Digits, class-incremental")

@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from lifelong.core.errors import ConfigError
 from lifelong.core.registries import STRATEGIES
 from lifelong.core.registry import Registry
 
@@ -97,7 +98,7 @@ def strategy_card(name: str, registry: Registry = STRATEGIES) -> dict[str, Any]:
         "memory_growth": _growth(memory),
         "compute": compute if compute in (*LEVELS, UNKNOWN) else ("High" if _growth(compute) == "O(T)" else UNKNOWN),
         "compute_growth": _growth(compute),
-        "forgetting": _symbol(meta.get("forgetting")) if meta.get("forgetting") else UNKNOWN,
+        "forgetting": _symbol(meta.get("forgetting")),
         "paper": meta.get("paper", UNKNOWN),
         "defaults": defaults,
     }
@@ -267,14 +268,25 @@ def advise(answers: Answers, registry: Registry = STRATEGIES, rules: Sequence[Ru
                   key=_rank_key)
 
 
+def is_fine_tuning(card: Mapping[str, Any]) -> bool:
+    """Whether a card is plain fine-tuning (a baseline storing nothing), the reference of comparisons."""
+    return card.get("family") == "baseline" and card.get("stores") == "nothing"
+
+
+def must_infer_task(card: Mapping[str, Any], task_labels: bool) -> bool:
+    """Whether a strategy needs `infer_task=True`: it can guess the task identity, and none is given."""
+    return card["task_labels"] == "inferable" and not task_labels
+
+
 def compare_command(ranked: Sequence[Advice], answers: Answers, top: int = 3,
                     benchmark: str = "split-digits", seeds: int = 3) -> str:
     """The `lifelong compare` command line that measures the top candidates beside the naive baseline."""
+    if top < 1:
+        raise ConfigError(f"--top {top}: compare at least one candidate, e.g. --top 3")
     chosen = [a for a in ranked if not a.excluded and a.card["family"] != "baseline"][:top]
     names = [a.name for a in chosen]
-    baselines = [a.name for a in ranked if a.card["family"] == "baseline" and a.card["stores"] == "nothing"]
+    baselines = [a.name for a in ranked if is_fine_tuning(a.card)]
     scenario = "task" if answers.task_labels else "class"
-    overrides = [f"{a.name}.infer_task=true" for a in chosen
-                 if a.card["task_labels"] == "inferable" and not answers.task_labels]
+    overrides = [f"{a.name}.infer_task=true" for a in chosen if must_infer_task(a.card, answers.task_labels)]
     return " ".join(["lifelong compare", "--benchmark", benchmark, "--scenario", scenario,
                      "--strategies", ",".join(names + baselines[:1]), "--seeds", str(seeds), *overrides])

@@ -13,7 +13,7 @@ from lifelong.continual.buffers import (
     herding_select,
     reservoir_draws,
 )
-from lifelong.core.errors import ConfigError, ShapeMismatchError
+from lifelong.core.errors import CheckpointError, ConfigError, ShapeMismatchError
 
 batches = st.lists(st.integers(1, 12), min_size=1, max_size=12)
 
@@ -207,3 +207,27 @@ def test_bad_inputs_raise_typed_errors():
                     "t": torch.zeros(2, dtype=torch.long)}, gen)
     with pytest.raises(ShapeMismatchError, match=r"\(n, d\)"):
         herding_select(torch.zeros(3), 2)
+    with pytest.raises(ConfigError, match="m must be a number of exemplars >= 0, got -1"):
+        herding_select(torch.zeros(3, 2), -1)
+    assert herding_select(torch.zeros(3, 2), 0).tolist() == []
+    for capacity in (2.5, "abc", True):
+        with pytest.raises(ConfigError, match="capacity"):
+            BalancedBuffer(capacity)
+
+
+def more_rows(state: dict) -> None:
+    """Five stored rows (and size 5) for a buffer of capacity 4."""
+    state["data"] = {k: torch.cat([v, v[:2]]) for k, v in state["data"].items()}
+    state["size"] = 5
+
+
+@pytest.mark.parametrize("edit", [
+    more_rows,
+    lambda st: st.__setitem__("capacity", 2),  # the 3 stored rows do not fit in 2
+    lambda st: st.__setitem__("size", 2),      # the size disagrees with the 3 stored rows
+])
+def test_a_checkpoint_that_does_not_fit_its_buffer_is_refused(edit):
+    state = fill_reservoir(4, [3], seed=0).state_dict()
+    edit(state)
+    with pytest.raises(CheckpointError, match="do not fit together"):
+        ReservoirBuffer(4).load_state_dict(state)

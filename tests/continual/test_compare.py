@@ -166,3 +166,30 @@ def test_a_finished_run_of_another_configuration_is_refused(compared):
     out, _, _ = compared
     with pytest.raises(RunExistsError, match="differing keys: \\['epochs'\\]"):
         compare(["naive"], _base(epochs=2), seeds=[0], out=out)
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"jobs": 0}, "jobs 0: give at least one worker process"),
+    ({"seeds": [0, 0]}, r"seeds \[0, 0\]: give at least one, each once"),
+    ({"seeds": []}, "give at least one, each once"),
+    ({"val_fraction": 1.5}, "validation fraction 1.5 must lie strictly between 0 and 1"),
+    ({"grid": {"seed": [0, 1]}}, "compare sets seed itself for every run; use --seeds"),
+    ({"grid": {"strategy_args.replay.buffer_size": [1]}}, "compare sets strategy_args itself"),
+    ({"grid": {"er.buffer_size": [10], "replay.buffer_size": [20]}}, "both set 'replay.buffer_size'"),
+])
+def test_bad_requests_are_refused_before_any_run(tmp_path, kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        compare(["replay"], _base(), **{"seeds": [0], "out": tmp_path, **kwargs})
+    assert not any(tmp_path.iterdir())
+
+
+def test_grid_over_a_nested_run_setting(tmp_path):
+    manifest = compare(["naive"], _base(epochs=1), seeds=[0], out=tmp_path,
+                       grid={"model_args.hidden": [[16], [32]]}, val_fraction=0.25)
+    points = manifest["selection"]["naive"]["points"]
+    assert manifest["failures"] == [] and [p["point"] for p in points] == [
+        {"model_args.hidden": [16]}, {"model_args.hidden": [32]}]
+    tried = [read_json(tmp_path / p["runs"][0] / "results.json")["config"]["model_args"] for p in points]
+    assert tried == [{"hidden": [16]}, {"hidden": [32]}]
+    final = read_json(tmp_path / manifest["runs"]["naive"][0] / "results.json")
+    assert final["config"]["model_args"] == {"hidden": manifest["chosen"]["naive"]["model_args.hidden"]}

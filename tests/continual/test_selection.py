@@ -7,8 +7,17 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lifelong.continual.selection import best_point, check_grid_keys, grid_points, holdout, parse_grid, point_tag
-from lifelong.core.errors import ConfigError, EmptyExperienceError
+from lifelong.continual.selection import (
+    best_point,
+    canonical_grid,
+    check_grid_keys,
+    grid_points,
+    holdout,
+    parse_grid,
+    point_tag,
+    strategy_of_key,
+)
+from lifelong.core.errors import ConfigError, EmptyExperienceError, UnknownNameError
 from lifelong.data.scenarios import custom
 
 
@@ -63,6 +72,43 @@ def test_parse_grid_reads_yaml_scalars_and_bracketed_lists():
         parse_grid(["lr"])
 
 
+def test_parse_grid_keeps_nested_lists_and_mappings_whole():
+    assert parse_grid(["model_args.hidden=[[32,32],[64]]"]) == {"model_args.hidden": [[[32, 32], [64]]]}
+    assert parse_grid(["model_args.hidden=[32, 32],[64]"]) == {"model_args.hidden": [[32, 32], [64]]}
+    assert parse_grid(["benchmark_args={a: 1, b: [2, 3]},{a: 4}"]) == {
+        "benchmark_args": [{"a": 1, "b": [2, 3]}, {"a": 4}]}
+
+
+def test_parse_grid_refuses_bad_yaml_and_repeated_keys():
+    with pytest.raises(ConfigError, match=r"grid entry 'lr=\[1'.*not a valid YAML value"):
+        parse_grid(["lr=[1"])
+    with pytest.raises(ConfigError, match="'lr' is given twice"):
+        parse_grid(["lr=0.1", "ewc.ewc_lambda=1", "lr=0.01"])
+
+
+def test_one_classifier_tells_run_settings_from_strategy_arguments():
+    assert strategy_of_key("lr") is None and strategy_of_key("model_args.hidden") is None
+    assert strategy_of_key("ewc.ewc_lambda") == "ewc" and strategy_of_key("er.buffer_size") == "replay"
+    for key, option in [("seed", "--seeds"), ("out", "--out"), ("name", "--out"), ("strategy", "--strategies"),
+                        ("strategy_args.ewc.ewc_lambda", "<strategy>.<argument>")]:
+        with pytest.raises(ConfigError, match=f"compare sets .* itself for every run; use {option}"):
+            strategy_of_key(key)
+    with pytest.raises(ConfigError, match="names neither a run setting"):
+        strategy_of_key("lambda")
+    with pytest.raises(UnknownNameError, match="unknown strategy 'ewcc'"):
+        strategy_of_key("ewcc.ewc_lambda")
+
+
+def test_canonical_grid_renames_aliases_and_refuses_a_setting_twice_or_no_values():
+    assert canonical_grid({"er.buffer_size": (10, 20), "lr": [0.1]}) == {"replay.buffer_size": [10, 20], "lr": [0.1]}
+    with pytest.raises(ConfigError, match="'er.buffer_size' and 'replay.buffer_size' both set 'replay.buffer_size'"):
+        canonical_grid({"er.buffer_size": [10], "replay.buffer_size": [20]})
+    with pytest.raises(ConfigError, match="'lr' has no values"):
+        canonical_grid({"lr": []})
+    with pytest.raises(ConfigError, match="compare sets seed itself"):
+        canonical_grid({"seed": [0, 1]})
+
+
 def test_grid_points_take_shared_settings_and_own_arguments_only():
     grid = {"lr": [0.1, 0.01], "ewc.ewc_lambda": [1, 10], "replay.buffer_size": [50]}
     assert grid_points(["naive"], grid) == [{"lr": 0.1}, {"lr": 0.01}]
@@ -72,6 +118,13 @@ def test_grid_points_take_shared_settings_and_own_arguments_only():
     check_grid_keys(grid, [["ewc"], ["replay"]])
     with pytest.raises(ConfigError, match=r"\['si.c'\]"):
         check_grid_keys({"si.c": [1]}, [["ewc"]])
+
+
+def test_grid_keys_may_name_nested_run_settings():
+    grid = {"model_args.hidden": [[16], [32]], "ewc.ewc_lambda": [1]}
+    check_grid_keys(grid, [["naive"], ["ewc"]])
+    assert grid_points(["naive"], grid) == [{"model_args.hidden": [16]}, {"model_args.hidden": [32]}]
+    assert len(grid_points(["ewc"], grid)) == 2
 
 
 def test_point_tag_and_best_point():

@@ -1,8 +1,10 @@
+from pathlib import Path
+
 import pytest
 import torch
 
 from lifelong.core.checkpoint import load_checkpoint, save_checkpoint
-from lifelong.core.config import RunConfig, load_config, parse_overrides
+from lifelong.core.config import RunConfig, load_config, nest, parse_overrides
 from lifelong.core.errors import CheckpointError, ConfigError
 from lifelong.core.records import atomic_write_json, read_json
 
@@ -12,6 +14,19 @@ def test_overrides_nest_and_parse_yaml_scalars():
         "lr": 0.01, "strategy_args": {"lambda": 100}, "name": "x"}
     with pytest.raises(ConfigError, match="key=value"):
         parse_overrides(["lr"])
+
+
+@pytest.mark.parametrize("item", ["model_args.hidden=[1", "x={a: 1", "name='open"])
+def test_overrides_that_are_not_yaml_raise_a_config_error_naming_them(item):
+    with pytest.raises(ConfigError, match="override") as info:
+        parse_overrides(["lr=0.1", item])
+    assert repr(item) in str(info.value) and len(str(info.value).splitlines()) == 1
+
+
+def test_nest_and_folder():
+    assert nest("model_args.hidden", [32]) == {"model_args": {"hidden": [32]}} and nest("lr", 1) == {"lr": 1}
+    assert RunConfig(out="o", strategy="ewc", seed=2).folder() == Path("o") / "split-digits-class-ewc-s2"
+    assert RunConfig(out="o", name="n").folder() == Path("o") / "n"
 
 
 def test_yaml_then_overrides(tmp_path):

@@ -42,6 +42,15 @@ def test_sine_benchmark_is_the_papers_stream_and_reproducible():
     assert not torch.equal(other.tasks[4].test_y, bench.tasks[4].test_y)
 
 
+def test_sine_configuration_errors_name_the_argument():
+    with pytest.raises(ConfigError, match="sine_benchmark: points_per_step must be a positive integer, got 0"):
+        sine_benchmark(points_per_step=0)
+    with pytest.raises(ConfigError, match="n_functions=5 is below n_slots=10"):
+        sine_benchmark(n_functions=5)
+    with pytest.raises(ConfigError, match="sine_benchmark: online_lr"):
+        sine_benchmark(online_lr=0)
+
+
 def test_sine_episodes_are_ten_functions_learned_in_slot_order():
     bench = sine_benchmark(seed=0, n_functions=40, steps_per_function=3, points_per_step=2,
                            remember_per_function=5, n_pretrain_episodes=2)
@@ -111,6 +120,8 @@ def test_fewshot_configuration_errors(digits):
         fewshot_from_source(digits, shots=500)
     with pytest.raises(ConfigError, match="classes_per_trajectory=50"):
         fewshot_from_source(digits, classes_per_trajectory=50, class_variants=1)
+    with pytest.raises(ConfigError, match="fewshot: remember must be a positive integer, got 'x'"):
+        fewshot_from_source(digits, remember="x")
 
 
 def test_benchmarks_are_registered_with_their_kind():

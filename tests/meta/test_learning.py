@@ -29,7 +29,7 @@ def test_oml_beats_pretraining_on_incremental_sine_waves():
     others). 400 meta-steps of 4 trajectories, ~20 s on 1 core.
     """
     bench = BENCHMARKS.build("sine", seed=0)
-    trained = METHODS.build("oml", bench, generator=torch.Generator().manual_seed(0), steps=400)
+    trained = METHODS.build("oml", bench, steps=400).train(torch.Generator().manual_seed(0))
     oml = run_stream(trained.learner, bench)
     baseline = _best_baseline(trained, bench)
     assert oml.final < 0.5 * baseline, (oml.final, baseline)
@@ -42,7 +42,7 @@ def test_anml_beats_pretraining_on_fewshot_continual_digits():
     class); seeds 1-3 gave 0.62, 0.51, 0.53 against at most 0.34. 500 meta-steps, ~15 s on 1 core.
     """
     bench = BENCHMARKS.build("fewshot-digits", seed=0)
-    trained = METHODS.build("anml", bench, generator=torch.Generator().manual_seed(0), steps=500)
+    trained = METHODS.build("anml", bench, steps=500).train(torch.Generator().manual_seed(0))
     anml = run_stream(trained.learner, bench)
     baseline = _best_baseline(trained, bench)
     assert anml.final > baseline + 0.15, (anml.final, baseline)
@@ -55,7 +55,7 @@ def test_prototypes_beat_pretraining_on_fewshot_continual_digits():
     only to the confusion new prototypes add.
     """
     bench = BENCHMARKS.build("fewshot-digits", seed=0)
-    trained = METHODS.build("prototypes", bench, generator=torch.Generator().manual_seed(0))
+    trained = METHODS.build("prototypes", bench).train(torch.Generator().manual_seed(0))
     protos = run_stream(trained.learner, bench)
     baseline = _best_baseline(trained, bench)
     assert protos.final > baseline + 0.3, (protos.final, baseline)

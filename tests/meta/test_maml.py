@@ -6,6 +6,7 @@ from torch import nn
 from lifelong.core.errors import NonFiniteLossError, ShapeMismatchError
 from lifelong.meta.fast_weights import adapt, functional_loss, params_of
 from lifelong.meta.maml import maml_loss, meta_step
+from lifelong.meta.sine import random_sines, sine_samples
 
 
 def _tiny():
@@ -92,11 +93,8 @@ def test_maml_beats_joint_pretraining_on_sinusoid_adaptation():
     """
     gen = torch.Generator().manual_seed(0)
 
-    def tasks(n):
-        amp = 0.1 + 4.9 * torch.rand(n, 1, 1, generator=gen)
-        phase = torch.pi * torch.rand(n, 1, 1, generator=gen)
-        x = 10 * torch.rand(n, 20, 1, generator=gen) - 5
-        y = amp * torch.sin(x + phase)
+    def tasks(n):  # x ~ U[-5, 5], A sin(x + φ) with A ~ U[0.1, 5], φ ~ U[0, π]; K = 10
+        x, y = (t.unsqueeze(-1) for t in sine_samples(*random_sines((n,), gen), 20, gen))
         return x[:, :10], y[:, :10], x[:, 10:], y[:, 10:]
 
     test = tasks(100)

@@ -5,11 +5,12 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from lifelong.core.errors import ShapeMismatchError
+from lifelong.core.errors import ConfigError, ShapeMismatchError
 from lifelong.meta.benchmark import Episode
 from lifelong.meta.fast_weights import adapt_online, functional_loss, params_of
 from lifelong.meta.networks import ANMLNet, OMLNet, anml_mlp, oml_mlp
 from lifelong.meta.online import OnlineLearner, meta_train, online_meta_loss, reset_rows
+from lifelong.meta.pretrain import pretrain
 
 
 def _episode(n_episodes=3, steps=4, batch=1, n_in=5, n_out=3, seed=0):
@@ -114,3 +115,32 @@ def test_episode_shape_mismatch_is_reported():
     bad = Episode(ep.traj_x, ep.traj_y[:, :3], ep.remember_x, ep.remember_y, ep.keep)
     with pytest.raises(ShapeMismatchError, match="trajectory"):
         online_meta_loss(oml_mlp((5,), 3, hidden=8, rln_layers=1), bad, F.cross_entropy, lr=0.1)
+
+
+def test_bad_network_and_training_arguments_raise_config_errors_naming_them():
+    with pytest.raises(ConfigError, match="oml: hidden must be a positive integer, got -1"):
+        oml_mlp((5,), 3, hidden=-1)
+    with pytest.raises(ConfigError, match="anml: hidden must be a positive integer, got -1"):
+        anml_mlp((5,), 3, hidden=-1)
+    net = oml_mlp((5,), 3, hidden=8, rln_layers=1)
+    ep = _episode()
+    for kwargs, message in (({"steps": "abc"}, "steps"), ({"meta_lr": -1.0}, "meta_lr"),
+                            ({"meta_batch": 0}, "meta_batch")):
+        with pytest.raises(ConfigError, match=f"meta_train: {message}"):
+            meta_train(net, lambda g, n: ep, F.cross_entropy, lr=0.1, **{"steps": 1, **kwargs})
+    x, y = torch.randn(4, 5), torch.randint(3, (4,))
+    for kwargs, message in (({"batch_size": 0}, "batch_size"), ({"lr": -1e-3}, "lr"),
+                            ({"epochs": -1}, "epochs")):
+        with pytest.raises(ConfigError, match=f"pretrain: {message}"):
+            pretrain(net, x, y, F.cross_entropy, **kwargs)
+    with pytest.raises(ConfigError, match="online learner: batch_size"):
+        OnlineLearner(net, F.cross_entropy, lr=0.1, batch_size=0)
+
+
+def test_pretrain_reports_each_epoch_to_the_callback():
+    net = oml_mlp((5,), 3, hidden=8, rln_layers=1)
+    x, y = torch.randn(10, 5), torch.randint(3, (10,))
+    seen = []
+    history = pretrain(net, x, y, F.cross_entropy, epochs=3, batch_size=4,
+                       callback=lambda epoch, loss: seen.append((epoch, loss)))
+    assert seen == list(enumerate(history)) and len(history) == 3

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import sys
 import types
@@ -43,8 +45,10 @@ def test_advise_zero_forgetting_with_task_labels(cli_main, capsys):
     assert out["ranking"][0]["family"] == "architecture" and "--scenario task" in out["command"]
 
 
-def test_advise_without_flags_nor_terminal_takes_the_default_answers(cli_main, capsys):
-    assert _advise_json(cli_main, capsys)["answers"] == vars(Answers())
+def test_advise_without_flags_nor_terminal_takes_the_default_answers(cli_main, capsys, monkeypatch):
+    monkeypatch.setattr(sys, "stdin", io.StringIO())  # not a terminal: nothing is asked
+    assert cli_main(["advise", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["answers"] == vars(Answers())
 
 
 def test_advise_prints_a_table_and_the_compare_command(cli_main, capsys):
@@ -53,6 +57,12 @@ def test_advise_prints_a_table_and_the_compare_command(cli_main, capsys):
     assert "Measure the top candidates on your data:" in out
     command = out.strip().splitlines()[-1]
     assert command.startswith("lifelong compare --benchmark split-digits --scenario class --strategies ")
+    strategies = command.split("--strategies ")[1].split()[0].split(",")
+    ranking = _advise_json(cli_main, capsys, "--tasks", "3")["ranking"]
+    candidates = [r["name"] for r in ranking if not r["excluded"] and r["family"] != "baseline"]
+    assert strategies == [*candidates[:2], "naive"]  # the top two, beside fine-tuning
+    assert cli_main(["advise", "--no-interactive", "--top", "0"]) == 2
+    assert "--top 0: compare at least one candidate" in _error_line(capsys)
 
 
 def test_interactive_answers_ask_only_what_the_flags_left_out():
@@ -129,6 +139,10 @@ def test_report_rebuilds_single_several_and_compare_folders(cli_main, capsys, co
     single = compared / "runs" / "naive-s1"
     assert cli_main(["report", str(single)]) == 0
     assert {"report.md", "report.html", "runs.csv"} <= {p.name for p in single.iterdir()}
+    with open(single / "runs.csv", newline="") as fh:
+        [row] = list(csv.DictReader(fh))
+    results = json.loads((single / "results.json").read_text())
+    assert (row["method"], float(row["acc"])) == ("naive", results["metrics"]["acc"])
     runs = [str(compared / "runs" / f) for f in ("naive-s0", "naive-s1", "replay-s0")]
     assert cli_main(["report", *runs, "--out", str(tmp_path / "cmp"), "--title", "Three runs"]) == 0
     assert (tmp_path / "cmp" / "report.md").read_text().startswith("# Three runs")
@@ -156,3 +170,53 @@ def test_report_can_log_runs_to_an_extra_logger(cli_main, capsys, compared, tmp_
     assert cli_main(["report", str(run), "--logger", "tb", "--out", str(tmp_path)]) == 0
     assert tags[0] == str(tmp_path / "tensorboard" / "cumulative-s0") and "finished/metrics/acc" in tags
     assert (tmp_path / "log.jsonl").exists()
+
+
+def test_report_logs_the_runs_of_a_compare_folder(cli_main, compared, tmp_path, monkeypatch):
+    dirs = []
+
+    class SummaryWriter:
+        def __init__(self, log_dir):
+            dirs.append(log_dir)
+
+        def add_scalar(self, tag, value, step):
+            pass
+
+        def close(self):
+            pass
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", types.SimpleNamespace(SummaryWriter=SummaryWriter))
+    args = ["report", str(compared), "--logger", "tb", "--out", str(tmp_path), "--title", "Small comparison"]
+    assert cli_main(args) == 0
+    runs = json.loads((compared / "compare.json").read_text())["runs"]
+    assert sorted(dirs) == sorted(str(tmp_path / "tensorboard" / f.split("/")[-1]) for fs in runs.values() for f in fs)
+    finished = [json.loads(x) for x in (tmp_path / "log.jsonl").read_text().splitlines() if '"finished"' in x]
+    assert len(finished) == len(dirs) == 6
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--grid", "lr=[0.1"], "grid entry 'lr=[0.1': '[[0.1]' is not a valid YAML value"),
+    (["--grid", "lr=0.1", "--grid", "lr=0.01"], "grid key 'lr' is given twice"),
+    (["--grid", "seed=0,1"], "compare sets seed itself for every run; use --seeds instead"),
+    (["--grid", "lambda=1,2"], "'lambda' names neither a run setting"),
+    (["--jobs", "0"], "jobs 0: give at least one worker process"),
+    (["--seeds", "0,0"], "seeds [0, 0]: give at least one, each once"),
+    (["seed=3"], "compare sets seed itself for every run; use --seeds instead"),
+    (["model_args.hidden=[32"], "override 'model_args.hidden=[32'"),
+])
+def test_compare_refuses_bad_requests_on_one_line(cli_main, capsys, tmp_path, flags, message):
+    assert cli_main(["compare", "--strategies", "naive", "--out", str(tmp_path), *flags]) == 2
+    assert message in _error_line(capsys)
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(("name", "text", "message"), [
+    ("results.json", json.dumps({"schema_version": 1, "name": "mt", "tasks": []}),
+     "is not the results of a continual run: it lacks"),
+    ("results.json", '{"metrics": ', "is not valid JSON"),
+    ("compare.json", json.dumps({"experiments": []}), "is not the compare.json of `lifelong compare`"),
+])
+def test_report_refuses_foreign_or_corrupt_files_on_one_line(cli_main, capsys, tmp_path, name, text, message):
+    (tmp_path / name).write_text(text)
+    assert cli_main(["report", str(tmp_path)]) == 2
+    assert message in _error_line(capsys)

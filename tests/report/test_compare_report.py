@@ -45,6 +45,7 @@ def test_words_and_sizes():
         "None", "None", "Very Low", "Low", "Moderate", "Severe"]
     assert [word(v, TRANSFER_WORDS) for v in (0.0, 0.05, 0.2, 0.5)] == ["None", "Low", "Moderate", "High"]
     assert [size(n) for n in (0, 1023, 27200, 3 * 1024**2)] == ["0 B", "1023 B", "26.6 KB", "3.0 MB"]
+    assert [size(n) for n in (5 * 1024**3, 5 * 1024**4, None)] == ["5.0 GB", "5120.0 GB", "unknown"]
 
 
 def test_pareto_front_by_hand():

@@ -34,6 +34,7 @@ def test_jsonl_logger_tags_records_with_the_run(tmp_path):
     logger.close()
     lines = [json.loads(x) for x in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert lines == [{"run": "naive-s0", **TRAINED}, {"run": "naive-s0", **EVALUATED}]
+    assert len(build_loggers(["jsonl", "jsonl"], tmp_path, "r")) == 1  # each logger once
 
 
 def test_missing_extra_says_how_to_install_it(tmp_path, monkeypatch):

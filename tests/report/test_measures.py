@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from lifelong.core.errors import DataError
@@ -10,8 +12,10 @@ from lifelong.report.measures import (
     forgetting_curve,
     group_runs,
     load_run,
+    manifest_groups,
     mean_matrix,
     mean_std,
+    summarise,
     train_growth,
 )
 
@@ -67,7 +71,25 @@ def test_load_run_refuses_an_unfinished_folder(tmp_path):
         load_run(tmp_path)
 
 
+def test_files_of_other_kinds_or_corrupt_ones_raise_data_errors(tmp_path):
+    (tmp_path / "results.json").write_text(json.dumps({"schema_version": 1, "name": "mt", "tasks": []}))
+    with pytest.raises(DataError, match=r"not the results of a continual run: it lacks \['seed', 'config', 'metrics'"):
+        load_run(tmp_path)
+    (tmp_path / "results.json").write_text('{"metrics": ')
+    with pytest.raises(DataError, match="is not valid JSON"):
+        load_run(tmp_path)
+    (tmp_path / "compare.json").write_text(json.dumps({"experiments": []}))
+    with pytest.raises(DataError, match=r"compare.json is not the compare.json of .*: it lacks \['base', 'runs'\]"):
+        manifest_groups(tmp_path)
+
+
 def test_card_of_a_combination_joins_its_parts():
     card = card_of("ewc+replay")
     assert card["family"] == "regularisation + replay" and card["memory_growth"] == "O(T)"
     assert card_of("no-such-strategy")["family"] == "unknown"
+
+
+def test_a_group_card_comes_from_its_runs_strategy_not_its_label(compared):
+    groups, _ = manifest_groups(compared)
+    renamed = {f"group {i}": runs for i, runs in enumerate(groups.values())}
+    assert [r["card"] for r in summarise(renamed)] == [card_of(label) for label in groups]

@@ -13,17 +13,15 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from lifelong.core.errors import ConfigError, ShapeMismatchError
+from lifelong.core.checks import check_count
+from lifelong.core.errors import CheckpointError, ConfigError, ShapeMismatchError
 
 
 class TensorStore:
     """`capacity` preallocated rows of named tensors; rows `[0, size)` are filled."""
 
     def __init__(self, capacity: int) -> None:
-        if int(capacity) < 1:
-            raise ConfigError(f"a buffer needs capacity >= 1, got {capacity}; "
-                              "set buffer_size to a positive integer")
-        self.capacity = int(capacity)
+        self.capacity = check_count("buffer capacity (the strategy's buffer or memory size)", capacity)
         self.data: dict[str, Tensor] = {}
         self.size = 0
 
@@ -81,10 +79,14 @@ class TensorStore:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what `state_dict` returned (storage reallocated at full capacity)."""
         self.capacity, self.size, self.data = int(state["capacity"]), 0, {}
-        if state["data"]:
-            rows = next(iter(state["data"].values())).shape[0]
+        rows = next(iter(state["data"].values())).shape[0] if state["data"] else 0
+        if rows > self.capacity or int(state["size"]) != rows:
+            raise CheckpointError(f"buffer checkpoint: {rows} stored rows, size {state['size']} and capacity "
+                                  f"{self.capacity} do not fit together; the checkpoint is damaged or was "
+                                  "edited, resume from an intact one")
+        if rows:
             self.write(torch.arange(rows), state["data"])
-        self.size = int(state["size"])
+        self.size = rows
 
 
 def reservoir_draws(n_seen: int, batch: int, generator: torch.Generator) -> Tensor:
@@ -227,6 +229,8 @@ def herding_select(features: Tensor, m: int) -> Tensor:
     if features.ndim != 2:
         raise ShapeMismatchError(
             f"herding_select: features must be (n, d), got {tuple(features.shape)}")
+    if m < 0:
+        raise ConfigError(f"herding_select: m must be a number of exemplars >= 0, got {m}")
     n = features.shape[0]
     m = min(int(m), n)
     f = features.double()

@@ -23,17 +23,24 @@ from typing import Any
 
 import torch
 
-from lifelong.continual.engine import Engine
-from lifelong.continual.run import CHECKPOINT, build_stream, run
-from lifelong.continual.selection import best_point, check_grid_keys, grid_points, holdout, point_tag
-from lifelong.continual.strategies import build_strategy, split_spec
+from lifelong.continual.run import CHECKPOINT, build_engine, build_stream, run
+from lifelong.continual.selection import (
+    best_point,
+    canonical_grid,
+    check_fraction,
+    check_grid_keys,
+    grid_points,
+    holdout,
+    point_tag,
+    strategy_of_key,
+)
+from lifelong.continual.strategies import split_spec
 from lifelong.core.checkpoint import load_checkpoint
-from lifelong.core.config import RunConfig
+from lifelong.core.config import RunConfig, merge, nest
 from lifelong.core.errors import ConfigError, RunExistsError
 from lifelong.core.records import atomic_write_json, read_json
 from lifelong.core.registries import STRATEGIES
 from lifelong.data.stream import Stream
-from lifelong.models import build_model
 
 SCHEMA_VERSION = 1
 MANIFEST = "compare.json"
@@ -70,12 +77,12 @@ def measure(folder: str | Path, stream: Stream | None = None) -> dict[str, Any]:
 
 
 def _init_worker() -> None:
+    """Each worker: one torch thread (runs in parallel would otherwise oversubscribe the cores)."""
     torch.set_num_threads(1)
 
 
 def execute(job: Mapping[str, Any]) -> dict[str, Any]:
     """Run one job in this process (a worker): train, then write measures.json beside results.json."""
-    torch.set_num_threads(1)
     for module in job["modules"]:
         importlib.import_module(module)
     config = RunConfig.from_dict(job["config"])
@@ -83,15 +90,15 @@ def execute(job: Mapping[str, Any]) -> dict[str, Any]:
     if job["holdout"]:
         stream = holdout(stream, job["holdout"], config.seed)
     results = run(config, resume=True, stream=stream)
-    folder = Path(config.out) / config.run_name()
+    folder = config.folder()
     split = "validation" if job["holdout"] else "test"
     atomic_write_json(folder / MEASURES, {**measure(folder, stream), "split": split})
     return {"folder": str(folder), "acc": results["metrics"]["acc"]}
 
 
 def _folder(job: Mapping[str, Any]) -> Path:
-    cfg = job["config"]
-    return Path(cfg["out"]) / cfg["name"]
+    """The run folder of a job."""
+    return RunConfig.from_dict(job["config"]).folder()
 
 
 def _finished(job: Mapping[str, Any]) -> bool:
@@ -146,23 +153,16 @@ def execute_all(work: Sequence[dict[str, Any]], jobs: int,
     return failures
 
 
-def _check(config: RunConfig, stream: Stream) -> None:
-    """Build the strategy and model of `config` and let the engine refuse an impossible combination."""
-    model = build_model(config.model, stream.input_shape, stream.n_classes, stream.task_classes(),
-                        head=config.head, **config.model_args)
-    Engine(model, build_strategy(config.strategy, config.strategy_args)).check(stream)
-
-
 def _config(base: RunConfig, spec: str, args: Mapping[str, Mapping[str, Any]], point: Mapping[str, Any],
             seed: int, out: Path, name: str) -> RunConfig:
-    groups = {n: dict(args.get(n, {})) for n in split_spec(spec)}
+    """The config of one run: `base`, the strategy `spec` with its arguments, a grid point, seed and folder."""
+    groups: dict[str, Any] = {n: dict(args.get(n, {})) for n in split_spec(spec)}
     values = base.to_dict()
     for key, value in point.items():
-        strategy, _, arg = key.partition(".")
-        if arg:
-            groups[strategy][arg] = value
+        if strategy_of_key(key) is None:
+            values = merge(values, nest(key, value))
         else:
-            values[key] = value
+            groups = merge(groups, nest(key, value))
     values.update(strategy=spec, strategy_args={n: a for n, a in groups.items() if a}, seed=seed,
                   out=str(out), name=name)
     return RunConfig.from_dict(values)
@@ -182,13 +182,16 @@ def _selection(per_point: Sequence[Sequence[Mapping[str, Any]]], points: Sequenc
     return {"points": table, "chosen": scored[best_point([table[i]["val_acc"] for i in scored])]}
 
 
-def _canonical_keys(mapping: Mapping[str, Any]) -> dict[str, Any]:
-    """`<alias>.<arg>` keys renamed to `<canonical>.<arg>`; run-setting keys unchanged."""
-    out = {}
-    for key, value in mapping.items():
-        head, dot, rest = key.partition(".")
-        out[f"{STRATEGIES.canonical(head)}.{rest}" if dot else key] = value
-    return out
+def _check_request(labels: Sequence[str], seeds: Sequence[int], jobs: int, val_fraction: float) -> None:
+    """Refuse repeated strategies or seeds, no worker, and a validation fraction outside (0, 1)."""
+    if len(set(labels)) != len(labels) or not labels:
+        raise ConfigError(f"strategies {list(labels)} (canonical names): give at least one, each once")
+    if len(set(seeds)) != len(seeds) or not seeds:
+        raise ConfigError(f"seeds {list(seeds)}: give at least one, each once (each seed has one run folder), "
+                          "e.g. --seeds 0,1,2")
+    if jobs < 1:
+        raise ConfigError(f"jobs {jobs}: give at least one worker process, e.g. --jobs 2")
+    check_fraction(val_fraction)
 
 
 def compare(strategies: Sequence[str], base: RunConfig, *, seeds: Sequence[int], out: str | Path,
@@ -201,14 +204,11 @@ def compare(strategies: Sequence[str], base: RunConfig, *, seeds: Sequence[int],
     Returns the manifest; its `failures` lists runs that raised (the others still finish).
     Workers start as multiprocessing does: a script calling this needs `if __name__ == "__main__":`.
     """
-    out = Path(out)
-    labels = {"+".join(split_spec(s)): s for s in strategies}
-    if len(labels) != len(strategies) or not labels:
-        raise ConfigError(f"strategies {list(strategies)}: give at least one, each once")
-    if not seeds:
-        raise ConfigError("give at least one seed")
+    out, seeds = Path(out), list(seeds)
+    labels = ["+".join(split_spec(s)) for s in strategies]
+    _check_request(labels, seeds, jobs, val_fraction)
     args = {STRATEGIES.canonical(k): dict(v) for k, v in (strategy_args or {}).items()}
-    grid = _canonical_keys(grid or {})
+    grid = canonical_grid(grid or {})
     check_grid_keys(grid, [split_spec(s) for s in labels])
     stray = sorted(set(args) - {n for s in labels for n in split_spec(s)})
     if stray:
@@ -217,7 +217,7 @@ def compare(strategies: Sequence[str], base: RunConfig, *, seeds: Sequence[int],
     points = {label: grid_points(split_spec(label), grid) for label in labels}
     for label, pts in points.items():
         for point in pts:
-            _check(_config(base, label, args, point, seeds[0], out, label), stream)
+            build_engine(_config(base, label, args, point, seeds[0], out, label), stream)
     modules = sorted({STRATEGIES.get(n).__module__ for s in labels for n in split_spec(s)})
 
     def job(label: str, point: Mapping[str, Any], seed: int, folder: Path, name: str,
@@ -240,8 +240,8 @@ def compare(strategies: Sequence[str], base: RunConfig, *, seeds: Sequence[int],
     runs = {label: [str(_folder(j).relative_to(out)) for j in final + second
                     if j["label"] == label and (_folder(j) / "results.json").exists()] for label in labels}
     manifest = {
-        "schema_version": SCHEMA_VERSION, "base": base.to_dict(), "strategies": list(labels),
-        "seeds": list(seeds), "grid": grid, "val_fraction": val_fraction, "strategy_args": args,
+        "schema_version": SCHEMA_VERSION, "base": base.to_dict(), "strategies": labels,
+        "seeds": seeds, "grid": grid, "val_fraction": val_fraction, "strategy_args": args,
         "chosen": {label: chosen.get(label) for label in labels}, "selection": selection, "runs": runs,
         "failures": [{**f, "folder": str(Path(f["folder"]).relative_to(out))} for f in failures],
     }

@@ -45,6 +45,17 @@ OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
 }
 
 
+def total_loss(terms: dict[str, torch.Tensor], where: str) -> torch.Tensor:
+    """The sum of the named loss `terms`; NonFiniteLossError naming the non-finite ones and `where`."""
+    total = sum(terms.values())
+    if not torch.isfinite(total):
+        bad = [k for k, v in terms.items() if not torch.isfinite(v)]
+        raise NonFiniteLossError(
+            f"loss term(s) {bad} became non-finite {where}; lower the learning rate or the plugin's "
+            "weight, or check the inputs")
+    return total
+
+
 class Progress(Protocol):
     """What the engine reports progress to (the CLI's rich bar, or nothing)."""
 
@@ -195,13 +206,7 @@ class Engine:
         for p in self.plugins:
             for name, value in p.loss_terms(ctx, batch, outputs).items():
                 terms[f"{p.name}.{name}"] = value
-        total = sum(terms.values())
-        if not torch.isfinite(total):
-            bad = [k for k, v in terms.items() if not torch.isfinite(v)]
-            raise NonFiniteLossError(
-                f"loss term(s) {bad} became non-finite at step {self.step} of experience "
-                f"{ctx.index}; lower the learning rate or the plugin's weight, or check the inputs"
-            )
+        total = total_loss(terms, f"at step {self.step} of experience {ctx.index}")
         optimizer.zero_grad(set_to_none=True)
         total.backward()
         for p in self.plugins:

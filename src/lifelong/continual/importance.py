@@ -9,15 +9,16 @@ MAS all penalise with the same weighted squared distance to an anchor.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
 
 import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 from torch.func import functional_call, grad, vmap
 
-from lifelong.core.errors import ConfigError, ShapeMismatchError
+from lifelong.core.checks import check_count
+from lifelong.core.errors import IncompatibleError, ShapeMismatchError
+from lifelong.models.layer_list import evaluating
 
 Objective = Callable[..., torch.Tensor]
 
@@ -27,10 +28,9 @@ def flat_params(model: nn.Module) -> torch.Tensor:
     return torch.cat([p.reshape(-1) for p in model.parameters()])
 
 
-def flat_grads(model: nn.Module) -> torch.Tensor:
-    """The `.grad` of every parameter as one vector, zeros where a parameter has no gradient."""
-    return torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1)
-                      for p in model.parameters()])
+def flat_grads(params: Iterable[torch.Tensor]) -> torch.Tensor:
+    """The `.grad` of `params` as one vector, zeros where a parameter has no gradient."""
+    return torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params])
 
 
 def param_shapes(model: nn.Module) -> list[list[int]]:
@@ -103,17 +103,6 @@ def detached_state(model: nn.Module) -> dict[str, torch.Tensor]:
             **{n: b.detach() for n, b in model.named_buffers()}}
 
 
-@contextmanager
-def evaluating(model: nn.Module) -> Iterator[nn.Module]:
-    """Run `model` in eval mode inside the block, restoring its mode afterwards."""
-    was_training = model.training
-    model.eval()
-    try:
-        yield model
-    finally:
-        model.train(was_training)
-
-
 def check_samples(x: torch.Tensor, *others: torch.Tensor | None, what: str) -> None:
     """Raise when `x` is empty or the other per-sample tensors do not have one row per input."""
     if x.ndim < 1 or x.shape[0] == 0:
@@ -122,6 +111,17 @@ def check_samples(x: torch.Tensor, *others: torch.Tensor | None, what: str) -> N
         if other is not None and (other.ndim < 1 or other.shape[0] != x.shape[0]):
             raise ShapeMismatchError(f"{what}: inputs hold {x.shape[0]} samples but another "
                                      f"argument has shape {tuple(other.shape)}; give one row per input")
+
+
+def output_width(model: nn.Module, x: torch.Tensor, t: torch.Tensor, *, what: str) -> int:
+    """The number of outputs `model` gives a sample of `x`; a ShapeMismatchError if it fails on `x`."""
+    try:
+        with torch.no_grad(), evaluating(model):
+            out = call_model(model, detached_state(model), x[:1], t[:1])
+    except RuntimeError as err:
+        raise ShapeMismatchError(f"{what}: the model fails on inputs of per-sample shape {tuple(x.shape[1:])} "
+                                 f"and dtype {x.dtype} ({err}); give inputs like those it was built for") from err
+    return out.shape[-1]
 
 
 def per_sample_mean(model: nn.Module, objective: Objective, x: torch.Tensor,
@@ -135,12 +135,15 @@ def per_sample_mean(model: nn.Module, objective: Objective, x: torch.Tensor,
     chunk_size × parameters). The model runs in eval mode (no dropout, BatchNorm statistics
     frozen). `transform` may work in place (`Tensor.square_`, `Tensor.abs_`).
     """
-    if chunk_size < 1:
-        raise ConfigError(f"chunk_size must be a positive number of samples, got {chunk_size}")
+    what = "per-sample gradients"
+    check_count(f"{what}: chunk_size", chunk_size)
     t = torch.zeros(x.shape[0], dtype=torch.long, device=x.device) if t is None else t
-    check_samples(x, t, *extra, what="per-sample gradients")
-    names = [n for n, _ in model.named_parameters()]
+    check_samples(x, t, *extra, what=what)
     params = {n: p.detach() for n, p in model.named_parameters()}
+    if not params:
+        raise IncompatibleError(f"{what}: the model has no parameters to take gradients of; "
+                                "give a model with parameters")
+    output_width(model, x, t, what=what)
     buffers = {n: b.detach() for n, b in model.named_buffers()}
 
     def one(p: dict[str, torch.Tensor], xi: torch.Tensor, ti: torch.Tensor,
@@ -149,13 +152,12 @@ def per_sample_mean(model: nn.Module, objective: Objective, x: torch.Tensor,
         return objective(out, ti[None], *(e[None] for e in ei))
 
     per_sample = vmap(grad(one), in_dims=(None, 0, 0, *(0,) * len(extra)))
-    first = next(iter(params.values()))
-    total = first.new_zeros(sum(p.numel() for p in params.values()))
+    total = next(iter(params.values())).new_zeros(sum(p.numel() for p in params.values()))
     with evaluating(model):
         for s in range(0, x.shape[0], chunk_size):
             grads = per_sample(params, x[s:s + chunk_size], t[s:s + chunk_size],
                                *(e[s:s + chunk_size] for e in extra))
-            total += torch.cat([transform(grads[n]).sum(0).reshape(-1) for n in names])
+            total += torch.cat([transform(grads[n]).sum(0).reshape(-1) for n in params])
     return total / x.shape[0]
 
 

@@ -13,19 +13,21 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
+from lifelong.continual.engine import total_loss
 from lifelong.continual.plugin import Context
 
 Forward = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def fit(ctx: Context, params: Sequence[torch.Tensor], forward: Forward, *, epochs: int,
+def fit(ctx: Context, params: Sequence[torch.Tensor], forward: Forward, *, name: str, epochs: int,
         batch_size: int, lr: float, penalty: Callable[[], torch.Tensor] | None = None,
         after_backward: Callable[[], None] | None = None,
         after_step: Callable[[], None] | None = None) -> None:
     """Train `params` with Adam for `epochs` on the experience's training data.
 
     `forward(x, t)` gives logits; `penalty()` is added to the loss; `after_backward` may edit
-    gradients (masks); `after_step` may edit parameters (proximal steps).
+    gradients (masks); `after_step` may edit parameters (proximal steps). A non-finite loss
+    raises as in the engine, its terms named after the strategy `name`.
     """
     exp = ctx.experience
     x, y, t = exp.train_x, exp.train_y, exp.train_t()
@@ -35,9 +37,10 @@ def fit(ctx: Context, params: Sequence[torch.Tensor], forward: Forward, *, epoch
         order = torch.randperm(len(y), generator=ctx.generator).to(ctx.device)
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
-            loss = F.cross_entropy(ctx.mask(forward(x[idx], t[idx]), t[idx]), y[idx])
+            terms = {f"{name}.ce": F.cross_entropy(ctx.mask(forward(x[idx], t[idx]), t[idx]), y[idx])}
             if penalty is not None:
-                loss = loss + penalty()
+                terms[f"{name}.penalty"] = penalty()
+            loss = total_loss(terms, f"in {name}'s own training phase on experience {ctx.index}")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if after_backward is not None:

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import platform
 import resource
-import shutil
 import sys
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -24,8 +22,8 @@ from lifelong.continual.metrics import all_metrics
 from lifelong.continual.strategies import build_strategy
 from lifelong.core.checkpoint import load_checkpoint, save_checkpoint
 from lifelong.core.config import RunConfig
-from lifelong.core.errors import CheckpointError, RunExistsError
-from lifelong.core.records import append_jsonl, atomic_write_json, atomic_write_yaml
+from lifelong.core.errors import CheckpointError
+from lifelong.core.records import append_jsonl, atomic_write_json, atomic_write_yaml, prepare_run_folder
 from lifelong.core.seeding import resolve_device, seed_everything
 from lifelong.data.scenarios import build_benchmark
 from lifelong.data.stream import Stream
@@ -40,6 +38,15 @@ def build_stream(config: RunConfig) -> Stream:
     limit = (config.limit_train, config.limit_test) if config.limit_train or config.limit_test else None
     return build_benchmark(config.benchmark, config.scenario, root=config.data_root, limit=limit,
                            **config.benchmark_args)
+
+
+def build_engine(config: RunConfig, stream: Stream, **options: Any) -> Engine:
+    """`config`'s model and strategy in an Engine taking `options`; IncompatibleError if `stream` rules them out."""
+    model = build_model(config.model, stream.input_shape, stream.n_classes, stream.task_classes(),
+                        head=config.head, **config.model_args)
+    engine = Engine(model, build_strategy(config.strategy, config.strategy_args), **options)
+    engine.check(stream)
+    return engine
 
 
 def versions() -> dict[str, str]:
@@ -58,14 +65,11 @@ def peak_memory_mb() -> float:
 def run(config: RunConfig, *, resume: bool = False, overwrite: bool = False,
         progress: Progress | None = None, stream: Stream | None = None) -> dict[str, Any]:
     """Train `config`, checkpointing after each experience; write config, log and results.json."""
-    folder = Path(config.out) / config.run_name()
+    folder = config.folder()
     ckpt = folder / CHECKPOINT
-    if folder.exists() and not resume:
-        if not overwrite and any(folder.iterdir()):
-            raise RunExistsError(f"{folder} already holds a run; pass --resume to continue it, "
-                                 "--overwrite to replace it, or choose another --name")
-        if overwrite:
-            shutil.rmtree(folder)
+    if not resume:
+        prepare_run_folder(folder, overwrite, holds="a run", fix="pass --resume to continue it, "
+                           "--overwrite to replace it, or choose another --name")
     state = None
     if resume and ckpt.exists():
         state, saved = load_checkpoint(ckpt)
@@ -76,16 +80,11 @@ def run(config: RunConfig, *, resume: bool = False, overwrite: bool = False,
 
     generator = seed_everything(config.seed)
     stream = stream if stream is not None else build_stream(config)
-    model = build_model(config.model, stream.input_shape, stream.n_classes, stream.task_classes(),
-                        head=config.head, **config.model_args)
-    plugins = build_strategy(config.strategy, config.strategy_args)
-    folder.mkdir(parents=True, exist_ok=True)
     log_path = folder / "metrics.jsonl"
-    engine = Engine(model, plugins, epochs=config.epochs, batch_size=config.batch_size,
-                    lr=config.lr, optimizer=config.optimizer, device=resolve_device(config.device),
-                    generator=generator, progress=progress,
-                    log=lambda record: append_jsonl(log_path, record))
-    engine.check(stream)
+    engine = build_engine(config, stream, epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
+                          optimizer=config.optimizer, device=resolve_device(config.device), generator=generator,
+                          progress=progress, log=lambda record: append_jsonl(log_path, record))
+    folder.mkdir(parents=True, exist_ok=True)
     if state is not None:
         for exp in stream[: int(state["next_experience"])]:
             engine.adapt(exp.classes)  # growing heads reach the checkpoint's shape before loading

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from lifelong.continual.plugin import Plugin
-from lifelong.core.errors import ConfigError
+from lifelong.core.errors import ConfigError, IncompatibleError
 from lifelong.core.registries import STRATEGIES
 
 
@@ -17,6 +17,16 @@ def split_spec(spec: str) -> list[str]:
     if not names:
         raise ConfigError("empty strategy name; try 'naive' or see `lifelong list strategy`")
     return names
+
+
+def check_one_architecture(spec: str, names: list[str]) -> None:
+    """Refuse a spec naming more than one strategy of the registry's "architecture" family."""
+    rebuilders = [n for n in names if STRATEGIES.meta(n).get("family") == "architecture"]
+    if len(rebuilders) > 1:
+        raise IncompatibleError(
+            f"strategy {spec!r} combines the architecture strategies {rebuilders}; each rebuilds or "
+            "masks the model for itself, so they do not stack: keep one of them (a replay strategy may "
+            "go before it, e.g. 'replay+hat')")
 
 
 def build_strategy(spec: str, args: Mapping[str, Any] | None = None) -> list[Plugin]:
@@ -34,5 +44,6 @@ def build_strategy(spec: str, args: Mapping[str, Any] | None = None) -> list[Plu
     if stray:
         raise ConfigError(f"strategy {spec!r}: arguments of a combined strategy are grouped by "
                           f"strategy name ({', '.join(names)}); these groups match none: {stray}")
+    check_one_architecture(spec, names)
     plugins = [STRATEGIES.build(n, **dict(per_name.get(n) or {})) for n in names]
     return [p for p in plugins if p.name != "naive" or len(plugins) == 1]

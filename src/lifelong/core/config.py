@@ -41,6 +41,10 @@ class RunConfig:
         """The run folder's name: `name`, else `<benchmark>-<scenario>-<strategy>-s<seed>`."""
         return self.name or f"{self.benchmark}-{self.scenario}-{self.strategy}-s{self.seed}"
 
+    def folder(self) -> Path:
+        """The run folder: `<out>/<run_name()>`."""
+        return Path(self.out) / self.run_name()
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -101,7 +105,26 @@ def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"override {item!r} descends into a non-mapping key {part!r}")
-        node[leaf] = yaml.safe_load(raw) if raw else None
+        node[leaf] = parse_value(raw, f"override {item!r}") if raw else None
+    return out
+
+
+def parse_value(text: str, what: str) -> Any:
+    """`text` read as YAML, or a ConfigError naming `what` (the item the text came from)."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or type(exc).__name__
+        raise ConfigError(f"{what}: {text!r} is not a valid YAML value ({problem}); close every "
+                          "bracket and quote such strings, e.g. key=[1,2] or key='a: b'") from exc
+
+
+def nest(key: str, value: Any) -> dict[str, Any]:
+    """A dotted key as nested mappings: `("model_args.hidden", [32])` → `{"model_args": {"hidden": [32]}}`."""
+    *parents, leaf = key.split(".")
+    out: dict[str, Any] = {leaf: value}
+    for part in reversed(parents):
+        out = {part: out}
     return out
 
 

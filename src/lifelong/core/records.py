@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from lifelong.core.errors import RunExistsError
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
@@ -41,6 +44,17 @@ def atomic_write_json(path: str | Path, obj: Any) -> Path:
 def atomic_write_yaml(path: str | Path, obj: Any) -> Path:
     """Atomically write YAML (block style, keys in insertion order)."""
     return atomic_write_text(path, yaml.safe_dump(obj, sort_keys=False))
+
+
+def prepare_run_folder(folder: str | Path, overwrite: bool, *, holds: str = "files",
+                       fix: str = "pass --overwrite to replace them or choose another --out") -> Path:
+    """`folder` cleared for a new run: one holding files raises RunExistsError unless `overwrite`."""
+    folder = Path(folder)
+    if folder.exists() and any(folder.iterdir()):
+        if not overwrite:
+            raise RunExistsError(f"{folder} already holds {holds}; {fix}")
+        shutil.rmtree(folder)
+    return folder
 
 
 def append_jsonl(path: str | Path, record: dict[str, Any]) -> None:

@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import copy
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -19,8 +18,8 @@ from typing import Any
 import torch
 
 from lifelong.continual.run import versions
-from lifelong.core.errors import ConfigError, RunExistsError
-from lifelong.core.records import atomic_write_json, atomic_write_yaml
+from lifelong.core.errors import ConfigError
+from lifelong.core.records import atomic_write_json, atomic_write_yaml, prepare_run_folder
 from lifelong.core.registries import PACINGS, SCORERS
 from lifelong.core.seeding import seed_everything
 from lifelong.curriculum.report import write_report
@@ -94,12 +93,7 @@ def make_scorer(config: CurriculumConfig, model: torch.nn.Module, data: SourceDa
 def run_curriculum(config: CurriculumConfig, out: str | Path, *, overwrite: bool = False,
                    progress: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Train the curriculum and random order from the same initial model; write the run folder."""
-    folder = Path(out)
-    if folder.exists() and any(folder.iterdir()):
-        if not overwrite:
-            raise RunExistsError(f"{folder} already holds files; pass --overwrite to replace "
-                                 "them or choose another --out")
-        shutil.rmtree(folder)
+    folder = prepare_run_folder(out, overwrite)
     if SCORERS.canonical(config.scorer) == "precomputed":
         raise ConfigError("scorer 'precomputed' needs scores from Python "
                           "(PrecomputedScorer(scores)); choose another --scorer here")

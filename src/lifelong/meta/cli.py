@@ -2,11 +2,31 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from lifelong.core.config import parse_overrides
+from lifelong.core.errors import ConfigError
+from lifelong.meta.methods import BENCHMARKS, METHODS
+
+
+def split_overrides(items: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Method arguments (`key=value`) and benchmark arguments (`benchmark.key=value`), flat."""
+    args = parse_overrides(items)
+    benchmark_args = args.pop("benchmark", {})
+    if not isinstance(benchmark_args, dict):
+        raise ConfigError(f"override benchmark={benchmark_args!r} sets no argument; choose the "
+                          "benchmark with --benchmark and give its arguments as benchmark.key=value")
+    nested = [key for key, value in args.items() if isinstance(value, dict)]
+    nested += [f"benchmark.{key}" for key, value in benchmark_args.items() if isinstance(value, dict)]
+    if nested:
+        raise ConfigError(f"overrides {nested} have dotted keys below them, but every argument is a "
+                          "single value: write key=value for the method and benchmark.key=value "
+                          "for the benchmark")
+    return args, benchmark_args
 
 
 def register(app: typer.Typer) -> None:
@@ -14,14 +34,13 @@ def register(app: typer.Typer) -> None:
 
     @app.command("meta")
     def meta(
-        method: Annotated[str, typer.Option(help="oml | anml | prototypes")] = "oml",
-        benchmark: Annotated[str, typer.Option(
-            help="sine | fewshot-digits | fewshot-fashion-mnist")] = "sine",
+        method: Annotated[str, typer.Option(help=" | ".join(METHODS.names()))] = "oml",
+        benchmark: Annotated[str, typer.Option(help=" | ".join(BENCHMARKS.names()))] = "sine",
         out: Annotated[str | None, typer.Option(
             help="run folder (default runs/meta-<method>-<benchmark>-s<seed>)")] = None,
         seed: Annotated[int, typer.Option()] = 0,
         threads: Annotated[int, typer.Option(
-            help="torch CPU threads; the nets are small, so one is fastest")] = 1,
+            min=1, help="torch CPU threads; the nets are small, so one is fastest")] = 1,
         overwrite: Annotated[bool, typer.Option(help="replace an existing run folder")] = False,
         quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
         overrides: Annotated[list[str] | None, typer.Argument(
@@ -31,12 +50,10 @@ def register(app: typer.Typer) -> None:
         """Meta-train, then learn the meta-test stream online; write results.json and report.md."""
         import torch
 
-        from lifelong.core.config import parse_overrides
         from lifelong.meta.run import run_meta
 
         torch.set_num_threads(threads)
-        args = parse_overrides(overrides or [])
-        benchmark_args = args.pop("benchmark", {})
+        args, benchmark_args = split_overrides(overrides or [])
         folder = out or f"runs/meta-{method}-{benchmark}-s{seed}"
         console = Console(quiet=quiet)
         columns = (TextColumn("{task.description}"), BarColumn(),

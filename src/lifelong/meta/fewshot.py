@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from lifelong.core.checks import check_counts, check_positive
 from lifelong.core.errors import ConfigError
 from lifelong.data.sources import SourceData, load_source
 from lifelong.meta.benchmark import CLASSIFICATION, Episode, MetaBenchmark, Task
@@ -32,35 +33,38 @@ def dihedral_classes(x: torch.Tensor, y: torch.Tensor, n_classes: int, variants:
     return torch.cat(views), torch.cat([y + v * n_classes for v in range(variants)])
 
 
-def fewshot_from_source(data: SourceData | str, *, meta_train_classes: int = 5, shots: int = 5,
-                        classes_per_trajectory: int = 5, trajectory_shots: int = 5,
-                        remember: int = 32, class_variants: int = 8,
-                        max_per_class: int = 200, online_lr: float = 0.1, seed: int = 0
-                        ) -> MetaBenchmark:
+def fewshot_from_source(data: SourceData | str, seed: int = 0, *, meta_train_classes: int = 5,
+                        shots: int = 5, classes_per_trajectory: int = 5, trajectory_shots: int = 5,
+                        remember: int = 32, class_variants: int = 8, max_per_class: int = 200,
+                        online_lr: float = 0.1) -> MetaBenchmark:
     """Few-shot continual classification: meta-train on the first classes, meta-test on the rest.
 
-    `data` is a `SourceData` or a name for `load_source`. A meta-training trajectory is
-    `trajectory_shots` samples of each of `classes_per_trajectory` classes, in order; its
-    remember set is `remember` random meta-training samples. `class_variants` > 1 adds
-    rotated/transposed copies of the meta-training classes as further classes (square images);
-    each meta-training class keeps at most `max_per_class` random samples. The meta-test stream
-    has one task per held-out class: `shots` training samples, then all of the class's test
-    samples. The papers sample one class per trajectory out of Omniglot's 963;
-    with 5 classes that over-fits them (near-perfect on meta-training classes, chance on new
-    ones), so the defaults train on trajectories shaped like the meta-test stream (5 classes
-    of 5 shots) over 40 classes (8 symmetries × 5); ANML's inner lr 0.1 is the online rate.
+    `data` is a `SourceData` or a name for `load_source`; `seed` draws the samples used and
+    their order. A meta-training trajectory is `trajectory_shots` samples of each of
+    `classes_per_trajectory` classes, in order; its remember set is `remember` random
+    meta-training samples. `class_variants` > 1 adds rotated/transposed copies of the
+    meta-training classes as further classes (square images); each meta-training class keeps
+    at most `max_per_class` random samples. The meta-test stream has one task per held-out
+    class: `shots` training samples, then all of the class's test samples. The papers sample
+    one class per trajectory out of Omniglot's 963; with 5 classes that over-fits them
+    (near-perfect on meta-training classes, chance on new ones), so the defaults train on
+    trajectories shaped like the meta-test stream (5 classes of 5 shots) over 40 classes
+    (8 symmetries × 5); ANML's inner lr 0.1 is the online rate.
     """
+    check_counts("fewshot", meta_train_classes=meta_train_classes, shots=shots,
+                 classes_per_trajectory=classes_per_trajectory, trajectory_shots=trajectory_shots,
+                 remember=remember, class_variants=class_variants, max_per_class=max_per_class)
+    online_lr = check_positive("fewshot: online_lr", online_lr, allow_zero=False)
     if isinstance(data, str):
         data = load_source(data)
     n_classes = data.n_classes
     n_test_classes = n_classes - meta_train_classes
     square = len(data.input_shape) == 3 and data.input_shape[1] == data.input_shape[2]
-    if not 0 < meta_train_classes < n_classes or not 1 <= class_variants <= (8 if square else 1) \
-            or max_per_class < 1:
+    if meta_train_classes >= n_classes or class_variants > (8 if square else 1):
         raise ConfigError(
             f"fewshot: meta_train_classes={meta_train_classes} must leave classes on both sides of "
-            f"the {n_classes} classes of {data.name!r}, class_variants={class_variants} must be 1 "
-            f"(or up to 8 for square images) and max_per_class={max_per_class} positive"
+            f"the {n_classes} classes of {data.name!r} and class_variants={class_variants} must be "
+            "1 (or up to 8 for square images)"
         )
     gen = torch.Generator().manual_seed(seed)
     kept = class_table(data.train_y, torch.arange(meta_train_classes), gen)[:, :max_per_class]
@@ -70,14 +74,13 @@ def fewshot_from_source(data: SourceData | str, *, meta_train_classes: int = 5, 
     table = torch.arange(len(meta_y)).view(n_meta, -1)  # row r: the samples labelled r
     test_classes = torch.arange(meta_train_classes, n_classes)
     test_table = class_table(data.train_y, test_classes, gen)
-    if min(trajectory_shots, shots, remember) < 1 or trajectory_shots > table.shape[1] or \
-            shots > test_table.shape[1] or not 0 < classes_per_trajectory <= n_meta:
+    if trajectory_shots > table.shape[1] or shots > test_table.shape[1] or \
+            classes_per_trajectory > n_meta:
         raise ConfigError(
-            f"fewshot: shots={shots}, trajectory_shots={trajectory_shots}, remember={remember} "
-            f"and classes_per_trajectory={classes_per_trajectory} must be positive, with "
-            f"trajectory_shots at most {table.shape[1]} and shots at most {test_table.shape[1]} "
-            f"(samples kept of the rarest meta-train / meta-test class of {data.name!r}) and at "
-            f"most {n_meta} classes per trajectory"
+            f"fewshot: trajectory_shots={trajectory_shots} must be at most {table.shape[1]} and "
+            f"shots={shots} at most {test_table.shape[1]} (samples kept of the rarest meta-train "
+            f"/ meta-test class of {data.name!r}), classes_per_trajectory="
+            f"{classes_per_trajectory} at most {n_meta}"
         )
     n_outputs = max(n_meta, n_test_classes)
     shape = data.input_shape

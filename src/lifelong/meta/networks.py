@@ -13,16 +13,14 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from lifelong.core.errors import ConfigError
+from lifelong.core.checks import check_counts
 from lifelong.models.backbones import MLP
 
 
 def linear_head(input_shape: Sequence[int], hidden: int, layers: int, n_outputs: int
                 ) -> nn.Sequential:
     """`layers` - 1 ReLU layers of width `hidden` (the library's MLP), then a linear output layer."""
-    if layers < 1 or hidden < 1 or n_outputs < 1:
-        raise ConfigError(f"layers={layers}, hidden={hidden} and n_outputs={n_outputs} must be "
-                          "positive")
+    check_counts("linear_head", layers=layers, hidden=hidden, n_outputs=n_outputs)
     body = MLP(input_shape, hidden=(hidden,) * (layers - 1))
     return nn.Sequential(body, nn.Linear(body.out_features, n_outputs))
 
@@ -99,8 +97,8 @@ class ANMLNet(MetaContinualNet):
 def oml_mlp(input_shape: Sequence[int], n_outputs: int, hidden: int = 300, rln_layers: int = 6,
             pln_layers: int = 2) -> OMLNet:
     """OML network of MLPs; defaults are the paper's sine-wave net (6 RLN + 2 PLN layers of 300)."""
-    if rln_layers < 1:
-        raise ConfigError(f"oml: rln_layers={rln_layers} must be positive")
+    check_counts("oml", hidden=hidden, rln_layers=rln_layers, pln_layers=pln_layers,
+                 n_outputs=n_outputs)
     rln = MLP(input_shape, hidden=(hidden,) * rln_layers)
     return OMLNet(rln, linear_head((hidden,), hidden, pln_layers, n_outputs))
 
@@ -112,8 +110,7 @@ def anml_mlp(input_shape: Sequence[int], n_outputs: int, hidden: int = 256, laye
     The NM net ends linear (its output goes through the sigmoid); the gated representation is
     the prediction net's last ReLU layer, read by one linear output layer, as in the paper.
     """
-    if layers < 1:
-        raise ConfigError(f"anml: layers={layers} must be positive")
+    check_counts("anml", hidden=hidden, layers=layers, n_outputs=n_outputs)
     features = MLP(input_shape, hidden=(hidden,) * layers)
     return ANMLNet(linear_head(input_shape, hidden, layers, hidden), features,
                    nn.Linear(hidden, n_outputs))

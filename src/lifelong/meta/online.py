@@ -14,6 +14,7 @@ from collections.abc import Callable
 import torch
 from torch.func import functional_call, vmap
 
+from lifelong.core.checks import check_count, check_iterations, check_positive
 from lifelong.core.errors import ShapeMismatchError
 from lifelong.meta.benchmark import Episode
 from lifelong.meta.fast_weights import Params, adapt_online, functional_loss, params_of, sgd_step
@@ -69,6 +70,7 @@ def meta_train(net: MetaContinualNet, sample: Callable[[torch.Generator, int], E
 
     OML's paper defaults: meta_lr = 1e-4 (Adam); the inner `lr` is the benchmark's online rate.
     """
+    steps, meta_batch, meta_lr = check_schedule(steps, meta_batch, meta_lr)
     gen = generator if generator is not None else torch.Generator().manual_seed(0)
     optimizer = torch.optim.Adam(net.parameters(), lr=meta_lr)
     losses = []
@@ -79,6 +81,13 @@ def meta_train(net: MetaContinualNet, sample: Callable[[torch.Generator, int], E
         if callback is not None:
             callback(step, losses[-1])
     return losses
+
+
+def check_schedule(steps: int, meta_batch: int, meta_lr: float) -> tuple[int, int, float]:
+    """The meta-training schedule, checked: `steps` ≥ 0, `meta_batch` ≥ 1 and `meta_lr` > 0."""
+    return (check_iterations("meta_train: steps", steps),
+            check_count("meta_train: meta_batch", meta_batch),
+            check_positive("meta_train: meta_lr", meta_lr, allow_zero=False))
 
 
 class OnlineLearner:
@@ -92,8 +101,8 @@ class OnlineLearner:
     def __init__(self, net: MetaContinualNet, criterion: Criterion, lr: float,
                  batch_size: int = 1, reset_head: bool = False) -> None:
         self.net = net
-        self.lr = lr
-        self.batch_size = batch_size
+        self.lr = check_positive("online learner: lr", lr, allow_zero=False)
+        self.batch_size = check_count("online learner: batch_size", batch_size)
         self.loss_fn = functional_loss(net.fast, criterion)
         fast = {k: v.detach().clone() for k, v in params_of(net.fast).items()}
         if reset_head:

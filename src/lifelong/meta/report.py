@@ -8,6 +8,7 @@ from typing import Any
 from matplotlib.figure import Figure
 
 from lifelong.core.records import atomic_write_figure, atomic_write_text
+from lifelong.report.run_report import _matrix_table
 
 
 def seen_curve(matrix: list[list[float]]) -> list[float]:
@@ -35,16 +36,6 @@ def plot_run(results: dict[str, Any], losses: list[float], path: str | Path) -> 
     return atomic_write_figure(fig, path)
 
 
-def _matrix_table(matrix: list[list[float]]) -> str:
-    n = len(matrix[0])
-    lines = ["| after \\ on | " + " | ".join(f"T{j + 1}" for j in range(n)) + " |",
-             "|---" * (n + 1) + "|"]
-    for i, row in enumerate(matrix):
-        label = f"T{i}" if i else "before"
-        lines.append(f"| {label} | " + " | ".join(f"{v:.3f}" for v in row) + " |")
-    return "\n".join(lines)
-
-
 def write_report(folder: str | Path, results: dict[str, Any], losses: list[float]) -> Path:
     """Write plot.png and report.md for the results of `run_meta`."""
     folder = Path(folder)
@@ -70,10 +61,10 @@ change from their best {metric} to their final one (Chaudhry et al. 2018).
 
 ## {name}: {metric} on task j (columns) after learning tasks 1..i (rows)
 
-{_matrix_table(m['matrix'])}
+{_matrix_table(m['matrix'], 'T', 'before')}
 
 ## Baseline
 
-{_matrix_table(b['matrix'])}
+{_matrix_table(b['matrix'], 'T', 'before')}
 """
     return atomic_write_text(folder / "report.md", text)

@@ -10,51 +10,65 @@ on every task); `report.md` shows both.
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from lifelong.continual.run import versions
-from lifelong.core.errors import IncompatibleError, RunExistsError
-from lifelong.core.records import append_jsonl, atomic_write_json, atomic_write_yaml
+from lifelong.core.errors import ConfigError, IncompatibleError
+from lifelong.core.records import append_jsonl, atomic_write_json, atomic_write_yaml, prepare_run_folder
 from lifelong.core.seeding import seed_everything
-from lifelong.meta.evaluation import run_stream
-from lifelong.meta.methods import BENCHMARKS, METHODS
+from lifelong.meta.benchmark import MetaBenchmark
+from lifelong.meta.evaluation import StreamResult, run_stream
+from lifelong.meta.methods import BENCHMARKS, METHODS, Method
 from lifelong.meta.report import write_report
 
 SCHEMA_VERSION = 1
 
 
-def prepare_folder(folder: Path, overwrite: bool) -> None:
-    """Create an empty run folder; an existing non-empty one needs `overwrite`."""
-    if folder.exists() and any(folder.iterdir()):
-        if not overwrite:
-            raise RunExistsError(f"{folder} already holds files; pass --overwrite to replace them "
-                                 "or choose another --out")
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+def build_benchmark(benchmark: str, seed: int, args: dict[str, Any]) -> MetaBenchmark:
+    """The benchmark seeded with the run's seed; `args` may not set the seed again."""
+    if "seed" in args:
+        raise ConfigError(f"benchmark.seed={args['seed']!r}: the benchmark takes the run's seed; "
+                          "set it with --seed (run_meta's seed=) instead")
+    return BENCHMARKS.build(benchmark, seed, **args)
+
+
+def build_method(method: str, bench: MetaBenchmark, args: dict[str, Any]) -> Method:
+    """The method with every argument checked and its networks built, for a compatible benchmark."""
+    kinds = METHODS.meta(method)["kinds"]
+    if bench.objective.kind not in kinds:
+        supported = [b for b in BENCHMARKS.names() if BENCHMARKS.meta(b)["kind"] in kinds]
+        raise IncompatibleError(f"method {method!r} handles {', '.join(kinds)} benchmarks, not the "
+                                f"{bench.objective.kind} benchmark {bench.name!r}; try one of "
+                                f"{supported}")
+    return METHODS.build(method, bench, **args)
+
+
+def log_streams(log: Path, outcomes: dict[str, StreamResult]) -> None:
+    """One metrics.jsonl line per learner and point of the stream: the metric on every task."""
+    for key, outcome in outcomes.items():
+        for i, row in enumerate(outcome.matrix.tolist()):
+            append_jsonl(log, {"phase": "stream", "learner": key, "tasks_learned": i,
+                               "values": row})
 
 
 def run_meta(method: str, benchmark: str, out: str | Path, *, seed: int = 0,
              method_args: dict[str, Any] | None = None,
              benchmark_args: dict[str, Any] | None = None, overwrite: bool = False,
              progress: Callable[[int, float], None] | None = None) -> dict[str, Any]:
-    """Meta-train `method` on `benchmark`, run the continual evaluation, write the run folder."""
+    """Meta-train `method` on `benchmark`, run the continual evaluation, write the run folder.
+
+    Every argument is checked before the run folder is touched.
+    """
     method, benchmark = METHODS.canonical(method), BENCHMARKS.canonical(benchmark)
     method_args, benchmark_args = dict(method_args or {}), dict(benchmark_args or {})
     start = time.perf_counter()
     gen = seed_everything(seed)
-    bench = BENCHMARKS.build(benchmark, seed=seed, **benchmark_args)
-    kinds = METHODS.meta(method)["kinds"]
-    if bench.objective.kind not in kinds:
-        supported = [b for b in BENCHMARKS.names() if BENCHMARKS.meta(b)["kind"] in kinds]
-        raise IncompatibleError(f"method {method!r} handles {', '.join(kinds)} benchmarks, not the "
-                                f"{bench.objective.kind} benchmark {benchmark!r}; try one of "
-                                f"{supported}")
-    folder = Path(out)
-    prepare_folder(folder, overwrite)
+    bench = build_benchmark(benchmark, seed, benchmark_args)
+    setup = build_method(method, bench, method_args)
+    folder = prepare_run_folder(out, overwrite)
     config = {"method": method, "benchmark": benchmark, "seed": seed,
               "method_args": method_args, "benchmark_args": benchmark_args}
     atomic_write_yaml(folder / "config.yaml", config)
@@ -65,14 +79,11 @@ def run_meta(method: str, benchmark: str, out: str | Path, *, seed: int = 0,
         if progress is not None:
             progress(step, loss)
 
-    trained = METHODS.build(method, bench, generator=gen, callback=on_step, **method_args)
+    trained = setup.train(gen, on_step)
     trained_at = time.perf_counter()
     outcomes = {"result": run_stream(trained.learner, bench),
                 "baseline": run_stream(trained.baseline, bench)}
-    for key, outcome in outcomes.items():
-        for i, row in enumerate(outcome.matrix.tolist()):
-            append_jsonl(log, {"phase": "stream", "learner": key, "tasks_learned": i,
-                               "values": row})
+    log_streams(log, outcomes)
     end = time.perf_counter()
     results = {
         "schema_version": SCHEMA_VERSION, "name": folder.name, "method": method,

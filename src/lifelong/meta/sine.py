@@ -13,6 +13,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from lifelong.core.checks import check_counts, check_positive
 from lifelong.core.errors import ConfigError
 from lifelong.meta.benchmark import REGRESSION, Episode, MetaBenchmark, Task
 
@@ -27,13 +28,23 @@ def _uniform(shape: tuple[int, ...], bounds: tuple[float, float], gen: torch.Gen
     return lo + (hi - lo) * torch.rand(shape, generator=gen)
 
 
+def random_sines(shape: tuple[int, ...], gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Amplitudes A ~ U[0.1, 5] and phases φ ~ U[0, π] of `shape` random sine functions."""
+    return _uniform(shape, AMPLITUDE, gen), _uniform(shape, PHASE, gen)
+
+
+def sine_samples(amplitude: torch.Tensor, phase: torch.Tensor, n_points: int, gen: torch.Generator
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """`n_points` samples x ~ U[-5, 5], y = A sin(x + φ) of each function: x and y (..., n)."""
+    x = _uniform((*amplitude.shape, n_points), X_RANGE, gen)
+    return x, amplitude.unsqueeze(-1) * torch.sin(x + phase.unsqueeze(-1))
+
+
 def sine_points(amplitude: torch.Tensor, phase: torch.Tensor, n_points: int, n_slots: int,
                 gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """`n_points` samples of each function (... , S) in slot order: x (..., S, n, S+1), y (..., 1)."""
-    shape = (*amplitude.shape, n_points)
-    x = _uniform(shape, X_RANGE, gen)
-    y = amplitude.unsqueeze(-1) * torch.sin(x + phase.unsqueeze(-1))
-    slots = F.one_hot(torch.arange(n_slots), n_slots).float().unsqueeze(-2).expand(*shape, n_slots)
+    x, y = sine_samples(amplitude, phase, n_points, gen)
+    slots = F.one_hot(torch.arange(n_slots), n_slots).float().unsqueeze(-2).expand(*x.shape, n_slots)
     return torch.cat([slots, x.unsqueeze(-1)], dim=-1), y.unsqueeze(-1)
 
 
@@ -50,15 +61,18 @@ def sine_benchmark(seed: int = 0, n_functions: int = 400, n_slots: int = 10,
     gave OML 3.4 vs the baseline's 4.1 MSE after 400 meta-steps). The i.i.d. pre-training set
     is `n_pretrain_episodes` trajectories plus remember sets, shuffled.
     """
-    if min(n_functions, n_slots, steps_per_function, points_per_step, remember_per_function,
-           n_test_points, n_pretrain_episodes) < 1 or n_functions < n_slots:
+    check_counts("sine_benchmark", n_functions=n_functions, n_slots=n_slots,
+                 steps_per_function=steps_per_function, points_per_step=points_per_step,
+                 remember_per_function=remember_per_function, n_test_points=n_test_points,
+                 n_pretrain_episodes=n_pretrain_episodes)
+    online_lr = check_positive("sine_benchmark: online_lr", online_lr, allow_zero=False)
+    if n_functions < n_slots:
         raise ConfigError(
-            "sine_benchmark: every count must be positive and n_functions >= n_slots "
-            f"(got n_functions={n_functions}, n_slots={n_slots})"
+            f"sine_benchmark: n_functions={n_functions} is below n_slots={n_slots}, but a stream "
+            "draws n_slots different functions; raise n_functions or lower n_slots"
         )
     gen = torch.Generator().manual_seed(seed)
-    amp = _uniform((n_functions,), AMPLITUDE, gen)
-    phase = _uniform((n_functions,), PHASE, gen)
+    amp, phase = random_sines((n_functions,), gen)
     k, b = steps_per_function, points_per_step
 
     def sample(g: torch.Generator, n_episodes: int) -> Episode:
@@ -73,8 +87,7 @@ def sine_benchmark(seed: int = 0, n_functions: int = 400, n_slots: int = 10,
 
     pool = sample(gen, n_pretrain_episodes)
     px, py = pool.outer()
-    test_amp = _uniform((n_slots,), AMPLITUDE, gen)
-    test_phase = _uniform((n_slots,), PHASE, gen)
+    test_amp, test_phase = random_sines((n_slots,), gen)
     train_x, train_y = sine_points(test_amp, test_phase, k * b, n_slots, gen)
     test_x, test_y = sine_points(test_amp, test_phase, n_test_points, n_slots, gen)
     tasks = tuple(Task(train_x[s], train_y[s], test_x[s], test_y[s]) for s in range(n_slots))

@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lifelong.models.layer_list import device_of
+
 AdapterFactory = Callable[[nn.Linear, torch.Generator], nn.Module]
 
 
@@ -49,16 +51,17 @@ class LoRA(nn.Module):
         return y + self.scale * F.linear(F.linear(x, self.a), self.b)
 
 
-def per_slot(slots: torch.Tensor, fn: Callable[[int, torch.Tensor], torch.Tensor],
-             rows_of: Sequence[torch.Tensor], like: torch.Tensor) -> torch.Tensor:
-    """fn(slot, *rows) for each slot present in `slots`, written back into a tensor shaped `like`."""
+def per_slot(slots: torch.Tensor, fn: Callable[..., torch.Tensor], rows_of: Sequence[torch.Tensor]) -> torch.Tensor:
+    """fn(slot, *rows) for each slot present in `slots`, each result written back to its rows."""
     present = slots.unique()
     if present.numel() == 1:
         return fn(int(present), *rows_of)
-    out = torch.zeros_like(like)
+    out = None
     for s in present.tolist():
         idx = (slots == s).nonzero().squeeze(1)
-        out = out.index_copy(0, idx, fn(s, *(r[idx] for r in rows_of)))
+        part = fn(s, *(r[idx] for r in rows_of))
+        out = part.new_zeros((slots.shape[0], *part.shape[1:])) if out is None else out
+        out = out.index_copy(0, idx, part)
     return out
 
 
@@ -74,7 +77,7 @@ class AdaptedNet(nn.Module):
 
     def add_task(self, generator: torch.Generator) -> nn.Module:
         """A new adapter set (one adapter per linear layer), returned for the caller to train."""
-        device = next(self.layers.parameters()).device
+        device = device_of(self.layers)
         adapters = nn.ModuleList([self.factory(self.layers[i], generator) for i in self.adapted]).to(device)
         self.tasks.append(adapters)
         return adapters
@@ -85,6 +88,6 @@ class AdaptedNet(nn.Module):
             y = layer(h)
             if i in self.adapted:
                 k = self.adapted.index(i)
-                y = per_slot(slots, lambda s, xi, yi, k=k: self.tasks[s][k](xi, yi), (h, y), y)
+                y = per_slot(slots, lambda s, xi, yi, k=k: self.tasks[s][k](xi, yi), (h, y))
             h = y
         return h

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from lifelong.models.layer_list import is_weighted, units
+from lifelong.models.layer_list import device_of, is_weighted, units
 
 
 class GatedNet(nn.Module):
@@ -22,7 +22,7 @@ class GatedNet(nn.Module):
         super().__init__()
         self.layers = nn.ModuleList(layers)
         self.gated = [i for i, m in enumerate(layers) if is_weighted(m)]
-        device = next(self.layers.parameters()).device
+        device = device_of(self.layers)
         # e ~ N(0, 1), as nn.Embedding initialises the paper's task embeddings
         self.embeddings = nn.ParameterList([
             nn.Parameter(torch.randn(n_tasks, units(layers[i]), generator=generator).to(device))

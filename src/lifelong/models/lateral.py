@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lifelong.models.layer_list import is_weighted, reset_parameters
+from lifelong.models.layer_list import device_of, is_weighted, reset_parameters
 
 
 def _in_units(layer: nn.Module) -> int:
@@ -62,7 +62,7 @@ class ProgressiveNet(nn.Module):
     def add_column(self, generator: torch.Generator) -> None:
         """Append a freshly initialised column with its lateral adapters from every earlier column."""
         k = len(self.columns)
-        device = next(self.columns[0].parameters()).device
+        device = device_of(self.columns[0])
         layers = [copy.deepcopy(m) for m in self.columns[0]]
         for i in self.weighted:
             reset_parameters(layers[i], generator)

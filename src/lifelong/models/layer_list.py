@@ -1,4 +1,4 @@
-"""A backbone as an ordered list of layers, the shapes they receive, and seeded re-initialisation.
+"""A backbone as an ordered list of layers, the device it lives on, seeded re-initialisation, eval mode.
 
 Architecture strategies (progressive columns, HAT gates, adapters, DEN) rebuild a network layer
 by layer; they need the backbone as a plain sequence, which `layer_list` extracts and checks.
@@ -7,7 +7,8 @@ by layer; they need the backbone as a plain sequence, which `layer_list` extract
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -15,6 +16,18 @@ from torch import nn
 from lifelong.core.errors import IncompatibleError
 
 WEIGHTED = (nn.Linear, nn.Conv2d)
+
+
+@contextmanager
+def evaluating(model: nn.Module) -> Iterator[nn.Module]:
+    """Run `model` in eval mode inside the block, restoring its mode afterwards."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
 
 
 def is_weighted(layer: nn.Module) -> bool:
@@ -27,24 +40,31 @@ def units(layer: nn.Module) -> int:
     return layer.out_features if isinstance(layer, nn.Linear) else layer.out_channels
 
 
+def device_of(module: nn.Module) -> torch.device:
+    """The device of `module`'s parameters; IncompatibleError when it has none."""
+    param = next(module.parameters(), None)
+    if param is None:
+        raise IncompatibleError(
+            f"{type(module).__name__} has no parameters, so architecture strategies have no linear "
+            "or conv layer to rebuild: use an 'mlp' or 'lenet' backbone")
+    return param.device
+
+
 def layer_list(backbone: nn.Module, input_shape: Sequence[int]) -> list[nn.Module]:
     """The leaf layers of `backbone` in order, checked on a probe to compute what it computes.
 
     A backbone with branches (a ResNet's shortcuts) is not a plain sequence and is refused.
     """
     leaves = [m for m in backbone.modules() if next(m.children(), None) is None]
-    device = next(backbone.parameters()).device
+    device = device_of(backbone)
     probe = torch.rand((2, *input_shape), generator=torch.Generator().manual_seed(0)).to(device)
-    was_training = backbone.training
-    backbone.eval()
-    with torch.no_grad():
+    with evaluating(backbone), torch.no_grad():
         expected, h = backbone(probe), probe
         try:
             for layer in leaves:
                 h = layer(h)
         except RuntimeError:  # shapes that only fit with the skipped branches
             h = None
-    backbone.train(was_training)
     if h is None or h.shape != expected.shape or not torch.allclose(h, expected):
         raise IncompatibleError(
             f"the backbone {type(backbone).__name__} is not a plain sequence of layers (its forward "
@@ -53,18 +73,6 @@ def layer_list(backbone: nn.Module, input_shape: Sequence[int]) -> list[nn.Modul
     if not any(is_weighted(m) for m in leaves):
         raise IncompatibleError(f"the backbone {type(backbone).__name__} has no linear or conv layer")
     return leaves
-
-
-def input_shapes(layers: Sequence[nn.Module], input_shape: Sequence[int]) -> list[tuple[int, ...]]:
-    """The per-sample shape of the input each layer receives."""
-    device = next(p for m in layers for p in m.parameters()).device
-    h = torch.zeros((1, *input_shape), device=device)
-    shapes = []
-    with torch.no_grad():
-        for layer in layers:
-            shapes.append(tuple(h.shape[1:]))
-            h = layer(h)
-    return shapes
 
 
 def reset_parameters(layer: nn.Module, generator: torch.Generator) -> nn.Module:

@@ -48,12 +48,18 @@ class PassThrough(nn.Module):
         return h
 
 
+def classifier_backbone(model: nn.Module) -> nn.Module:
+    """The backbone of a lifelong Classifier; IncompatibleError for any other model."""
+    if not (hasattr(model, "head") and hasattr(getattr(model, "backbone", None), "out_features")):
+        raise IncompatibleError(
+            f"architecture strategies rebuild a lifelong Classifier (a backbone with out_features, "
+            f"and a head), got {type(model).__name__}; build the model with lifelong.models.build_model")
+    return model.backbone
+
+
 def install(model: nn.Module, net: nn.Module, own_head: bool = False) -> Routed:
     """Make `net` the backbone of `model` (and its head too when `own_head`); returns the router."""
-    if not (hasattr(model, "backbone") and hasattr(model, "head")):
-        raise IncompatibleError(
-            f"architecture strategies rebuild a lifelong Classifier (backbone + head), got "
-            f"{type(model).__name__}; build the model with lifelong.models.build_model")
+    classifier_backbone(model)
     routed = Routed(net)
     model.backbone = routed
     if own_head:

@@ -62,20 +62,27 @@ def parse_seeds(text: str) -> list[int]:
 
 
 def split_overrides(items: list[str]) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
-    """key=value items → (run settings, {strategy: arguments})."""
-    from lifelong.continual.selection import RUN_KEYS
+    """key=value items → (run settings, {strategy: arguments}), each key classified by `strategy_of_key`."""
+    from lifelong.continual.selection import strategy_of_key
     from lifelong.core.config import parse_overrides
 
-    run_values, strategy_args = {}, {}
-    for key, value in parse_overrides(items).items():
-        if key in RUN_KEYS:
-            run_values[key] = value
-        elif isinstance(value, dict):
-            strategy_args[key] = value
-        else:
-            raise ConfigError(f"override {key}={value!r} names neither a run setting nor "
-                              "<strategy>.<argument> (e.g. ewc.ewc_lambda=100)")
-    return run_values, strategy_args
+    settings = [i for i in items if "=" not in i or strategy_of_key(i.partition("=")[0]) is None]
+    return parse_overrides(settings), parse_overrides([i for i in items if i not in settings])
+
+
+def logged_runs(run_dirs: list[Path], out: Path | None) -> list[tuple[Path, Path]]:
+    """(run folder, folder its logs go to) of each run `lifelong report` read, a comparison's runs included."""
+    from lifelong.continual.compare import MANIFEST
+    from lifelong.report.measures import manifest_run_folders, read_manifest
+
+    pairs = []
+    for folder in run_dirs:
+        if (folder / "results.json").exists():
+            pairs.append((folder, out or folder))
+        elif (folder / MANIFEST).exists():
+            runs = manifest_run_folders(folder, read_manifest(folder)).values()
+            pairs += [(run, out or folder) for group in runs for run in group]
+    return pairs
 
 
 def register(app: typer.Typer) -> None:
@@ -208,7 +215,6 @@ def register(app: typer.Typer) -> None:
             path = report_single_run(run_dirs[0])
         else:
             path = report_runs(run_dirs, out or run_dirs[0].parent / "comparison", title or "Comparison")
-        for folder in run_dirs:
-            if logger and (folder / "results.json").exists():
-                log_run(folder, logger, out or folder)
+        for folder, log_dir in logged_runs(run_dirs, out) if logger else ():
+            log_run(folder, logger, log_dir)
         console.print(f"report: {path} and {path.with_suffix('.html')}")

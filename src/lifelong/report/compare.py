@@ -16,10 +16,10 @@ from typing import Any
 
 from lifelong.core.errors import DataError
 from lifelong.core.records import atomic_write_text
-from lifelong.guide import UNKNOWN
+from lifelong.guide import UNKNOWN, is_fine_tuning
 from lifelong.report.comparison_plots import forgetting_plot, pareto_plot
 from lifelong.report.html import write_html
-from lifelong.report.measures import MEASURED, group_runs, load_run, manifest_groups, summarise
+from lifelong.report.measures import MEASURED, group_runs, load_run, manifest_groups, mean_std, summarise
 from lifelong.report.plots import accuracy_heatmap, experience_curves
 from lifelong.report.run_report import metrics_table, write_run_report
 
@@ -40,8 +40,8 @@ def size(n: float | None) -> str:
     """Bytes for people: 1.5 MB."""
     if n is None:
         return UNKNOWN
-    for unit in ("B", "KB", "MB", "GB"):
-        if abs(n) < 1024 or unit == "GB":
+    for unit in ("B", "KB", "MB"):
+        if abs(n) < 1024:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n:.1f} GB"
@@ -71,8 +71,7 @@ def measured_table(rows: Sequence[Mapping[str, Any]]) -> str:
 
 def reference_seconds(rows: Sequence[Mapping[str, Any]]) -> float:
     """Wall time that compute costs are relative to: fine-tuning's (a baseline storing nothing), else the median."""
-    plain = [r["seconds"][0] for r in rows
-             if r["card"]["family"] == "baseline" and r["card"].get("stores") == "nothing"]
+    plain = [r["seconds"][0] for r in rows if is_fine_tuning(r["card"])]
     times = sorted(r["seconds"][0] for r in rows if r["seconds"][0])
     return statistics.fmean(plain) if plain else (times[len(times) // 2] if times else 1.0)
 
@@ -115,7 +114,7 @@ def _selection_section(selection: Mapping[str, Any]) -> str:
         rows = []
         for i, row in enumerate(sel["points"]):
             scores = row["val_acc"]
-            mean = sum(scores) / len(scores) if scores else None
+            mean, _ = mean_std(scores)
             mark = " **chosen**" if i == sel["chosen"] else ""
             point = ", ".join(f"{k}={v}" for k, v in row["point"].items())
             rows.append([f"{point}{mark}", "—" if mean is None else f"{mean:.3f}", str(len(scores))])

@@ -36,16 +36,16 @@ def load_extra(module: str, extra: str) -> ModuleType:
                                 f"pip install 'lifelong[{extra}]'") from exc
 
 
-def _needs(name: str) -> dict[str, str]:
+def load_needs(name: str) -> ModuleType | None:
+    """The optional package logger `name` needs (its `requires` metadata), imported; None if it needs none."""
     meta = LOGGERS.meta(name)
-    return {"module": meta["requires"], "extra": meta["extra"]}
+    return load_extra(meta["requires"], meta["extra"]) if "requires" in meta else None
 
 
 def check_loggers(names: Iterable[str]) -> None:
     """Fail now, with the install command, when a named logger's optional package is missing."""
     for name in names:
-        if "requires" in LOGGERS.meta(name):
-            load_extra(**_needs(LOGGERS.canonical(name)))
+        load_needs(name)
 
 
 def scalars(record: Mapping[str, Any]) -> tuple[int, dict[str, float]]:
@@ -92,8 +92,7 @@ class TensorBoardLogger:
     """Scalars per experience in TensorBoard (`pip install 'lifelong[tensorboard]'`)."""
 
     def __init__(self, folder: str | Path, run: str) -> None:
-        module = load_extra(**_needs("tensorboard"))
-        self.writer = module.SummaryWriter(log_dir=str(Path(folder) / "tensorboard" / run))
+        self.writer = load_needs("tensorboard").SummaryWriter(log_dir=str(Path(folder) / "tensorboard" / run))
 
     def log(self, record: Mapping[str, Any]) -> None:
         step, values = scalars(record)
@@ -109,8 +108,7 @@ class WandbLogger:
     """Scalars per experience in Weights & Biases (`pip install 'lifelong[wandb]'`; offline works)."""
 
     def __init__(self, folder: str | Path, run: str, project: str = "lifelong") -> None:
-        wandb = load_extra(**_needs("wandb"))
-        self.run = wandb.init(project=project, name=run, dir=str(folder))
+        self.run = load_needs("wandb").init(project=project, name=run, dir=str(folder))
 
     def log(self, record: Mapping[str, Any]) -> None:
         step, values = scalars(record)
@@ -123,8 +121,8 @@ class WandbLogger:
 
 def build_loggers(names: Iterable[str], folder: str | Path, run: str) -> list[Logger]:
     """The loggers named (jsonl first, always), writing under `folder` for run `run`."""
-    wanted = ["jsonl", *(LOGGERS.canonical(n) for n in names if LOGGERS.canonical(n) != "jsonl")]
-    return [LOGGERS.build(name, folder=folder, run=run) for name in dict.fromkeys(wanted)]
+    wanted = dict.fromkeys(["jsonl", *(LOGGERS.canonical(n) for n in names)])  # each once, jsonl first
+    return [LOGGERS.build(name, folder=folder, run=run) for name in wanted]
 
 
 def log_run(run_folder: str | Path, names: Iterable[str], folder: str | Path, run: str | None = None) -> None:

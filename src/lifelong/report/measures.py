@@ -24,6 +24,24 @@ MEASURED: tuple[tuple[str, str], ...] = (
 )
 # Run settings that do not tell strategies apart (seeds are averaged over).
 NOT_GROUPING = ("seed", "name", "out", "device")
+# Keys the reports read from a continual run's results.json and from a compare manifest.
+RESULTS_KEYS = ("name", "seed", "config", "metrics", "accuracy_matrix", "timings", "peak_memory_mb", "parameters")
+MANIFEST_KEYS = ("base", "runs")
+
+
+def read_record(path: Path, keys: Sequence[str], what: str) -> dict[str, Any]:
+    """A JSON object holding `keys`, or a DataError saying the file is not `what`."""
+    try:
+        record = read_json(path)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path} is not valid JSON ({exc}); rebuild it (rerun the run or the comparison) "
+                        "or delete its folder") from exc
+    missing = [k for k in keys if not isinstance(record, dict) or k not in record]
+    if missing:
+        raise DataError(f"{path} is not {what}: it lacks {missing}; `lifelong report` reads the folders of "
+                        "`lifelong run` and `lifelong compare` (multi-task, curriculum and meta runs have their "
+                        "own report.md)")
+    return record
 
 
 def load_run(folder: str | Path) -> dict[str, Any]:
@@ -32,9 +50,9 @@ def load_run(folder: str | Path) -> dict[str, Any]:
     if not (folder / "results.json").exists():
         raise DataError(f"{folder} holds no results.json: it is not a finished run; "
                         "finish it with `lifelong run --resume` or `lifelong compare` first")
-    results = read_json(folder / "results.json")
+    results = read_record(folder / "results.json", RESULTS_KEYS, "the results of a continual run")
     if (folder / MEASURES).exists():
-        measures = read_json(folder / MEASURES)
+        measures = read_record(folder / MEASURES, (), "the measures of a continual run")
     elif (folder / CHECKPOINT).exists():
         measures = measure(folder)
     else:
@@ -59,11 +77,20 @@ def group_runs(runs: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapping[str,
     return groups
 
 
+def read_manifest(out: str | Path) -> dict[str, Any]:
+    """The manifest (compare.json) of a `lifelong compare` folder."""
+    return read_record(Path(out) / MANIFEST, MANIFEST_KEYS, f"the {MANIFEST} of `lifelong compare`")
+
+
+def manifest_run_folders(out: str | Path, manifest: Mapping[str, Any]) -> dict[str, list[Path]]:
+    """The finished run folders of each strategy of a `lifelong compare` folder."""
+    return {label: [Path(out) / f for f in folders] for label, folders in manifest["runs"].items() if folders}
+
+
 def manifest_groups(out: str | Path) -> tuple[dict[str, list[Mapping[str, Any]]], dict[str, Any]]:
     """The groups and the manifest of a `lifelong compare` folder."""
-    out = Path(out)
-    manifest = read_json(out / MANIFEST)
-    groups = {label: [load_run(out / f) for f in folders] for label, folders in manifest["runs"].items() if folders}
+    manifest = read_manifest(out)
+    groups = {label: [load_run(f) for f in folders] for label, folders in manifest_run_folders(out, manifest).items()}
     return groups, manifest
 
 
@@ -98,9 +125,8 @@ def train_growth(runs: Sequence[Mapping[str, Any]]) -> float:
     return statistics.fmean(ratios) if ratios else 1.0
 
 
-def card_of(label: str) -> dict[str, Any]:
-    """The guide's card of a (possibly combined) strategy; fields of a combination joined by `+`."""
-    spec = label.split(" (")[0]
+def card_of(spec: str) -> dict[str, Any]:
+    """The guide's card of a (possibly combined) strategy spec; fields of a combination joined by `+`."""
     try:
         cards = [strategy_card(n) for n in split_spec(spec)]
     except UnknownNameError:
@@ -117,7 +143,8 @@ def summarise(groups: Mapping[str, Sequence[Mapping[str, Any]]]) -> list[dict[st
     """One row per group: every measured quantity as (mean, std) over its seeds, and its card."""
     rows = []
     for label, runs in groups.items():
-        row: dict[str, Any] = {"label": label, "seeds": [r["seed"] for r in runs], "card": card_of(label),
+        spec = runs[0]["config"]["strategy"]  # one configuration per group: the runs differ by seed only
+        row: dict[str, Any] = {"label": label, "seeds": [r["seed"] for r in runs], "card": card_of(spec),
                                "matrix": mean_matrix(runs), "train_growth": train_growth(runs)}
         for key, _ in MEASURED:
             row[key] = mean_std([r["values"][key] for r in runs])

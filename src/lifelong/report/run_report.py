@@ -12,13 +12,14 @@ from lifelong.report.plots import accuracy_heatmap, experience_curves
 METRICS = ("acc", "bwt", "fwt", "forgetting", "learning_accuracy")
 
 
-def _matrix_table(matrix: Sequence[Sequence[float]]) -> str:
+def _matrix_table(matrix: Sequence[Sequence[float]], label: str = "E", first: str = "untrained") -> str:
+    """Markdown table of a (T+1) × T matrix: columns `<label>j`, rows `first` then `<label>i`."""
     cols = len(matrix[0])
-    lines = ["| after \\ on | " + " | ".join(f"E{j + 1}" for j in range(cols)) + " |",
+    lines = ["| after \\ on | " + " | ".join(f"{label}{j + 1}" for j in range(cols)) + " |",
              "|---" * (cols + 1) + "|"]
     for i, row in enumerate(matrix):
-        label = "untrained" if i == 0 else f"E{i}"
-        lines.append(f"| {label} | " + " | ".join(f"{v:.3f}" for v in row) + " |")
+        name = f"{label}{i}" if i else first
+        lines.append(f"| {name} | " + " | ".join(f"{v:.3f}" for v in row) + " |")
     return "\n".join(lines)
 
 

@@ -4,9 +4,10 @@ import torch
 import torch.nn.functional as F
 
 from lifelong.continual.engine import Engine
+from lifelong.continual.importance import flat_grads
 from lifelong.continual.plugin import Plugin
 from lifelong.continual.plugins.agem import AGEM
-from lifelong.continual.plugins.gem import flat_grad, trainable
+from lifelong.continual.plugins.gem import trainable
 from lifelong.continual.strategies import build_strategy
 from lifelong.core.seeding import seed_everything
 from lifelong.data.scenarios import split
@@ -23,7 +24,7 @@ class RefSpy(Plugin):
         self.agem, self.grads, self.refs = agem, [], []
 
     def after_backward(self, ctx, batch):
-        self.grads.append(flat_grad(trainable(ctx)).clone())
+        self.grads.append(flat_grads(trainable(ctx)).clone())
         if self.agem is None:
             return
         if self.agem.memory is None or not len(self.agem.memory):

@@ -5,8 +5,9 @@ import torch
 import torch.nn.functional as F
 
 from lifelong.continual.engine import Engine
+from lifelong.continual.importance import flat_grads
 from lifelong.continual.plugin import Plugin
-from lifelong.continual.plugins.gem import GEM, flat_grad, trainable
+from lifelong.continual.plugins.gem import GEM, trainable
 from lifelong.core.seeding import seed_everything
 from lifelong.data.scenarios import split
 from lifelong.data.sources import load_source
@@ -39,7 +40,7 @@ class GradSpy(Plugin):
         self.gem, self.grads, self.memory_grads = gem, [], []
 
     def after_backward(self, ctx, batch):
-        self.grads.append(flat_grad(trainable(ctx)).clone())
+        self.grads.append(flat_grads(trainable(ctx)).clone())
         if self.gem is not None and self.gem.memory is not None and len(self.gem.memory):
             rows = self.gem.memory.view()
             self.memory_grads.append(torch.stack([

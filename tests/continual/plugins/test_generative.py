@@ -6,11 +6,11 @@ import torch.nn.functional as F
 from torch.distributions import Normal, kl_divergence
 
 from lifelong.continual.engine import Engine
+from lifelong.continual.importance import call_model, evaluating
 from lifelong.continual.plugin import Plugin
 from lifelong.continual.plugins.generative import VAE, GenerativeReplay
-from lifelong.continual.plugins.icarl import frozen_forward
 from lifelong.continual.strategies import build_strategy
-from lifelong.core.errors import DataError
+from lifelong.core.errors import ConfigError, DataError, NonFiniteLossError
 from lifelong.core.seeding import seed_everything
 from lifelong.data.scenarios import custom, split
 from lifelong.data.sources import load_source
@@ -45,8 +45,8 @@ class Watch(Plugin):
     def extend_batch(self, ctx, batch):
         labels = None
         if self.plugin.previous is not None:  # what the frozen previous classifier says of the replayed rows
-            with torch.no_grad():
-                logits = frozen_forward(ctx.model, self.plugin.previous, batch.x[batch.n_current:], batch.t[:1])
+            with torch.no_grad(), evaluating(ctx.model):
+                logits = call_model(ctx.model, self.plugin.previous, batch.x[batch.n_current:], batch.t[:1])
             labels = logits[:, : 2 * ctx.index].argmax(1)
         self.batches.append((ctx.index, batch, labels))
         return batch
@@ -102,6 +102,21 @@ def test_inputs_outside_the_unit_interval_are_refused():
     model = build_model("mlp", stream.input_shape, stream.n_classes, stream.task_classes(), hidden=(4,))
     with pytest.raises(DataError, match=r"\[0, 1\]"):
         Engine(model, [GenerativeReplay()]).run(stream)
+
+
+def test_a_diverging_vae_is_reported_with_advice():
+    stream = split(load_source("digits"), "class")[:1]
+    model = build_model("mlp", stream.input_shape, stream.n_classes, stream.task_classes(), hidden=(4,))
+    plugin = GenerativeReplay(hidden=8, latent=2, lr=1e12)  # Adam steps of ~lr: the VAE's logvar overflows
+    with pytest.raises(NonFiniteLossError, match=r"generative: the VAE's loss became .* lower the generator's lr"):
+        Engine(model, [plugin], generator=seed_everything(0)).run(stream)
+
+
+@pytest.mark.parametrize("key,value", [("hidden", 2.5), ("latent", "abc"), ("generator_steps", 0),
+                                       ("replay_batch_size", 1.5), ("lr", 0)])
+def test_bad_settings_are_refused_when_built(key, value):
+    with pytest.raises(ConfigError, match=f"generative: {key} must be"):
+        build_strategy("generative", {key: value})
 
 
 def test_generative_replay_beats_naive(replay):

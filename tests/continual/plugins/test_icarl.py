@@ -10,6 +10,8 @@ from lifelong.continual.buffers import herding_select
 from lifelong.continual.engine import Engine
 from lifelong.continual.plugin import Plugin
 from lifelong.continual.plugins.icarl import ICaRL, icarl_loss, nearest_mean_scores
+from lifelong.continual.strategies import build_strategy
+from lifelong.core.errors import ConfigError, IncompatibleError
 from lifelong.core.seeding import seed_everything
 from lifelong.data.scenarios import split
 from lifelong.data.sources import load_source
@@ -122,6 +124,47 @@ def test_prediction_is_the_nearest_mean_of_exemplars(trained):
         got = engine.predict(ctx, x, torch.zeros(len(x), dtype=torch.long)).argmax(1)
     assert torch.equal(got, want)
     assert engine.matrix[-1] != [0.0] * 5
+
+
+class Steps(Plugin):
+    """Counts training steps."""
+
+    name = "steps"
+
+    def __init__(self):
+        self.steps = 0
+
+    def after_step(self, ctx, batch):
+        self.steps += 1
+
+
+class NoFeatures(torch.nn.Module):
+    """A classifier without a `features` method."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+def test_a_memory_smaller_than_the_classes_and_a_model_without_features_fail_before_training():
+    stream = split(load_source("digits"), "class")
+    model = build_model("mlp", stream.input_shape, stream.n_classes, stream.task_classes(), hidden=(8,))
+    steps = Steps()
+    with pytest.raises(ConfigError, match="memory_size 9 is below the stream's 10 classes"):
+        Engine(model, [ICaRL(memory_size=9), steps]).run(stream)
+    with pytest.raises(IncompatibleError, match="features"):
+        Engine(NoFeatures(), [ICaRL(memory_size=10), steps]).run(stream)
+    assert steps.steps == 0
+    Engine(model, [ICaRL(memory_size=10)], epochs=1).run(stream[:1])  # one exemplar per class is enough
+
+
+@pytest.mark.parametrize("value", [2.5, "abc", 0, None])
+def test_memory_size_must_be_a_positive_integer(value):
+    with pytest.raises(ConfigError, match="icarl: memory_size must be a positive integer"):
+        build_strategy("icarl", {"memory_size": value})
 
 
 def test_icarl_beats_naive_by_a_quarter(replay):

@@ -92,6 +92,16 @@ def test_bad_arguments_raise_config_errors():
         build_strategy("replay", {"mem_size": 10})
 
 
+@pytest.mark.parametrize("strategy,key,value", [
+    ("replay", "replay_batch_size", 2.5), ("replay", "buffer_size", "abc"), ("replay", "buffer_size", True),
+    ("der", "buffer_size", 2.5), ("derpp", "replay_batch_size", 0), ("gem", "patterns_per_experience", 2.5),
+    ("agem", "patterns_per_experience", "abc"), ("agem", "sample_size", 2.5),
+])
+def test_counts_must_be_positive_integers_when_the_strategy_is_built(strategy, key, value):
+    with pytest.raises(ConfigError, match=f"{key} must be a positive integer( or None)?, got {value!r}"):
+        build_strategy(strategy, {key: value})
+
+
 @pytest.mark.parametrize("strategy", ["replay", "der", "derpp", "gem", "agem", "icarl", "generative"])
 def test_every_replay_strategy_resumes_bit_exactly_from_a_state_dict(digits, strategy, tmp_path, replay):
     args = {"gem": {"patterns_per_experience": 20}, "agem": {"patterns_per_experience": 20, "sample_size": 16},

@@ -20,7 +20,6 @@ import torch
 from torch import nn
 
 from lifelong.continual.plugin import Batch, Context, Plugin
-from lifelong.continual.plugins.anchored import check_count, check_positive
 from lifelong.continual.plugins.peft_lora import PeftLoRA
 from lifelong.continual.task_identity import (
     TaskSlots,
@@ -28,11 +27,12 @@ from lifelong.continual.task_identity import (
     freeze_other_classes,
     route_or_infer,
 )
+from lifelong.core.checks import check_count, check_positive
 from lifelong.core.errors import ConfigError
 from lifelong.core.registries import STRATEGIES
 from lifelong.models.adapters import AdaptedNet, AdapterFactory, Bottleneck, LoRA
 from lifelong.models.layer_list import layer_list
-from lifelong.models.routed import Routed, install
+from lifelong.models.routed import Routed, classifier_backbone, install
 
 
 class AdapterStrategy(Plugin):
@@ -58,7 +58,8 @@ class AdapterStrategy(Plugin):
         return self.router.net
 
     def _build(self, model: nn.Module) -> None:
-        self.router = install(model, AdaptedNet(layer_list(model.backbone, self.input_shape), self.factory))
+        layers = layer_list(classifier_backbone(model), self.input_shape)
+        self.router = install(model, AdaptedNet(layers, self.factory))
 
     def before_experience(self, ctx: Context) -> None:
         check_shared_head(ctx, self.name)
@@ -123,21 +124,35 @@ def adapters(bottleneck: int = 64, train_backbone_first: bool = True,
                      stores="adapters", memory="O(T * adapter)", compute="Low", forgetting="None",
                      paper="Hu et al. 2021, LoRA: Low-Rank Adaptation of Large Language Models")
 def lora(rank: int = 8, alpha: float = 8.0, backend: str = "own",
-         target_modules: list[str] | None = None, train_backbone_first: bool = True,
+         target_modules: list[str] | None = None, train_backbone_first: bool | None = None,
          infer_task: bool = False) -> Plugin:
     """LoRA per task on every linear layer: y + (alpha/rank) B A x with rank r = 8 and α = r (the
     paper sets α to the first r tried); each task adds r·(d_in + d_out) per adapted layer.
 
     `backend="own"` (default) needs nothing beyond torch; `backend="peft"` applies peft's LoRA to
-    `target_modules` of any nn.Module (default: every nn.Linear outside the model's head).
+    `target_modules` of any nn.Module (default: every nn.Linear outside the model's head), keeps
+    the base model frozen from the first task (`train_backbone_first` None: True for the own
+    backend, False for peft) and routes by task label only.
     """
     rank = check_count("lora: rank", rank)
     alpha = check_positive("lora: alpha", alpha, allow_zero=False)
     if backend == "peft":
+        check_peft_options(train_backbone_first, infer_task)
         return PeftLoRA(rank, alpha, target_modules)
     if backend != "own":
         raise ConfigError(f"lora: backend must be 'own' or 'peft', got {backend!r}")
     if target_modules is not None:
         raise ConfigError("lora: target_modules selects modules for backend='peft'; the own "
                           "backend adapts every linear layer of the backbone")
-    return AdapterStrategy("lora", partial(LoRA, rank=rank, alpha=alpha), train_backbone_first, infer_task)
+    first = True if train_backbone_first is None else train_backbone_first
+    return AdapterStrategy("lora", partial(LoRA, rank=rank, alpha=alpha), first, infer_task)
+
+
+def check_peft_options(train_backbone_first: bool | None, infer_task: bool) -> None:
+    """Refuse the own backend's options that peft's LoRA does not implement."""
+    if train_backbone_first:
+        raise ConfigError("lora: backend='peft' keeps the base model frozen from the first task; drop "
+                          "train_backbone_first or use backend='own' to train the backbone first")
+    if infer_task:
+        raise ConfigError("lora: backend='peft' activates the adapter of each batch's task label and "
+                          "cannot infer the task; drop infer_task or use backend='own'")

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from lifelong.continual.importance import flat_grads
 from lifelong.continual.plugin import Batch, Context
-from lifelong.continual.plugins.anchored import check_positive
-from lifelong.continual.plugins.gem import EpisodicMemory, flat_grad, memory_losses, trainable
+from lifelong.continual.plugins.gem import EpisodicMemory, memory_losses, trainable
+from lifelong.core.checks import check_count
 from lifelong.core.registries import STRATEGIES
 from lifelong.grad import agem_project, jacobian, write_grad
 
@@ -25,12 +26,12 @@ class AGEM(EpisodicMemory):
 
     def __init__(self, patterns_per_experience: int = 250, sample_size: int = 256) -> None:
         super().__init__(patterns_per_experience)
-        self.sample_size = int(check_positive(f"{self.name}: sample_size", sample_size, allow_zero=False))
+        self.sample_size = check_count(f"{self.name}: sample_size", sample_size)
 
     def after_backward(self, ctx: Context, batch: Batch) -> None:
         if self.memory is None or not len(self.memory):
             return
         params = trainable(ctx)
         loss = memory_losses(ctx, self.memory.sample(self.sample_size, ctx.generator)).mean()
-        g = flat_grad(params)
+        g = flat_grads(params)
         write_grad(params, agem_project(g, jacobian(loss[None], params)[0]) - g)

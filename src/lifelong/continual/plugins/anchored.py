@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any, ClassVar
 
 import torch
@@ -10,29 +9,6 @@ from torch import nn
 
 from lifelong.continual.importance import flat_params, grow_flat, param_shapes, quadratic_penalty
 from lifelong.continual.plugin import Batch, Context, Plugin
-from lifelong.core.errors import ConfigError
-
-
-def check_positive(what: str, value: float, *, allow_zero: bool = True) -> float:
-    """`value` as a float, or a ConfigError naming `what` when it is negative, zero or not finite."""
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{what} must be a number, got {value!r}") from None
-    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-        bound = "≥ 0" if allow_zero else "> 0"
-        raise ConfigError(f"{what} must be a finite number {bound}, got {value}")
-    return value
-
-
-def check_count(what: str, value: int | None, *, allow_none: bool = False) -> int | None:
-    """`value` when it is a positive integer (or None where allowed), else a ConfigError naming `what`."""
-    if value is None and allow_none:
-        return None
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        hint = " or None (all)" if allow_none else ""
-        raise ConfigError(f"{what} must be a positive integer{hint}, got {value!r}")
-    return value
 
 
 class AnchoredPenalty(Plugin):

@@ -27,13 +27,13 @@ from torch import nn
 
 from lifelong.continual.phases import fit, mean_loss
 from lifelong.continual.plugin import Batch, Context, Plugin
-from lifelong.continual.plugins.anchored import check_count, check_positive
 from lifelong.continual.task_identity import TaskSlots, route_or_infer
+from lifelong.core.checks import check_count, check_positive
 from lifelong.core.errors import IncompatibleError
 from lifelong.core.registries import STRATEGIES
 from lifelong.models.expandable import ExpandableMLP
-from lifelong.models.layer_list import layer_list, reset_parameters
-from lifelong.models.routed import Routed, install
+from lifelong.models.layer_list import device_of, layer_list, reset_parameters
+from lifelong.models.routed import Routed, classifier_backbone, install
 
 Masks = list[tuple[torch.Tensor, torch.Tensor]]  # per hidden layer: (weight mask, bias mask)
 
@@ -110,7 +110,7 @@ class DEN(Plugin):
 
     # -- building -------------------------------------------------------------------------------
     def _install(self, ctx: Context) -> None:
-        layers = layer_list(ctx.model.backbone, ctx.stream.input_shape)
+        layers = layer_list(classifier_backbone(ctx.model), ctx.stream.input_shape)
         linears = [m for m in layers if isinstance(m, nn.Linear)]
         if any(not isinstance(m, (nn.Linear, nn.ReLU, nn.Flatten)) for m in layers) or \
                 sum(isinstance(m, nn.ReLU) for m in layers) != len(linears):
@@ -137,7 +137,7 @@ class DEN(Plugin):
         net, slot = self.net, len(self.slots) - 1
         params = [*net.weights, *net.biases, net.head_weights[slot], net.head_biases[slot]]
         self._masks = masks
-        fit(ctx, params, lambda x, t: self._forward(ctx, x, t), epochs=self.phase_epochs,
+        fit(ctx, params, lambda x, t: self._forward(ctx, x, t), name=self.name, epochs=self.phase_epochs,
             batch_size=self.batch_size, lr=self.phase_lr, penalty=self._penalty,
             after_backward=self._mask_grads, after_step=lambda: self._proximal(masks, groups))
 
@@ -293,7 +293,7 @@ class DEN(Plugin):
     def restore(self, model: nn.Module) -> None:
         if not self.slots.labels:
             return
-        net = ExpandableMLP(self.widths, self.n_classes).to(next(model.parameters()).device)
+        net = ExpandableMLP(self.widths, self.n_classes).to(device_of(model))
         generator = torch.Generator().manual_seed(0)  # placeholder values: the checkpoint overwrites them
         for _ in self.slots.labels:
             net.add_head(generator)

@@ -7,8 +7,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from lifelong.continual.plugin import Batch, Context
-from lifelong.continual.plugins.anchored import check_positive
 from lifelong.continual.plugins.replay import Replay, append_term, current_rows, replay_rows
+from lifelong.core.checks import check_positive
 from lifelong.core.errors import IncompatibleError
 from lifelong.core.registries import STRATEGIES
 

@@ -17,17 +17,20 @@ from torch import nn
 
 from lifelong.continual.importance import (
     call_model,
+    check_count,
     check_samples,
     detached_state,
     evaluating,
+    output_width,
     param_shapes,
     per_sample_mean,
     quadratic_penalty,
     sample_rows,
 )
 from lifelong.continual.plugin import Context
-from lifelong.continual.plugins.anchored import AnchoredPenalty, check_count, check_positive
-from lifelong.core.errors import ConfigError, ShapeMismatchError
+from lifelong.continual.plugins.anchored import AnchoredPenalty
+from lifelong.core.checks import check_positive
+from lifelong.core.errors import ConfigError, DataError, LabelOutOfRangeError, ShapeMismatchError
 from lifelong.core.registries import STRATEGIES
 
 Mask = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -51,6 +54,18 @@ def sample_labels(logits: torch.Tensor, generator: torch.Generator) -> torch.Ten
     return torch.searchsorted(cdf, u * cdf[:, -1:], right=True).squeeze(1).clamp_max(logits.shape[1] - 1)
 
 
+def check_labels(y: torch.Tensor, n_classes: int, *, what: str) -> None:
+    """Raise unless `y` is a vector of integer class labels in [0, n_classes)."""
+    if y.ndim != 1:
+        raise ShapeMismatchError(f"{what}: labels have shape {tuple(y.shape)}; give one label per input, shape (N,)")
+    if y.dtype.is_floating_point or y.dtype.is_complex or y.dtype == torch.bool:
+        raise DataError(f"{what}: labels have dtype {y.dtype}; give integer class labels (torch.long)")
+    lo, hi = int(y.min()), int(y.max())
+    if lo < 0 or hi >= n_classes:
+        raise LabelOutOfRangeError(f"{what}: labels span [{lo}, {hi}] but the model has {n_classes} outputs; "
+                                   f"labels must lie in [0, {n_classes - 1}]")
+
+
 def diagonal_fisher(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None,
                     t: torch.Tensor | None = None, *, generator: torch.Generator | None = None,
                     mask: Mask | None = None, chunk_size: int = 16) -> torch.Tensor:
@@ -63,11 +78,14 @@ def diagonal_fisher(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = 
     """
     mask = mask or _unmasked
     check_samples(x, y, t, what="diagonal_fisher")
-    if y is None:
-        if generator is None:
-            raise ConfigError("diagonal_fisher: the true Fisher (y=None) samples labels and needs "
-                              "a torch.Generator; pass generator=... or give labels y")
-        tt = t if t is not None else torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
+    tt = t if t is not None else torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
+    width = output_width(model, x, tt, what="diagonal_fisher")
+    if y is not None:
+        check_labels(y, width, what="diagonal_fisher")
+    elif generator is None:
+        raise ConfigError("diagonal_fisher: the true Fisher (y=None) samples labels and needs "
+                          "a torch.Generator; pass generator=... or give labels y")
+    else:
         with torch.no_grad(), evaluating(model):
             y = sample_labels(mask(call_model(model, detached_state(model), x, tt), tt), generator)
 

@@ -10,8 +10,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from lifelong.continual.buffers import BalancedBuffer
+from lifelong.continual.importance import flat_grads, sample_rows
 from lifelong.continual.plugin import Batch, Context, Plugin
-from lifelong.continual.plugins.anchored import check_positive
+from lifelong.core.checks import check_count, check_positive
 from lifelong.core.registries import STRATEGIES
 from lifelong.grad import gem_project, jacobian, write_grad
 
@@ -19,11 +20,6 @@ from lifelong.grad import gem_project, jacobian, write_grad
 def trainable(ctx: Context) -> list[Tensor]:
     """The parameters the optimiser updates."""
     return [p for p in ctx.model.parameters() if p.requires_grad]
-
-
-def flat_grad(params: Sequence[Tensor]) -> Tensor:
-    """The `.grad` of `params` as one vector (zeros where a parameter got no gradient)."""
-    return torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params])
 
 
 def memory_losses(ctx: Context, rows: dict[str, Tensor]) -> Tensor:
@@ -36,8 +32,7 @@ class EpisodicMemory(Plugin):
     """Keeps `patterns_per_experience` random training samples of every finished experience."""
 
     def __init__(self, patterns_per_experience: int) -> None:
-        check_positive(f"{self.name}: patterns_per_experience", patterns_per_experience, allow_zero=False)
-        self.per_experience = int(patterns_per_experience)
+        self.per_experience = check_count(f"{self.name}: patterns_per_experience", patterns_per_experience)
         self.memory: BalancedBuffer | None = None
 
     def before_experience(self, ctx: Context) -> None:
@@ -47,10 +42,8 @@ class EpisodicMemory(Plugin):
 
     def after_experience(self, ctx: Context) -> None:
         exp = ctx.experience
-        idx = torch.randperm(exp.n_train, generator=ctx.generator)[: self.per_experience]
-        idx = idx.to(exp.train_y.device)
-        rows = {"x": exp.train_x[idx], "y": exp.train_y[idx], "t": exp.train_t()[idx]}
-        self.memory.add(rows, torch.full((len(idx),), ctx.index))
+        x, y, t = sample_rows(self.per_experience, ctx.generator, exp.train_x, exp.train_y, exp.train_t())
+        self.memory.add({"x": x, "y": y, "t": t}, torch.full((len(y),), ctx.index))
 
     def state_dict(self) -> dict[str, Any]:
         return {"memory": self.memory.state_dict() if self.memory is not None else None}
@@ -94,5 +87,5 @@ class GEM(EpisodicMemory):
         if self.memory is None or not len(self.memory):
             return
         params = trainable(ctx)
-        g = flat_grad(params)
+        g = flat_grads(params)
         write_grad(params, gem_project(g, self.memory_gradients(ctx, params), self.margin) - g)

@@ -11,11 +11,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
+from lifelong.continual.importance import call_model, evaluating
 from lifelong.continual.plugin import Batch, Context, Plugin
-from lifelong.continual.plugins.anchored import check_positive
-from lifelong.continual.plugins.icarl import frozen_forward
 from lifelong.continual.plugins.replay import append_term, replay_rows
-from lifelong.core.errors import DataError
+from lifelong.core.checks import check_count, check_positive
+from lifelong.core.errors import DataError, NonFiniteLossError
 from lifelong.core.registries import STRATEGIES
 
 
@@ -62,7 +62,8 @@ class GenerativeReplay(Plugin):
     layers of `hidden` = 400 units, `latent` = 100, Adam `lr` = 1e-3, as in van de Ven & Tolias
     2018; Shin et al. used a GAN) with its own optimiser — takes `generator_steps` updates per
     training step on the same mixture, so it learns continually too. Previous models are frozen
-    weight copies run with `torch.func.functional_call`. Inputs must lie in [0, 1].
+    copies of weights and buffers run with `torch.func.functional_call`, the classifier in eval
+    mode (its BatchNorm statistics never change, no dropout). Inputs must lie in [0, 1].
     """
 
     name = "generative"
@@ -70,13 +71,11 @@ class GenerativeReplay(Plugin):
 
     def __init__(self, hidden: int = 400, latent: int = 100, lr: float = 1e-3,
                  replay_batch_size: int | None = None, generator_steps: int = 1) -> None:
-        for key, value in (("hidden", hidden), ("latent", latent), ("lr", lr),
-                           ("generator_steps", generator_steps)):
-            check_positive(f"{self.name}: {key}", value, allow_zero=False)
-        if replay_batch_size is not None:
-            check_positive(f"{self.name}: replay_batch_size", replay_batch_size, allow_zero=False)
-        self.hidden, self.latent, self.lr = int(hidden), int(latent), lr
-        self.replay_batch_size, self.generator_steps = replay_batch_size, int(generator_steps)
+        self.hidden = check_count(f"{self.name}: hidden", hidden)
+        self.latent = check_count(f"{self.name}: latent", latent)
+        self.lr = check_positive(f"{self.name}: lr", lr, allow_zero=False)
+        self.replay_batch_size = check_count(f"{self.name}: replay_batch_size", replay_batch_size, allow_none=True)
+        self.generator_steps = check_count(f"{self.name}: generator_steps", generator_steps)
         self.vae: VAE | None = None
         self.optimizer: torch.optim.Optimizer | None = None
         self.input_shape: list[int] = []
@@ -104,10 +103,10 @@ class GenerativeReplay(Plugin):
         if self.previous is None:
             return batch
         n = replay_rows(batch, self.replay_batch_size)
-        with torch.no_grad():
+        with torch.no_grad(), evaluating(ctx.model):
             x = sample_inputs(self.vae, self.previous_decoder, n, ctx.generator, ctx.device)
             t = torch.zeros(n, dtype=batch.t.dtype, device=ctx.device)
-            logits = frozen_forward(ctx.model, self.previous, x, t)
+            logits = call_model(ctx.model, self.previous, x, t)
             seen = self.seen.to(ctx.device)[: logits.shape[1]]
             y = logits.masked_fill(~seen, torch.finfo(logits.dtype).min).argmax(1)
         r = 1.0 / (ctx.index + 1)
@@ -118,6 +117,10 @@ class GenerativeReplay(Plugin):
         weight = batch.weight if batch.weight is not None else torch.ones(len(batch), device=x.device)
         for _ in range(self.generator_steps):
             loss = (weight * self.vae.loss(x, ctx.generator)).mean()
+            if not torch.isfinite(loss):
+                raise NonFiniteLossError(
+                    f"{self.name}: the VAE's loss became {float(loss.detach())} at step {ctx.step} of experience "
+                    f"{ctx.index}; lower the generator's lr (now {self.lr}) or check the inputs for NaN")
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()

@@ -19,18 +19,18 @@ import torch
 from torch import nn
 
 from lifelong.continual.plugin import Batch, Context, Plugin, TrainData
-from lifelong.continual.plugins.anchored import check_positive
 from lifelong.continual.task_identity import (
     TaskSlots,
     check_shared_head,
     freeze_other_classes,
     route_or_infer,
 )
+from lifelong.core.checks import check_positive
 from lifelong.core.errors import IncompatibleError
 from lifelong.core.registries import STRATEGIES
 from lifelong.models.gated import GatedNet
 from lifelong.models.layer_list import layer_list
-from lifelong.models.routed import Routed, install
+from lifelong.models.routed import Routed, classifier_backbone, install
 
 COSH_CLAMP = 50.0  # keeps cosh(s·e) finite, as the authors' code does
 
@@ -102,7 +102,7 @@ class HAT(Plugin):
         return self.router.net
 
     def _build(self, model: nn.Module, generator: torch.Generator) -> None:
-        layers = layer_list(model.backbone, self.input_shape)
+        layers = layer_list(classifier_backbone(model), self.input_shape)
         self.router = install(model, GatedNet(layers, self.n_tasks, generator))
 
     def before_experience(self, ctx: Context) -> None:
@@ -125,7 +125,9 @@ class HAT(Plugin):
 
     def extend_batch(self, ctx: Context, batch: Batch) -> Batch:
         if ctx.epoch != self._epoch:
-            self._epoch, self._epoch_step, self._rows = ctx.epoch, ctx.step, max(len(batch), 1)
+            # rows of the experience only: a replay strategy listed before may have appended its own
+            self._epoch, self._epoch_step = ctx.epoch, ctx.step
+            self._rows = max(int(batch.y[batch.current].shape[0]), 1)
         n_batches = math.ceil(self._n_train / self._rows)
         self.net.s = annealed_slope(ctx.step - self._epoch_step, n_batches, self.s_max)
         self.router.route(self.slots.of(batch.t))

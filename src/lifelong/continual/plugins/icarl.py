@@ -8,12 +8,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.func import functional_call
 
 from lifelong.continual.buffers import BalancedBuffer, herding_select
+from lifelong.continual.importance import call_model, evaluating
 from lifelong.continual.plugin import Batch, Context, Plugin, TrainData
-from lifelong.continual.plugins.anchored import check_positive
-from lifelong.core.errors import IncompatibleError
+from lifelong.core.checks import check_count
+from lifelong.core.errors import ConfigError, IncompatibleError
 from lifelong.core.registries import STRATEGIES
 
 
@@ -34,30 +34,10 @@ def icarl_loss(logits: Tensor, y: Tensor, old_logits: Tensor | None, old: Tensor
     return cls, bce(logits[:, old], soft, reduction="sum") / len(y)
 
 
-def frozen_forward(model: nn.Module, state: dict[str, Tensor], x: Tensor, t: Tensor) -> Tensor:
-    """`model`'s outputs with its weights swapped for `state` (a detached earlier copy)."""
-    args = (x, t) if getattr(model, "takes_task", False) else (x,)
-    return functional_call(model, state, args)
-
-
 def nearest_mean_scores(features: Tensor, means: Tensor, known: Tensor) -> Tensor:
     """Minus the distance of each normalised feature to each class mean; unknown classes lowest."""
     scores = -torch.cdist(F.normalize(features, dim=1), means)
     return scores.masked_fill(~known, torch.finfo(scores.dtype).min)
-
-
-class _EvalMode:
-    """Run a block with `model` in evaluation mode, restoring its previous mode afterwards."""
-
-    def __init__(self, model: nn.Module) -> None:
-        self.model, self.was_training = model, model.training
-
-    def __enter__(self) -> nn.Module:
-        self.model.eval()
-        return self.model
-
-    def __exit__(self, *exc: object) -> None:
-        self.model.train(self.was_training)
 
 
 @STRATEGIES.register("icarl", family="replay", stores="buffer", memory="O(buffer)",
@@ -73,25 +53,21 @@ class ICaRL(Plugin):
     it, `memory_size` exemplars (paper: K = 2000) are split evenly over the classes seen: old
     sets keep their first exemplars, new classes get theirs by herding on L2-normalised
     `model.features`. Evaluation classifies by the nearest class mean of exemplar features.
-    The previous model is a detached copy of the weights, run with `torch.func.functional_call`.
+    The previous model is a detached copy of the weights and buffers, run in eval mode with
+    `torch.func.functional_call` (its BatchNorm statistics never change, no dropout).
     """
 
     name = "icarl"
     settings = ("class", "task")
 
     def __init__(self, memory_size: int = 2000) -> None:
-        check_positive(f"{self.name}: memory_size", memory_size, allow_zero=False)
-        self.buffer = BalancedBuffer(memory_size)
+        self.buffer = BalancedBuffer(check_count(f"{self.name}: memory_size", memory_size))
         self.previous: dict[str, Tensor] | None = None
         self.means: Tensor | None = None
         self.known: Tensor | None = None
 
     def _features(self, model: nn.Module, x: Tensor) -> Tensor:
-        features = getattr(model, "features", None)
-        if features is None:
-            raise IncompatibleError(f"{self.name} needs a model with a `features(x)` method "
-                                    "(every lifelong.models.build_model model has one)")
-        return F.normalize(features(x), dim=1)
+        return F.normalize(model.features(x), dim=1)
 
     def _seen(self, ctx: Context, width: int) -> tuple[Tensor, Tensor]:
         new = torch.zeros(width, dtype=torch.bool, device=ctx.device)
@@ -102,6 +78,14 @@ class ICaRL(Plugin):
         return old & ~new, new
 
     def before_experience(self, ctx: Context) -> None:
+        if not callable(getattr(ctx.model, "features", None)):
+            raise IncompatibleError(f"{self.name} needs a model with a `features(x)` method "
+                                    "(every lifelong.models.build_model model has one)")
+        n_classes = ctx.stream.n_classes
+        if self.buffer.capacity < n_classes:
+            raise ConfigError(f"{self.name}: memory_size {self.buffer.capacity} is below the stream's "
+                              f"{n_classes} classes, so some classes would keep no exemplar; "
+                              f"set memory_size to at least {n_classes}")
         self.buffer.to(ctx.device)
 
     def train_data(self, ctx: Context, data: TrainData) -> TrainData:
@@ -118,8 +102,8 @@ class ICaRL(Plugin):
         old, new = self._seen(ctx, outputs.shape[1])
         old_logits = None
         if self.previous is not None:
-            with torch.no_grad():
-                old_logits = frozen_forward(ctx.model, self.previous, batch.x, batch.t)
+            with torch.no_grad(), evaluating(ctx.model):
+                old_logits = call_model(ctx.model, self.previous, batch.x, batch.t)
         cls, distill = icarl_loss(outputs, batch.y, old_logits, old, new)
         return {"bce": cls, "distill": distill}
 
@@ -128,7 +112,7 @@ class ICaRL(Plugin):
         exp, model = ctx.experience, ctx.model
         old = int(self.known.sum()) if self.known is not None else 0
         per_class = -(-self.buffer.capacity // (old + len(exp.classes)))
-        with _EvalMode(model):
+        with evaluating(model):
             for c in exp.classes:
                 idx = (exp.train_y == c).nonzero().squeeze(1)
                 rank = herding_select(self._features(model, exp.train_x[idx]), per_class)

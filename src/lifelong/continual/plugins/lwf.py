@@ -13,9 +13,26 @@ import torch
 
 from lifelong.continual.importance import call_model, detached_state, evaluating
 from lifelong.continual.plugin import Batch, Context, Plugin
-from lifelong.continual.plugins.anchored import check_positive
+from lifelong.core.checks import check_positive
 from lifelong.core.errors import ShapeMismatchError
 from lifelong.core.registries import STRATEGIES
+
+
+def check_distillation_shapes(new_logits: torch.Tensor, old_logits: torch.Tensor,
+                              mask: torch.Tensor | None) -> None:
+    """Raise unless the logits share one (B, C) or (H, B, C) shape and `mask` is (C,) or (H, C).
+
+    (B, C) logits take an (H, C) mask of any H: the same logits are distilled once per mask row.
+    """
+    heads = new_logits.shape[0] if new_logits.ndim == 3 else None
+    logits_ok = new_logits.ndim in (2, 3) and old_logits.shape == new_logits.shape
+    mask_ok = mask is None or (mask.shape[-1:] == new_logits.shape[-1:]
+                               and (mask.ndim == 1 or (mask.ndim == 2 and heads in (None, mask.shape[0]))))
+    if not (logits_ok and mask_ok):
+        raise ShapeMismatchError(
+            f"distillation_loss: new logits {tuple(new_logits.shape)}, old logits {tuple(old_logits.shape)} "
+            f"and mask {None if mask is None else tuple(mask.shape)} do not fit; give logits of one shape, "
+            "(B, C) or (H, B, C) for H heads, and a mask (C,) or (H, C) over the same class dimension (last)")
 
 
 def distillation_loss(new_logits: torch.Tensor, old_logits: torch.Tensor,
@@ -26,11 +43,7 @@ def distillation_loss(new_logits: torch.Tensor, old_logits: torch.Tensor,
     The KL of each head is summed over heads and averaged over the B samples. It differs from the
     paper's cross-entropy by the old outputs' entropy, a constant, so the gradients are equal.
     """
-    if old_logits.shape[-1] != new_logits.shape[-1] or (mask is not None and mask.shape[-1] != new_logits.shape[-1]):
-        raise ShapeMismatchError(
-            f"distillation_loss: new logits {tuple(new_logits.shape)}, old logits "
-            f"{tuple(old_logits.shape)} and mask {None if mask is None else tuple(mask.shape)} "
-            "must share the class dimension (last)")
+    check_distillation_shapes(new_logits, old_logits, mask)
     if mask is not None:
         keep = mask.unsqueeze(-2)
         lowest = torch.finfo(new_logits.dtype).min

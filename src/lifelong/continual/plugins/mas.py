@@ -11,7 +11,8 @@ from torch import nn
 
 from lifelong.continual.importance import param_shapes, per_sample_mean, sample_rows
 from lifelong.continual.plugin import Context
-from lifelong.continual.plugins.anchored import AnchoredPenalty, check_count, check_positive
+from lifelong.continual.plugins.anchored import AnchoredPenalty
+from lifelong.core.checks import check_count, check_positive
 from lifelong.core.registries import STRATEGIES
 
 

@@ -11,6 +11,7 @@ Evaluating task k uses exactly the weights owned by tasks 1..k.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -19,7 +20,6 @@ from torch import nn
 from lifelong.continual.importance import call_model
 from lifelong.continual.phases import fit
 from lifelong.continual.plugin import Batch, Context, Plugin
-from lifelong.continual.plugins.anchored import check_count, check_positive
 from lifelong.continual.task_identity import (
     TaskSlots,
     check_shared_head,
@@ -27,8 +27,10 @@ from lifelong.continual.task_identity import (
     infer_by_entropy,
     slot_classes,
 )
+from lifelong.core.checks import check_count, check_positive
 from lifelong.core.errors import ConfigError, IncompatibleError
 from lifelong.core.registries import STRATEGIES
+from lifelong.models.adapters import per_slot
 
 MAX_TASKS = 255  # owners are stored as uint8
 
@@ -49,6 +51,18 @@ def assign_kept(weight: torch.Tensor, owner: torch.Tensor, owner_id: int, prune:
     out = owner.clone().flatten()
     out[kept] = owner_id
     return out.view_as(owner)
+
+
+def check_prune(prune: float) -> float:
+    """`prune` as a float in [0, 1), else a ConfigError saying what it means."""
+    try:
+        value = float(prune)
+    except (TypeError, ValueError):
+        value = math.nan
+    if not 0.0 <= value < 1.0:
+        raise ConfigError(f"packnet: prune is the fraction of free weights released per task "
+                          f"and must be a number in [0, 1), got {prune!r}")
+    return value
 
 
 def task_mask(owner: torch.Tensor, slot: int) -> torch.Tensor:
@@ -77,10 +91,7 @@ class PackNet(Plugin):
 
     def __init__(self, prune: float = 0.75, retrain_epochs: int = 1, retrain_lr: float = 1e-4,
                  batch_size: int = 128, infer_task: bool = False) -> None:
-        if not 0.0 <= float(prune) < 1.0:
-            raise ConfigError(f"packnet: prune is the fraction of free weights released per task "
-                              f"and must lie in [0, 1), got {prune!r}")
-        self.prune = float(prune)
+        self.prune = check_prune(prune)
         self.retrain_epochs = check_count("packnet: retrain_epochs", retrain_epochs) if retrain_epochs else 0
         self.retrain_lr = check_positive("packnet: retrain_lr", retrain_lr, allow_zero=False)
         self.batch_size = check_count("packnet: batch_size", batch_size)
@@ -89,6 +100,7 @@ class PackNet(Plugin):
             self.needs_task_labels, self.settings = False, ("task", "class")
         self.slots = TaskSlots()
         self.owners: dict[str, torch.Tensor] = {}
+        self._frozen: dict[str, torch.Tensor] = {}
 
     def before_experience(self, ctx: Context) -> None:
         check_shared_head(ctx, self.name)
@@ -107,16 +119,21 @@ class PackNet(Plugin):
         if len(self.slots) > 1:
             for p in getattr(ctx.model, "backbone", ctx.model).parameters():
                 p.requires_grad_(p.dim() >= 2)
+        self._freeze_all_but(ctx, 0)
 
-    def _mask_grads(self, ctx: Context, trainable: int) -> None:
-        """Zero gradients of weights whose owner differs from `trainable` (0: the free ones)."""
+    def _freeze_all_but(self, ctx: Context, trainable: int) -> None:
+        """Cache, on the model's device, which weights have an owner other than `trainable` (0: free)."""
+        self._frozen = {n: self.owners[n].to(p.device) != trainable for n, p in prunable(ctx.model).items()}
+
+    def _mask_grads(self, ctx: Context) -> None:
+        """Zero the gradients of the weights `_freeze_all_but` froze."""
         for n, p in prunable(ctx.model).items():
             if p.grad is not None:
-                p.grad.masked_fill_(self.owners[n].to(p.device) != trainable, 0)
+                p.grad.masked_fill_(self._frozen[n], 0)
         freeze_other_classes(ctx.model, ctx.experience.classes)
 
     def after_backward(self, ctx: Context, batch: Batch) -> None:
-        self._mask_grads(ctx, 0)
+        self._mask_grads(ctx)
 
     def after_experience(self, ctx: Context) -> None:
         owner_id = len(self.slots)
@@ -126,9 +143,10 @@ class PackNet(Plugin):
                 self.owners[n] = assign_kept(p, self.owners[n].to(p.device), owner_id, self.prune).cpu()
                 p.masked_fill_(self.owners[n].to(p.device) == 0, 0.0)
         if self.retrain_epochs:
+            self._freeze_all_but(ctx, owner_id)
             params = [p for p in ctx.model.parameters() if p.requires_grad]
-            fit(ctx, params, ctx.forward, epochs=self.retrain_epochs, batch_size=self.batch_size,
-                lr=self.retrain_lr, after_backward=lambda: self._mask_grads(ctx, owner_id))
+            fit(ctx, params, ctx.forward, name=self.name, epochs=self.retrain_epochs,
+                batch_size=self.batch_size, lr=self.retrain_lr, after_backward=lambda: self._mask_grads(ctx))
 
     def _masked_logits(self, ctx: Context, x: torch.Tensor, t: torch.Tensor, slot: int) -> torch.Tensor:
         weights = prunable(ctx.model)
@@ -141,14 +159,8 @@ class PackNet(Plugin):
         if self.infer_task:
             logits = torch.stack([self._masked_logits(ctx, x, t, u) for u in range(len(self.slots))])
             return infer_by_entropy(logits, slot_classes(ctx, self.slots.labels))
-        slots = self.slots.of(t)
-        out = None
-        for u in slots.unique().tolist():
-            rows = slots == u
-            logits = self._masked_logits(ctx, x[rows], t[rows], u)
-            out = logits.new_zeros((x.shape[0], logits.shape[1])) if out is None else out
-            out[rows] = logits
-        return ctx.mask(out, t)
+        logits = per_slot(self.slots.of(t), lambda u, xs, ts: self._masked_logits(ctx, xs, ts, u), (x, t))
+        return ctx.mask(logits, t)
 
     def masks(self) -> dict[str, list[torch.Tensor]]:
         """Each task's binary mask (the weights it owns) per weight tensor."""

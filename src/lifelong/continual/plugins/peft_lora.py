@@ -18,8 +18,8 @@ import torch
 from torch import nn
 
 from lifelong.continual.plugin import Batch, Context, Plugin
-from lifelong.continual.task_identity import TaskSlots
-from lifelong.core.errors import IncompatibleError, MissingExtraError
+from lifelong.continual.task_identity import TaskSlots, check_shared_head
+from lifelong.core.errors import ConfigError, IncompatibleError, MissingExtraError
 
 INSTALL = "pip install lifelong[adapters]"
 
@@ -38,6 +38,20 @@ def adapter_name(slot: int) -> str:
     return f"task_{slot}"
 
 
+def linear_names(model: nn.Module, exclude: tuple[str, ...]) -> list[str]:
+    """Names of the model's nn.Linear modules outside the modules named in `exclude`."""
+    return [n for n, m in model.named_modules() if isinstance(m, nn.Linear) and not n.startswith(exclude)]
+
+
+def check_targets(model: nn.Module, targets: Sequence[str], exclude: tuple[str, ...]) -> None:
+    """Refuse target names that match no module the way peft matches them (whole name or dotted suffix)."""
+    names = [n for n, _ in model.named_modules()]
+    unknown = [t for t in targets if not any(n == t or n.endswith(f".{t}") for n in names)]
+    if unknown:
+        raise ConfigError(f"lora: target_modules {unknown} name no module of the model; name linear "
+                          f"layers by their full name or last parts, e.g. {linear_names(model, exclude)}")
+
+
 class PeftLoRA(Plugin):
     """peft's LoRA, one named adapter per task, activated by task label before each forward."""
 
@@ -48,31 +62,36 @@ class PeftLoRA(Plugin):
     def __init__(self, rank: int, alpha: float, target_modules: Sequence[str] | None = None,
                  train_modules: Sequence[str] = ("head",)) -> None:
         self.peft = load_peft()
+        if isinstance(target_modules, str):
+            raise ConfigError(f"lora: target_modules is a list of module names, got the string {target_modules!r}")
         self.rank, self.alpha = rank, alpha
         self.target_modules = list(target_modules) if target_modules else None
         self.train_modules = tuple(train_modules)
         self.slots = TaskSlots()
+        self.tuner_layers: list[nn.Module] = []
 
     def _inject(self, model: nn.Module, slot: int) -> None:
         # Resolved once, on the model before any adapter: peft's own layers are nn.Linear too.
-        self.target_modules = self.target_modules or [
-            n for n, m in model.named_modules() if isinstance(m, nn.Linear) and not n.startswith(self.train_modules)]
+        if slot == 0:
+            self.target_modules = self.target_modules or linear_names(model, self.train_modules)
+            check_targets(model, self.target_modules, self.train_modules)
         config = self.peft.LoraConfig(r=self.rank, lora_alpha=self.alpha, target_modules=self.target_modules)
         with warnings.catch_warnings():  # one adapter per task is the point: peft warns from the second on
             warnings.filterwarnings("ignore", message="Already found a `peft_config`")
             self.peft.inject_adapter_in_model(config, model, adapter_name=adapter_name(slot))
+        layer_type = importlib.import_module("peft.tuners.tuners_utils").BaseTunerLayer
+        self.tuner_layers = [m for m in model.modules() if isinstance(m, layer_type)]
 
-    def _activate(self, model: nn.Module, slots: torch.Tensor) -> None:
+    def _activate(self, slots: torch.Tensor) -> None:
         present = slots.unique()
         if present.numel() != 1:
             raise IncompatibleError("lora with backend='peft' activates one adapter per forward; "
                                     "give it batches of one task")
-        layer_type = importlib.import_module("peft.tuners.tuners_utils").BaseTunerLayer
-        for module in model.modules():
-            if isinstance(module, layer_type):
-                module.set_adapter(adapter_name(int(present)))
+        for layer in self.tuner_layers:
+            layer.set_adapter(adapter_name(int(present)))
 
     def before_experience(self, ctx: Context) -> None:
+        check_shared_head(ctx, self.name)
         slot = self.slots.add(ctx.experience.task, self.name)
         self._inject(ctx.model, slot)
         current = f".{adapter_name(slot)}."
@@ -80,12 +99,12 @@ class PeftLoRA(Plugin):
             p.requires_grad_(current in n or n.startswith(self.train_modules))
 
     def extend_batch(self, ctx: Context, batch: Batch) -> Batch:
-        self._activate(ctx.model, self.slots.of(batch.t))
+        self._activate(self.slots.of(batch.t))
         return batch
 
     def predict(self, ctx: Context, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor | None:
         if self.slots.labels:
-            self._activate(ctx.model, self.slots.of(t))
+            self._activate(self.slots.of(t))
         return None
 
     def state_dict(self) -> dict[str, Any]:

@@ -18,11 +18,11 @@ from torch import nn
 
 from lifelong.continual.plugin import Batch, Context, Plugin
 from lifelong.continual.task_identity import TaskSlots, infer_by_entropy, slot_classes
-from lifelong.core.errors import ConfigError
+from lifelong.core.checks import check_count
 from lifelong.core.registries import STRATEGIES
 from lifelong.models.lateral import ProgressiveNet
-from lifelong.models.layer_list import layer_list, reset_parameters
-from lifelong.models.routed import Routed, install
+from lifelong.models.layer_list import device_of, layer_list, reset_parameters
+from lifelong.models.routed import Routed, classifier_backbone, install
 
 
 @STRATEGIES.register("progressive", aliases=("pnn", "progressive_nets", "progressive-neural-networks"),
@@ -42,9 +42,7 @@ class Progressive(Plugin):
     settings = ("task",)
 
     def __init__(self, lateral_width: int | None = None, infer_task: bool = False) -> None:
-        if lateral_width is not None and (not isinstance(lateral_width, int) or lateral_width < 1):
-            raise ConfigError(f"progressive: lateral_width must be a positive integer or None, got {lateral_width!r}")
-        self.lateral_width = lateral_width
+        self.lateral_width = None if lateral_width is None else check_count("progressive: lateral_width", lateral_width)
         self.infer_task = bool(infer_task)
         if self.infer_task:
             self.needs_task_labels, self.settings = False, ("task", "domain", "class")
@@ -58,11 +56,10 @@ class Progressive(Plugin):
         return self.router.net
 
     def _build(self, model: nn.Module, generator: torch.Generator) -> None:
-        layers = layer_list(model.backbone, self.input_shape)
-        device = next(model.parameters()).device
-        with torch.no_grad():
-            features = model.backbone(torch.zeros((1, *self.input_shape), device=device)).shape[1]
-        head = reset_parameters(nn.Linear(features, self.n_classes), generator).to(device)
+        backbone = classifier_backbone(model)
+        layers = layer_list(backbone, self.input_shape)
+        head = reset_parameters(nn.Linear(backbone.out_features, self.n_classes), generator)
+        head = head.to(device_of(backbone))
         self.router = install(model, ProgressiveNet([*layers, head], self.lateral_width), own_head=True)
 
     def before_experience(self, ctx: Context) -> None:

@@ -11,7 +11,7 @@ from torch import Tensor
 
 from lifelong.continual.buffers import BalancedBuffer, ReservoirBuffer, TensorStore
 from lifelong.continual.plugin import Batch, Context, Plugin
-from lifelong.continual.plugins.anchored import check_positive
+from lifelong.core.checks import check_count, check_positive
 from lifelong.core.errors import ConfigError
 from lifelong.core.registries import STRATEGIES
 
@@ -76,17 +76,14 @@ class Replay(Plugin):
 
     def __init__(self, buffer_size: int = 500, replay_batch_size: int | None = None,
                  weight: float = 1.0, policy: str = "reservoir") -> None:
-        check_positive(f"{self.name}: buffer_size", buffer_size, allow_zero=False)
-        if replay_batch_size is not None:
-            check_positive(f"{self.name}: replay_batch_size", replay_batch_size, allow_zero=False)
-        check_positive(f"{self.name}: weight", weight)
+        capacity = check_count(f"{self.name}: buffer_size", buffer_size)
+        self.replay_batch_size = check_count(f"{self.name}: replay_batch_size", replay_batch_size, allow_none=True)
+        self.weight = check_positive(f"{self.name}: weight", weight)
         if policy not in POLICIES:
             raise ConfigError(f"{self.name}: unknown policy {policy!r}; "
                               f"choose one of {sorted(POLICIES)}")
         self.policy = POLICIES[policy]
-        self.buffer = self.policy.buffer(buffer_size)
-        self.replay_batch_size = replay_batch_size
-        self.weight = weight
+        self.buffer = self.policy.buffer(capacity)
 
     def before_experience(self, ctx: Context) -> None:
         self.buffer.to(ctx.device)

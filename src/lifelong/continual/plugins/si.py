@@ -7,13 +7,16 @@ step, Δθ the step actually taken). At its end, Ω_i += ω_i / ((θ_i(end) − 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import torch
+from torch import nn
 
-from lifelong.continual.importance import flat_grads, flat_params, param_shapes
+from lifelong.continual.importance import param_shapes
 from lifelong.continual.plugin import Batch, Context
-from lifelong.continual.plugins.anchored import AnchoredPenalty, check_positive
+from lifelong.continual.plugins.anchored import AnchoredPenalty
+from lifelong.core.checks import check_positive
 from lifelong.core.registries import STRATEGIES
 
 
@@ -25,6 +28,46 @@ def path_integral_step(omega: torch.Tensor, grad: torch.Tensor, delta: torch.Ten
 def si_importance(omega: torch.Tensor, total_change: torch.Tensor, xi: float) -> torch.Tensor:
     """Ω of one task (Zenke et al. 2017, eq. 5): ω / ((Δθ_total)² + ξ)."""
     return omega / (total_change.square() + xi)
+
+
+def param_views(flat: torch.Tensor, params: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """Views of `flat` shaped like each of `params`, in flattening order (writing one writes `flat`)."""
+    pieces = flat.split([p.numel() for p in params])
+    return [piece.view_as(p) for piece, p in zip(pieces, params, strict=True)]
+
+
+class StepRecord:
+    """θ and g before an optimiser step and θ after it, as flat vectors.
+
+    The flat buffers and their per-parameter views are made once for a set of parameters; each
+    step copies into them instead of concatenating every parameter anew.
+    """
+
+    def __init__(self, params: Sequence[torch.Tensor], like: torch.Tensor) -> None:
+        self.params = list(params)
+        self.before, self.grad, self.after = (torch.empty_like(like) for _ in range(3))
+        self._before, self._grad, self._after = (param_views(f, self.params)
+                                                 for f in (self.before, self.grad, self.after))
+
+    def holds(self, params: Sequence[torch.Tensor]) -> bool:
+        """Whether these are the very parameter tensors the record was made for."""
+        return len(params) == len(self.params) and all(a is b for a, b in zip(params, self.params, strict=True))
+
+    @torch.no_grad()
+    def record_before(self) -> None:
+        """Copy the parameters and their gradients (zeros where none) into `before` and `grad`."""
+        torch._foreach_copy_(self._before, self.params)
+        for view, p in zip(self._grad, self.params, strict=True):
+            if p.grad is None:
+                view.zero_()
+            else:
+                view.copy_(p.grad)
+
+    @torch.no_grad()
+    def step_taken(self) -> torch.Tensor:
+        """Δθ = θ(now) − θ(before), in the `after` buffer."""
+        torch._foreach_copy_(self._after, self.params)
+        return self.after.sub_(self.before)
 
 
 @STRATEGIES.register("si", aliases=("synaptic_intelligence", "synapticintelligence"),
@@ -48,31 +91,37 @@ class SI(AnchoredPenalty):
         self.xi = check_positive("si: xi", xi, allow_zero=False)
         self.omega: torch.Tensor | None = None
         self.start: torch.Tensor | None = None
-        self._grad: torch.Tensor | None = None
-        self._before: torch.Tensor | None = None
+        self._step: StepRecord | None = None
 
     def before_experience(self, ctx: Context) -> None:
         theta = self.theta(ctx.model).detach()
         self.start, self.omega = theta, torch.zeros_like(theta)
         self.shapes = param_shapes(ctx.model)
+        self._step = None
+
+    def recorder(self, model: nn.Module) -> StepRecord:
+        """The step record of `model`'s parameters, remade (the state grown) when they were replaced."""
+        params = list(model.parameters())
+        if self._step is None or not self._step.holds(params):
+            self._step = StepRecord(params, self.theta(model).detach())
+        return self._step
 
     def after_backward(self, ctx: Context, batch: Batch) -> None:
-        self._before = self.theta(ctx.model).detach()
-        self._grad = flat_grads(ctx.model)
+        step = self.recorder(ctx.model)
+        step.record_before()
         if self.weight is not None:
-            self._grad.addcmul_(self.weight, self._before - self.anchor, value=-2.0 * self.strength)
+            step.grad.addcmul_(self.weight, step.before - self.anchor, value=-2.0 * self.strength)
 
     def after_step(self, ctx: Context, batch: Batch) -> None:
-        delta = flat_params(ctx.model).detach() - self._before
-        path_integral_step(self.omega, self._grad, delta)
+        path_integral_step(self.omega, self._step.grad, self._step.step_taken())
 
     def after_experience(self, ctx: Context) -> None:
         theta = self.theta(ctx.model).detach()
         importance = si_importance(self.omega, theta - self.start, self.xi)
         self.weight = importance if self.weight is None else self.weight + importance
         self.anchor = theta
-        self.omega = self.start = self._grad = self._before = None
+        self.omega = self.start = self._step = None
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
-        self._grad = self._before = None
+        self._step = None

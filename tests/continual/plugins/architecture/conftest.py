@@ -6,15 +6,16 @@ fixture rather than imports.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 import torch
 from torch import nn
 
 from lifelong.continual.engine import Engine
-from lifelong.continual.plugin import Plugin
+from lifelong.continual.plugin import Batch, Context, Plugin
 from lifelong.data.scenarios import build_benchmark
 from lifelong.data.stream import Stream
 from lifelong.models import build_model
@@ -55,8 +56,26 @@ def train_one(eng: Engine, stream: Stream, index: int) -> None:
     eng.train_experience(eng.context(stream, index))
 
 
+class Probe(Plugin):
+    """Listed after a strategy: keeps what `at_start()` returns once the strategies before it prepared
+    each experience (`started`), and what `at_step()` returns after every training step (`stepped`)."""
+
+    def __init__(self, at_start: Callable[[], Any] | None = None, at_step: Callable[[], Any] | None = None) -> None:
+        self.at_start, self.at_step = at_start, at_step
+        self.started: list[Any] = []
+        self.stepped: list[Any] = []
+
+    def before_experience(self, ctx: Context) -> None:
+        if self.at_start is not None:
+            self.started.append(self.at_start())
+
+    def after_step(self, ctx: Context, batch: Batch) -> None:
+        if self.at_step is not None:
+            self.stepped.append(self.at_step())
+
+
 @pytest.fixture(scope="session")
 def arch() -> SimpleNamespace:
-    """The helpers above: `digits`, `mlp`, `engine`, `snapshot`, `identical`, `train_one`."""
+    """The helpers above: `digits`, `mlp`, `engine`, `snapshot`, `identical`, `train_one`, `Probe`."""
     return SimpleNamespace(digits=digits, mlp=mlp, engine=engine, snapshot=snapshot, identical=identical,
-                           train_one=train_one)
+                           train_one=train_one, Probe=Probe)

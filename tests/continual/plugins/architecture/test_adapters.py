@@ -9,7 +9,8 @@ from torch import nn
 
 from lifelong.continual.metrics import backward_transfer
 from lifelong.continual.strategies import build_strategy
-from lifelong.core.errors import ConfigError, MissingExtraError
+from lifelong.core.errors import ConfigError, IncompatibleError, MissingExtraError
+from lifelong.data.scenarios import build_benchmark
 from lifelong.models.adapters import AdaptedNet, Bottleneck, LoRA
 
 
@@ -58,7 +59,8 @@ def test_adapter_training_leaves_the_backbone_and_earlier_adapters_bit_identical
     plugin = build_strategy(kind, {"train_backbone_first": first})[0]
     model = arch.mlp(stream, (16, 16), seed=seed)
     original = arch.snapshot(model.backbone.named_parameters())
-    eng = arch.engine(model, [plugin], seed=seed)
+    added = arch.Probe(at_start=lambda: arch.snapshot(plugin.net.tasks[-1].named_parameters()))
+    eng = arch.engine(model, [plugin, added], seed=seed)
     arch.train_one(eng, stream, 0)
     backbone = arch.snapshot(plugin.net.layers.named_parameters())
     assert arch.identical(backbone, {n.removeprefix("net."): v for n, v in original.items()}) != first
@@ -67,7 +69,8 @@ def test_adapter_training_leaves_the_backbone_and_earlier_adapters_bit_identical
         arch.train_one(eng, stream, i)
         assert arch.identical(backbone, arch.snapshot(plugin.net.layers.named_parameters()))
         assert arch.identical(adapters0, arch.snapshot(plugin.net.tasks[0].named_parameters()))
-    assert not arch.identical(adapters0, arch.snapshot(plugin.net.tasks[2].named_parameters()))
+    # the last adapter set did learn: training moved it from the values it was added with
+    assert not arch.identical(added.started[2], arch.snapshot(plugin.net.tasks[2].named_parameters()))
 
 
 @pytest.mark.parametrize("kind,args,per_layer", [
@@ -109,3 +112,27 @@ def test_peft_lora_learns_every_task_and_leaves_earlier_ones_bit_identical(arch)
         f"backbone.net.1.lora_A.task_{u}.weight" for u in range(3)}
     assert backward_transfer(R) >= -0.01
     assert min(R[-1]) >= 0.9  # the frozen random layer plus a rank-8 adapter and the head learn each task
+    assert [type(m).__name__ for m in eng.plugins[0].tuner_layers] == ["Linear"]  # peft's LoRA layer
+
+
+def test_peft_backend_refuses_what_it_cannot_do(arch):
+    for args, match in [({"infer_task": True}, "infer the task"),
+                        ({"train_backbone_first": True}, "frozen from the first task"),
+                        ({"target_modules": "net.1"}, "list of module names")]:
+        with pytest.raises(ConfigError, match=match):
+            build_strategy("lora", {"backend": "peft", **args})
+    assert build_strategy("lora", {"backend": "peft", "train_backbone_first": False})[0].name == "lora"
+    stream = arch.digits("task", n=1)
+    plugins = build_strategy("lora", {"backend": "peft", "target_modules": ["net.1", "fc9"]})
+    with pytest.raises(ConfigError, match=r"\['fc9'\] name no module.*\['backbone.net.1'\]"):
+        arch.engine(arch.mlp(stream, (8,)), plugins).run(stream)
+    shared = build_benchmark("permuted-digits", "task", n_experiences=2)
+    with pytest.raises(IncompatibleError, match="head='multi'"):
+        arch.engine(arch.mlp(shared, (8,)), build_strategy("lora", {"backend": "peft"})).run(shared)
+
+
+def test_peft_backend_accepts_targets_by_their_last_names(arch):
+    stream = arch.digits("task", n=1)
+    model = arch.mlp(stream, (8, 8), head="multi")
+    arch.engine(model, build_strategy("lora", {"backend": "peft", "target_modules": ["3"]})).run(stream)
+    assert {n for n, _ in model.named_parameters() if "lora_A" in n} == {"backbone.net.3.lora_A.task_0.weight"}

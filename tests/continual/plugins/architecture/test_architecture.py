@@ -1,6 +1,8 @@
 """What every architecture strategy must do: no forgetting on Split Fashion-MNIST, bit-exact resume,
 and class-incremental evaluation by entropy-based task inference."""
 
+import itertools
+import re
 import shutil
 
 import pytest
@@ -13,11 +15,14 @@ from lifelong.continual.strategies import build_strategy
 from lifelong.continual.task_identity import infer_by_entropy, slot_classes
 from lifelong.core.checkpoint import load_checkpoint, save_checkpoint
 from lifelong.core.config import RunConfig
+from lifelong.core.errors import IncompatibleError
+from lifelong.core.registries import STRATEGIES
 from lifelong.data.scenarios import split
 from lifelong.data.sources.base import subsample
 
-ZERO_FORGETTING = ["progressive", "packnet", "hat", "adapters", "lora"]
-ALL = [*ZERO_FORGETTING, "den"]
+ALL = [n for n in STRATEGIES.names() if STRATEGIES.meta(n)["family"] == "architecture"]
+ZERO_FORGETTING = [n for n in ALL if STRATEGIES.meta(n)["forgetting"] in ("None", "Very Low")]
+ROUTED = [n for n in ALL if hasattr(build_strategy(n)[0], "router")]  # those that rebuild the Classifier
 PROTOCOL = {"epochs": 2, "batch_size": 32}
 
 
@@ -104,12 +109,14 @@ def test_resume_through_run_is_bit_exact(tmp_path, monkeypatch, strategy):
     assert run(_config(tmp_path, "other", strategy), resume=True)["accuracy_matrix"] != full["accuracy_matrix"]
 
 
-def _slot_logits(plugin, ctx, x, t, slot):
-    """One slot's logits computed directly: PackNet masks weights, the others route the slot."""
-    if plugin.name == "packnet":
-        return plugin._masked_logits(ctx, x, t, slot)
-    plugin.router.route(torch.full_like(t, slot))
-    return ctx.forward(x, t)
+def _slot_logits(eng, ctx, x, label):
+    """One task's scores as the engine evaluates them when the task label is given."""
+    plugin = eng.plugins[0]
+    plugin.infer_task = False
+    try:
+        return eng.predict(ctx, x, torch.full((x.shape[0],), label, dtype=torch.long))
+    finally:
+        plugin.infer_task = True
 
 
 @pytest.mark.parametrize("strategy", ALL)
@@ -124,8 +131,28 @@ def test_class_incremental_scores_come_from_the_lowest_entropy_task(arch, strate
     x = torch.cat([stream[0].test_x, stream[1].test_x])
     t = torch.zeros(x.shape[0], dtype=torch.long)  # ignored: the task is inferred
     with torch.no_grad():
-        logits = torch.stack([_slot_logits(plugin, ctx, x, t, u) for u in range(2)])
+        logits = torch.stack([_slot_logits(eng, ctx, x, label) for label in plugin.slots.labels])
         expected = infer_by_entropy(logits, slot_classes(ctx, plugin.slots.labels)[:, : logits.shape[2]])
         scores = plugin.predict(ctx, x, t)
     assert torch.allclose(scores, expected, atol=1e-5)  # one batched forward vs one forward per slot
     assert torch.equal(scores.argmax(1), expected.argmax(1))
+
+
+def test_the_lists_come_from_the_registry():
+    assert set(ZERO_FORGETTING) == {"progressive", "packnet", "hat", "adapters", "lora"}
+    assert set(ALL) == {*ZERO_FORGETTING, "den"} and set(ROUTED) == set(ALL) - {"packnet"}
+
+
+@pytest.mark.parametrize("strategy", ROUTED)
+def test_a_model_that_is_not_a_classifier_is_refused(arch, strategy):
+    stream = arch.digits(n=1)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, stream.n_classes))
+    with pytest.raises(IncompatibleError, match="lifelong.models.build_model"):
+        arch.engine(model, build_strategy(strategy)).run(stream)
+
+
+@pytest.mark.parametrize("pair", list(itertools.combinations(ALL, 2)), ids="+".join)
+def test_two_architecture_strategies_are_refused(pair):
+    with pytest.raises(IncompatibleError, match=re.escape(f"combines the architecture strategies {list(pair)}")):
+        build_strategy("+".join(pair))
+    assert [p.name for p in build_strategy(f"replay+{pair[0]}")] == ["replay", pair[0]]

@@ -9,7 +9,7 @@ from lifelong.continual.plugins.den import (
     soft_threshold,
     unit_drift,
 )
-from lifelong.core.errors import IncompatibleError
+from lifelong.core.errors import IncompatibleError, NonFiniteLossError
 from lifelong.models.expandable import ExpandableMLP
 
 
@@ -73,8 +73,16 @@ def test_expansion_adds_k_units_when_the_loss_stays_high(arch):
     assert plugin.parameter_report()["added"][1] == new_head + layer0 + layer1
 
 
-def test_group_sparsity_removes_the_useless_new_units(arch):
+def test_group_sparsity_removes_the_useless_new_units(arch, monkeypatch):
+    grown, append = [], ExpandableMLP.append_units
+
+    def recording(net, *args, **kwargs):
+        append(net, *args, **kwargs)
+        grown.append(net.widths())
+
+    monkeypatch.setattr(ExpandableMLP, "append_units", recording)
     plugin, _, _ = run_two(arch, loss_threshold=0.0, split_threshold=1e9, k=4, group=1e3)
+    assert grown == [[64, 20, 16], [64, 20, 20]]  # the expansion did add k units per layer
     assert plugin.widths == [64, 16, 16]   # every new unit's group was shrunk to zero and removed
 
 
@@ -99,6 +107,16 @@ def test_splitting_every_drifted_unit_restores_the_earlier_task_exactly(arch):
     assert torch.equal(before, after)
     assert all(int((plugin.net.stamp(i) == 1).sum()) > 0 for i in range(2))  # duplicates were made
     assert plugin.widths == plugin.net.widths() and plugin.widths[1] > 16
+
+
+def test_a_non_finite_loss_in_a_phase_of_its_own_names_the_term(arch):
+    stream = arch.digits(n=2)
+    plugin = DEN()
+    eng = arch.engine(arch.mlp(stream, (16,)), [plugin])
+    arch.train_one(eng, stream, 0)
+    plugin._penalty = lambda: torch.tensor(float("nan"))
+    with pytest.raises(NonFiniteLossError, match=r"\['den.penalty'\] became non-finite in den's own training phase"):
+        arch.train_one(eng, stream, 1)  # selective retraining's first phase trains the new head alone
 
 
 def test_den_needs_a_plain_relu_mlp(arch):

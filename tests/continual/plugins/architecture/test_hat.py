@@ -13,6 +13,7 @@ from lifelong.continual.plugins.hat import (
     compensation,
     weight_block,
 )
+from lifelong.continual.strategies import build_strategy
 from lifelong.core.errors import ConfigError
 
 
@@ -91,6 +92,18 @@ def test_conv_backbone_blocks_through_the_flatten(arch):
     for (mask, weights, _), layer in zip(frozen, plugin.net.weighted_layers(), strict=True):
         assert torch.equal(layer.weight.detach()[mask], weights)
     assert plugin.net.weighted_layers()[2].weight.shape[1] == 200 and bool(frozen[2][0].any())
+
+
+def test_replayed_rows_do_not_speed_up_the_annealing(arch):
+    stream = arch.digits(n=2)
+    replay, hat = build_strategy("replay+hat", {"replay": {"buffer_size": 200}, "hat": {"s_max": 50.0}})
+    slope = arch.Probe(at_step=lambda: hat.net.s)
+    eng = arch.engine(arch.mlp(stream, (16,)), [replay, hat, slope], epochs=2, batch_size=32)
+    eng.run(stream)
+    per_epoch = -(-stream[1].n_train // 32)
+    second = slope.stepped[-2 * per_epoch:]  # the experience whose batches carry replayed rows
+    assert max(slope.stepped) <= 50.0
+    assert second[per_epoch - 1] == second[-1] == pytest.approx(50.0) and second[0] == pytest.approx(1 / 50)
 
 
 def test_bad_arguments_are_refused():

@@ -80,8 +80,10 @@ def test_running_out_of_capacity_says_what_to_do(arch):
 
 
 def test_bad_arguments_are_refused():
-    with pytest.raises(ConfigError, match="prune"):
-        PackNet(prune=1.0)
+    for prune in (1.0, -0.1, "abc", None, float("nan")):
+        with pytest.raises(ConfigError, match=r"prune .* must be a number in \[0, 1\)"):
+            PackNet(prune=prune)
+    assert PackNet(prune="0.5").prune == 0.5
     with pytest.raises(ConfigError, match="retrain_lr"):
         PackNet(retrain_lr=0.0)
 

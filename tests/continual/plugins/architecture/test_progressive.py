@@ -19,7 +19,8 @@ from lifelong.models.routed import Routed
 def test_finished_columns_are_bit_identical_and_out_of_the_optimiser(arch, width, lateral, seed):
     stream = arch.digits(n=3)
     plugin = Progressive(lateral_width=lateral)
-    eng = arch.engine(arch.mlp(stream, (width, width), seed=seed), [plugin], seed=seed)
+    added = arch.Probe(at_start=lambda: arch.snapshot(plugin.net.columns[-1].named_parameters()))
+    eng = arch.engine(arch.mlp(stream, (width, width), seed=seed), [plugin, added], seed=seed)
     arch.train_one(eng, stream, 0)
     first = arch.snapshot(plugin.net.columns[0].named_parameters())
     arch.train_one(eng, stream, 1)
@@ -29,8 +30,9 @@ def test_finished_columns_are_bit_identical_and_out_of_the_optimiser(arch, width
     assert arch.identical(second, arch.snapshot([*plugin.net.columns[1].named_parameters(),
                                        *plugin.net.laterals[1].named_parameters()]))
     assert not any(p.requires_grad for p in eng.model.parameters())  # frozen after every experience
-    # the last column did learn: it differs from a fresh copy of column 0's layout
-    assert not torch.equal(plugin.net.columns[2][1].weight, plugin.net.columns[0][1].weight)
+    # the last column did learn: training moved it from the values it was added with
+    assert len(added.started) == 3
+    assert not arch.identical(added.started[2], arch.snapshot(plugin.net.columns[2].named_parameters()))
 
 
 def column_formula(d, h1, h2, c, k, w1=None, w2=None):
@@ -144,6 +146,19 @@ def test_branching_backbones_and_bad_arguments_are_refused(arch):
         layer_list(resnet.backbone, stream.input_shape)
     with pytest.raises(ConfigError, match="lateral_width"):
         Progressive(lateral_width=0)
+    with pytest.raises(ConfigError, match="lateral_width"):
+        Progressive(lateral_width=True)
+
+
+def test_a_parameterless_backbone_is_refused_and_a_failing_probe_restores_the_mode():
+    with pytest.raises(IncompatibleError, match="no parameters"):
+        layer_list(nn.Sequential(nn.Flatten(), nn.ReLU()), (1, 8, 8))
+    broken = nn.Sequential(nn.Flatten(), nn.Linear(3, 2))  # 64 inputs do not fit its layer
+    with pytest.raises(RuntimeError):
+        layer_list(broken, (1, 8, 8))
+    assert broken.training
+    with pytest.raises(IncompatibleError, match="no parameters"):
+        ProgressiveNet([nn.ReLU()]).add_column(torch.Generator())
 
 
 def test_a_batch_changed_after_routing_fails_loudly():

@@ -8,7 +8,13 @@ from torch import nn
 from lifelong.continual.importance import flat_params
 from lifelong.continual.plugins.ewc import EWC, OnlineEWC, diagonal_fisher, merge_penalties, online_fisher
 from lifelong.continual.strategies import build_strategy
-from lifelong.core.errors import ConfigError, ShapeMismatchError
+from lifelong.core.errors import (
+    ConfigError,
+    DataError,
+    IncompatibleError,
+    LabelOutOfRangeError,
+    ShapeMismatchError,
+)
 from lifelong.data.stream import Experience, Stream
 
 
@@ -175,3 +181,26 @@ def test_aliases_and_config_errors(reg):
         diagonal_fisher(model, stream[0].train_x)
     with pytest.raises(ShapeMismatchError, match="one row per input"):
         diagonal_fisher(model, stream[0].train_x, stream[0].train_y[:3])
+
+
+def test_bad_fisher_inputs_raise_typed_errors_before_any_gradient(reg):
+    model, stream = reg.tiny_model(), reg.tiny_stream("class")
+    x, y = stream[0].train_x, stream[0].train_y
+    assert set(y.tolist()) == {0, 1}
+    with pytest.raises(LabelOutOfRangeError, match=r"labels span \[3, 4\] but the model has 4 outputs"):
+        diagonal_fisher(model, x, y + 3)
+    with pytest.raises(LabelOutOfRangeError, match="must lie in"):
+        diagonal_fisher(model, x, y - 1)
+    with pytest.raises(DataError, match="integer class labels"):
+        diagonal_fisher(model, x, y.double())
+    with pytest.raises(ShapeMismatchError, match=r"shape \(N,\)"):
+        diagonal_fisher(model, x, y[:, None])
+    for wrong in (x.reshape(len(x), -1)[:, :8], x.float()):  # wrong width, wrong dtype
+        with pytest.raises(ShapeMismatchError, match="the model fails on inputs"):
+            diagonal_fisher(model, wrong, y)
+    with pytest.raises(ShapeMismatchError, match="the model fails on inputs"):
+        diagonal_fisher(model, x[:, :, :2], generator=torch.Generator())
+    with pytest.raises(ConfigError, match="chunk_size must be a positive integer, got 2.5"):
+        diagonal_fisher(model, x, y, chunk_size=2.5)
+    with pytest.raises(IncompatibleError, match="no parameters"):
+        diagonal_fisher(nn.Flatten(), x.reshape(len(x), -1)[:, :4], y % 2)

@@ -13,7 +13,7 @@ from lifelong.continual.importance import (
     quadratic_penalty,
     sample_rows,
 )
-from lifelong.core.errors import ConfigError, ShapeMismatchError
+from lifelong.core.errors import ConfigError, IncompatibleError, ShapeMismatchError
 
 
 def test_flat_params_and_grads_follow_parameter_order(reg):
@@ -21,9 +21,11 @@ def test_flat_params_and_grads_follow_parameter_order(reg):
     assert torch.equal(flat_params(model), reg.flat(model.parameters()))
     model.zero_grad(set_to_none=True)
     model.backbone.net[1].weight.sum().backward()  # only the first layer's weight gets a gradient
-    g = flat_grads(model)
+    g = flat_grads(model.parameters())
     n_first = model.backbone.net[1].weight.numel()
     assert torch.equal(g[:n_first], torch.ones(n_first, dtype=g.dtype)) and not g[n_first:].any()
+    head = [model.head.weight, model.head.bias]  # any subset of the parameters, in the order given
+    assert torch.equal(flat_grads(head), torch.zeros(sum(p.numel() for p in head), dtype=g.dtype))
 
 
 def test_quadratic_penalty_closed_form_and_task_stack():
@@ -95,6 +97,13 @@ def test_per_sample_mean_restores_training_mode_and_validates(reg):
         per_sample_mean(model, lambda out, t: out.sum(), x[:0])
     with pytest.raises(ConfigError, match="chunk_size"):
         per_sample_mean(model, lambda out, t: out.sum(), x, chunk_size=0)
+    with pytest.raises(ConfigError, match="chunk_size must be a positive integer, got 1.5"):
+        per_sample_mean(model, lambda out, t: out.sum(), x, chunk_size=1.5)
+    with pytest.raises(ShapeMismatchError, match=r"fails on inputs of per-sample shape \(1, 3, 2\)"):
+        per_sample_mean(model, lambda out, t: out.sum(), x[..., :2])
+    with pytest.raises(IncompatibleError, match="no parameters"):
+        per_sample_mean(torch.nn.Flatten(), lambda out, t: out.sum(), x)
+    assert model.training  # restored after every refusal
 
 
 def test_sample_rows_draws_one_subset_for_all_tensors():

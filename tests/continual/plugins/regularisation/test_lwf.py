@@ -47,6 +47,28 @@ def test_distillation_mask_and_heads():
         distillation_loss(new, old[:, :3])
 
 
+@pytest.mark.parametrize("new_shape,old_shape,mask_shape", [
+    ((4, 5), (3, 5), None),           # other batch sizes
+    ((4, 5), (2, 4, 5), None),        # one head against two
+    ((5,), (5,), None),               # no batch dimension
+    ((2, 2, 4, 5), (2, 2, 4, 5), None),
+    ((4, 5), (4, 5), (4,)),           # mask over other classes
+    ((2, 4, 5), (2, 4, 5), (3, 5)),   # a mask row per head, but three rows for two heads
+    ((4, 5), (4, 5), (1, 1, 5)),
+])
+def test_distillation_refuses_logits_and_masks_that_do_not_fit(new_shape, old_shape, mask_shape):
+    mask = None if mask_shape is None else torch.ones(mask_shape, dtype=torch.bool)
+    with pytest.raises(ShapeMismatchError, match="do not fit"):
+        distillation_loss(torch.zeros(new_shape), torch.zeros(old_shape), mask)
+
+
+def test_distillation_accepts_every_documented_layout():
+    heads = torch.tensor([[True, True, False], [False, True, True]])
+    for new_shape, mask in [((4, 3), None), ((4, 3), heads[0]), ((4, 3), heads), ((2, 4, 3), heads),
+                            ((2, 4, 3), heads[0]), ((2, 4, 3), None)]:
+        assert distillation_loss(torch.zeros(new_shape), torch.zeros(new_shape), mask).item() == 0.0
+
+
 def _batch(stream, i):
     from lifelong.continual.plugin import Batch
 

@@ -8,7 +8,7 @@ from torch import nn
 
 from lifelong.continual.plugins.mas import MAS, output_sensitivity
 from lifelong.continual.strategies import build_strategy
-from lifelong.core.errors import ConfigError
+from lifelong.core.errors import ConfigError, IncompatibleError, ShapeMismatchError
 from lifelong.data.stream import Stream
 
 
@@ -79,3 +79,16 @@ def test_aliases_and_config_errors():
         MAS(mas_lambda=float("inf"))
     with pytest.raises(ConfigError, match="chunk_size"):
         MAS(chunk_size=0)
+
+
+def test_bad_sensitivity_inputs_raise_typed_errors():
+    model = nn.Linear(3, 2).double()
+    x = torch.randn(5, 3, dtype=torch.float64)
+    with pytest.raises(ShapeMismatchError, match=r"the model fails on inputs of per-sample shape \(4,\)"):
+        output_sensitivity(model, torch.randn(5, 4, dtype=torch.float64))
+    with pytest.raises(ConfigError, match="chunk_size must be a positive integer, got '8'"):
+        output_sensitivity(model, x, chunk_size="8")
+    with pytest.raises(IncompatibleError, match="no parameters"):
+        output_sensitivity(nn.Identity(), x)
+    with pytest.raises(ConfigError, match="chunk_size"):
+        MAS(chunk_size=2.5)

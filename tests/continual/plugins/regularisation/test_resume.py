@@ -7,6 +7,8 @@ import torch
 
 import lifelong.continual.run as run_module
 from lifelong.continual.engine import Engine
+from lifelong.continual.importance import grow_flat
+from lifelong.continual.plugin import Plugin
 from lifelong.continual.run import run
 from lifelong.continual.strategies import build_strategy
 from lifelong.core.checkpoint import load_checkpoint, save_checkpoint
@@ -66,7 +68,7 @@ def test_interrupted_run_resumes_bit_exactly(tmp_path, monkeypatch, stream, stra
     assert _matrix(tmp_path / "cut") == _matrix(tmp_path / "full")
 
 
-@pytest.mark.parametrize("strategy", ["ewc", "si", "mas"])
+@pytest.mark.parametrize("strategy", ["ewc", "online_ewc", "si", "mas"])
 def test_negative_control_dropping_the_plugin_state_changes_the_result(tmp_path, monkeypatch, stream, strategy):
     run(_config(tmp_path / "full", strategy), stream=stream)
     _interrupted(monkeypatch, _config(tmp_path / "cut", strategy), stream)
@@ -80,6 +82,21 @@ def test_negative_control_dropping_the_plugin_state_changes_the_result(tmp_path,
     assert _matrix(tmp_path / "cut") != _matrix(tmp_path / "full")
 
 
+class GrownWeight(Plugin):
+    """Placed after a strategy: its importance Ω at the first step of the second experience, when
+    it holds only the first task's importance, re-laid for the grown head."""
+
+    name = "grown_weight"
+
+    def __init__(self, plugin):
+        self.plugin, self.weight = plugin, None
+
+    def loss_terms(self, ctx, batch, outputs):
+        if ctx.index == 1 and self.weight is None:
+            self.weight = self.plugin.weight.clone()
+        return {}
+
+
 @pytest.mark.parametrize("strategy", ["ewc", "online_ewc", "si", "mas"])
 def test_state_follows_a_growing_classifier(fashion, strategy):
     """Class-IL with a growing head: the first task's importance is zero on units added later."""
@@ -88,9 +105,10 @@ def test_state_follows_a_growing_classifier(fashion, strategy):
     model = build_model("mlp", stream.input_shape, stream.n_classes, stream.task_classes(),
                         head="incremental", hidden=(16,))
     plugins = build_strategy(strategy, {k: v for k, v in CASES[strategy].items()})
-    engine = Engine(model, plugins, epochs=1, batch_size=64, generator=generator)
+    spy = GrownWeight(plugins[0])
+    engine = Engine(model, [*plugins, spy], epochs=1, batch_size=64, generator=generator)
     engine.run(stream[:1])
-    first = plugins[0].weight.clone()
+    first, first_shapes = plugins[0].weight.clone(), [list(p.shape) for p in model.parameters()]
     engine.run(stream)
     plugin = plugins[0]
     shapes = [list(p.shape) for p in model.parameters()]
@@ -100,3 +118,8 @@ def test_state_follows_a_growing_classifier(fashion, strategy):
         head = grown_first.split([p.numel() for p in model.parameters()])[-2].reshape(4, 16)
         assert not head[2:].any() and head[:2].any()
     assert plugin.weight.numel() == sum(p.numel() for p in model.parameters()) > first.numel()
+    # every strategy: the first task's Ω, grown, keeps its entries in place and is zero on the new units
+    *_, head_weight, head_bias = spy.weight.split([p.numel() for p in model.parameters()])
+    assert not head_weight.reshape(4, 16)[2:].any() and not head_bias[2:].any()
+    assert head_weight.reshape(4, 16)[:2].any()
+    assert torch.equal(spy.weight, grow_flat(first, first_shapes, shapes))
