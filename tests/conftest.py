@@ -31,3 +31,30 @@ def _fashion():
 def fashion():
     """Fashion-MNIST from the Debian package (installed by `make test`), loaded once per worker."""
     return _fashion()
+
+
+class Interrupted(Exception):
+    """Raised by `interrupted_run` in place of the work after a checkpoint."""
+
+
+@pytest.fixture
+def interrupted_run(monkeypatch):
+    """`interrupted_run(config, saves=2, **run_kwargs)`: `continual.run.run` stopped right after its
+    `saves`-th checkpoint is written, as a crash would; returns nothing, leaves the run folder."""
+    import lifelong.continual.run as run_module
+
+    def interrupted(config, saves: int = 2, **run_kwargs) -> None:
+        real, written = run_module.save_checkpoint, []
+
+        def save(*args, **kwargs):
+            real(*args, **kwargs)
+            written.append(1)
+            if len(written) == saves:
+                raise Interrupted
+
+        with monkeypatch.context() as patch:
+            patch.setattr(run_module, "save_checkpoint", save)
+            with pytest.raises(Interrupted):
+                run_module.run(config, **run_kwargs)
+
+    return interrupted

@@ -3,34 +3,16 @@ import json
 import pytest
 import torch
 
-import lifelong.continual.run as run_module
 from lifelong.continual.run import run
 from lifelong.core.checkpoint import load_checkpoint
 from lifelong.core.config import RunConfig
 from lifelong.core.errors import CheckpointError, RunExistsError
 
 
-class Interrupt(Exception):
-    pass
-
-
 def _cfg(tmp_path, **kw):
     base = dict(benchmark="split-digits", scenario="class", strategy="naive", epochs=2,
                 batch_size=64, out=str(tmp_path), name="r", model_args={"hidden": [64]})
     return RunConfig(**{**base, **kw})
-
-
-def _interrupt_after(monkeypatch, n_saves):
-    real = run_module.save_checkpoint
-    count = {"n": 0}
-
-    def save(*args, **kwargs):
-        real(*args, **kwargs)
-        count["n"] += 1
-        if count["n"] == n_saves:
-            raise Interrupt
-
-    monkeypatch.setattr(run_module, "save_checkpoint", save)
 
 
 def test_results_schema(tmp_path):
@@ -47,16 +29,13 @@ def test_results_schema(tmp_path):
 
 
 @pytest.mark.parametrize("strategy,head", [("naive", "single"), ("cumulative", "incremental")])
-def test_resume_is_bit_exact(tmp_path, monkeypatch, strategy, head):
+def test_resume_is_bit_exact(tmp_path, interrupted_run, strategy, head):
     full = run(_cfg(tmp_path / "a", strategy=strategy, head=head))
     full_state, _ = load_checkpoint(tmp_path / "a" / "r" / "checkpoint.pt")
 
-    _interrupt_after(monkeypatch, 2)
-    with pytest.raises(Interrupt):
-        run(_cfg(tmp_path / "b", strategy=strategy, head=head))
+    interrupted_run(_cfg(tmp_path / "b", strategy=strategy, head=head))
     mid_state, _ = load_checkpoint(tmp_path / "b" / "r" / "checkpoint.pt")
     assert mid_state["next_experience"] == 2
-    monkeypatch.undo()
     resumed = run(_cfg(tmp_path / "b", strategy=strategy, head=head), resume=True)
     resumed_state, _ = load_checkpoint(tmp_path / "b" / "r" / "checkpoint.pt")
 

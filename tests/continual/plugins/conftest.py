@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -17,7 +18,6 @@ from typing import Any
 import pytest
 import torch
 
-import lifelong.continual.run as run_module
 from lifelong.continual.engine import Engine
 from lifelong.continual.metrics import average_accuracy
 from lifelong.continual.run import run
@@ -92,7 +92,7 @@ class Interrupt(Exception):
     """Raised by the patched checkpoint writer to cut a run short."""
 
 
-def resume_through_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fashion: SourceData,
+def resume_through_run(tmp_path: Path, interrupted_run: Callable[..., None], fashion: SourceData,
                        strategy: str, args: dict[str, Any]) -> dict[str, Any]:
     """Results of `run()` uninterrupted, interrupted after 2 experiences then resumed, and resumed
     from that checkpoint with the plugin state reset (`no_buffer`) or another generator state."""
@@ -105,18 +105,7 @@ def resume_through_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fashion:
 
     out: dict[str, Any] = {"full": run(config("full"), stream=stream)}
     out["full_state"] = load_checkpoint(tmp_path / "full" / "r" / "checkpoint.pt")[0]
-    real, saves = run_module.save_checkpoint, []
-
-    def save(*a: Any, **k: Any) -> None:
-        real(*a, **k)
-        saves.append(1)
-        if len(saves) == 2:
-            raise Interrupt
-
-    monkeypatch.setattr(run_module, "save_checkpoint", save)
-    with pytest.raises(Interrupt):
-        run(config("cut"), stream=stream)
-    monkeypatch.undo()
+    interrupted_run(config("cut"), stream=stream)
     out["mid_state"] = load_checkpoint(tmp_path / "cut" / "r" / "checkpoint.pt")[0]
     edits = {
         "no_buffer": lambda st: st["plugins"].__setitem__(0, build_strategy(strategy, args)[0].state_dict()),
@@ -137,13 +126,13 @@ def resume_through_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fashion:
 @pytest.fixture(scope="session")
 def replay(fashion: SourceData) -> SimpleNamespace:
     """The replay protocol bound to Fashion-MNIST: `acc(strategy, **args)`, `matrix(...)`, `BUFFER`,
-    `resume_through_run(tmp_path, monkeypatch, strategy, args)`, `engine_resume(stream, ...)`."""
+    `resume_through_run(tmp_path, interrupted_run, strategy, args)`, `engine_resume(stream, ...)`."""
     return SimpleNamespace(
         BUFFER=BUFFER,
         acc=lambda strategy, **args: acc(fashion, strategy, **args),
         matrix=lambda strategy, **args: matrix(fashion, strategy, **args),
-        resume_through_run=lambda tmp_path, monkeypatch, strategy, args: resume_through_run(
-            tmp_path, monkeypatch, fashion, strategy, args),
+        resume_through_run=lambda tmp_path, interrupted_run, strategy, args: resume_through_run(
+            tmp_path, interrupted_run, fashion, strategy, args),
         engine_resume=interrupted_engine_resume,
         stream=lambda: stream_of(fashion),
     )

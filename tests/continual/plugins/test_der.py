@@ -102,8 +102,8 @@ def test_derpp_is_at_least_as_good_as_replay(replay):
     assert replay.acc("der++", buffer_size=replay.BUFFER) >= replay.acc("replay", buffer_size=replay.BUFFER)
 
 
-def test_derpp_resumes_bit_exactly_through_run(tmp_path, monkeypatch, replay):
-    out = replay.resume_through_run(tmp_path, monkeypatch, "der++", {"buffer_size": 200})
+def test_derpp_resumes_bit_exactly_through_run(tmp_path, interrupted_run, replay):
+    out = replay.resume_through_run(tmp_path, interrupted_run, "der++", {"buffer_size": 200})
     assert out["resumed"]["accuracy_matrix"] == out["full"]["accuracy_matrix"]
     full, resumed = out["full_state"]["plugins"][0]["buffer"], out["resumed_state"]["plugins"][0]["buffer"]
     assert set(full["data"]) == {"x", "y", "t", "logits"}

@@ -117,8 +117,8 @@ def test_replay_beats_naive_by_a_quarter_on_split_fashion_mnist(replay):
     assert replay.acc("replay", buffer_size=replay.BUFFER, policy="class_balanced") >= naive + 0.25
 
 
-def test_replay_resumes_bit_exactly_through_run(tmp_path, monkeypatch, replay):
-    out = replay.resume_through_run(tmp_path, monkeypatch, "replay", {"buffer_size": 200})
+def test_replay_resumes_bit_exactly_through_run(tmp_path, interrupted_run, replay):
+    out = replay.resume_through_run(tmp_path, interrupted_run, "replay", {"buffer_size": 200})
     assert out["resumed"]["accuracy_matrix"] == out["full"]["accuracy_matrix"]
     full, resumed = out["full_state"]["plugins"][0]["buffer"], out["resumed_state"]["plugins"][0]["buffer"]
     assert full["seen"] == resumed["seen"]

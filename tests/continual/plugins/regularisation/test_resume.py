@@ -5,7 +5,6 @@ import json
 import pytest
 import torch
 
-import lifelong.continual.run as run_module
 from lifelong.continual.engine import Engine
 from lifelong.continual.importance import grow_flat
 from lifelong.continual.plugin import Plugin
@@ -33,35 +32,14 @@ def _config(out, strategy):
                      batch_size=32, lr=3e-3, out=str(out), name="r", model_args={"hidden": [32]})
 
 
-class Interrupt(Exception):
-    pass
-
-
-def _interrupted(monkeypatch, config, stream):
-    """Run `config` until its checkpoint after the second experience is written, then stop."""
-    real = run_module.save_checkpoint
-    saves = []
-
-    def save(*args, **kwargs):
-        real(*args, **kwargs)
-        saves.append(1)
-        if len(saves) == 2:
-            raise Interrupt
-
-    with monkeypatch.context() as patch:
-        patch.setattr(run_module, "save_checkpoint", save)
-        with pytest.raises(Interrupt):
-            run(config, stream=stream)
-
-
 def _matrix(folder):
     return json.loads((folder / "r" / "results.json").read_text())["accuracy_matrix"]
 
 
 @pytest.mark.parametrize("strategy", sorted(CASES))
-def test_interrupted_run_resumes_bit_exactly(tmp_path, monkeypatch, stream, strategy):
+def test_interrupted_run_resumes_bit_exactly(tmp_path, interrupted_run, stream, strategy):
     run(_config(tmp_path / "full", strategy), stream=stream)
-    _interrupted(monkeypatch, _config(tmp_path / "cut", strategy), stream)
+    interrupted_run(_config(tmp_path / "cut", strategy), stream=stream)
     state, _ = load_checkpoint(tmp_path / "cut" / "r" / "checkpoint.pt")  # weights_only=True
     assert state["next_experience"] == 2
     run(_config(tmp_path / "cut", strategy), stream=stream, resume=True)
@@ -69,9 +47,10 @@ def test_interrupted_run_resumes_bit_exactly(tmp_path, monkeypatch, stream, stra
 
 
 @pytest.mark.parametrize("strategy", ["ewc", "online_ewc", "si", "mas"])
-def test_negative_control_dropping_the_plugin_state_changes_the_result(tmp_path, monkeypatch, stream, strategy):
+def test_negative_control_dropping_the_plugin_state_changes_the_result(tmp_path, interrupted_run, stream,
+                                                                      strategy):
     run(_config(tmp_path / "full", strategy), stream=stream)
-    _interrupted(monkeypatch, _config(tmp_path / "cut", strategy), stream)
+    interrupted_run(_config(tmp_path / "cut", strategy), stream=stream)
     ckpt = tmp_path / "cut" / "r" / "checkpoint.pt"
     state, config = load_checkpoint(ckpt)
     fresh = build_strategy(strategy, CASES[strategy])
