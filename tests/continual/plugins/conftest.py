@@ -20,12 +20,14 @@ import torch
 
 from lifelong.continual.engine import Engine
 from lifelong.continual.metrics import average_accuracy
+from lifelong.continual.plugin import Plugin
 from lifelong.continual.run import run
 from lifelong.continual.strategies import build_strategy
 from lifelong.core.checkpoint import load_checkpoint, save_checkpoint
 from lifelong.core.config import RunConfig
 from lifelong.core.seeding import seed_everything
 from lifelong.data.scenarios import split
+from lifelong.data.sources import load_source
 from lifelong.data.sources.base import SourceData, subsample
 from lifelong.data.stream import Stream
 from lifelong.models import build_model
@@ -136,3 +138,23 @@ def replay(fashion: SourceData) -> SimpleNamespace:
         engine_resume=interrupted_engine_resume,
         stream=lambda: stream_of(fashion),
     )
+
+
+@pytest.fixture(scope="session")
+def digits() -> Stream:
+    """Class-incremental Split Digits (5 experiences of 2 classes)."""
+    return split(load_source("digits"), "class")
+
+
+@pytest.fixture(scope="session")
+def engine_on() -> Callable[..., Engine]:
+    """`engine_on(stream, plugins, head="single", epochs=1, batch_size=32)`: a seeded Engine over a small MLP."""
+
+    def build(stream: Stream, plugins: list[Plugin], head: str = "single", epochs: int = 1,
+              batch_size: int = 32) -> Engine:
+        generator = seed_everything(0)
+        model = build_model("mlp", stream.input_shape, stream.n_classes, stream.task_classes(), hidden=(32,),
+                            head=head)
+        return Engine(model, plugins, epochs=epochs, batch_size=batch_size, generator=generator)
+
+    return build

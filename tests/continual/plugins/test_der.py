@@ -4,26 +4,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lifelong.continual.engine import Engine
 from lifelong.continual.plugin import Plugin
 from lifelong.continual.plugins.der import DER, DERpp
 from lifelong.continual.strategies import build_strategy
 from lifelong.core.errors import IncompatibleError
-from lifelong.core.seeding import seed_everything
-from lifelong.data.scenarios import split
-from lifelong.data.sources import load_source
-from lifelong.models import build_model
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return split(load_source("digits"), "class")
-
-
-def engine_on(stream, plugins, head="single"):
-    generator = seed_everything(0)
-    model = build_model("mlp", stream.input_shape, stream.n_classes, stream.task_classes(), hidden=(32,), head=head)
-    return Engine(model, plugins, epochs=1, batch_size=32, generator=generator)
 
 
 class Spy(Plugin):
@@ -49,7 +33,7 @@ def test_names_and_aliases():
     assert (p.alpha, p.beta, p.buffer.capacity) == (0.1, 0.7, 9)
 
 
-def test_stored_logits_are_the_training_forward_outputs(digits):
+def test_stored_logits_are_the_training_forward_outputs(engine_on, digits):
     exp = digits[:1]
     der = DER(buffer_size=exp[0].n_train)  # large enough: every sample is kept, in arrival order
     spy = Spy(der)
@@ -60,7 +44,7 @@ def test_stored_logits_are_the_training_forward_outputs(digits):
 
 
 @pytest.mark.parametrize("cls", [DER, DERpp])
-def test_terms_match_their_definitions(digits, cls):
+def test_terms_match_their_definitions(engine_on, digits, cls):
     der = cls(buffer_size=40, replay_batch_size=12)
     spy = Spy(der)
     engine_on(digits[:2], [der, spy]).run(digits[:2])
@@ -86,7 +70,7 @@ def test_terms_match_their_definitions(digits, cls):
     assert checked > 5
 
 
-def test_a_growing_head_is_refused_with_advice(digits):
+def test_a_growing_head_is_refused_with_advice(engine_on, digits):
     with pytest.raises(IncompatibleError, match="fixed-width head"):
         engine_on(digits[:2], [DER(buffer_size=20)], head="incremental").run(digits[:2])
 

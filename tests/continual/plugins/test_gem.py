@@ -4,25 +4,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lifelong.continual.engine import Engine
 from lifelong.continual.importance import flat_grads
 from lifelong.continual.plugin import Plugin
 from lifelong.continual.plugins.gem import GEM, trainable
-from lifelong.core.seeding import seed_everything
 from lifelong.data.scenarios import split
 from lifelong.data.sources import load_source
-from lifelong.models import build_model
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return split(load_source("digits"), "class")
-
-
-def engine_on(stream, plugins, head="single"):
-    generator = seed_everything(0)
-    model = build_model("mlp", stream.input_shape, stream.n_classes, stream.task_classes(), hidden=(32,), head=head)
-    return Engine(model, plugins, epochs=1, batch_size=32, generator=generator)
 
 
 def task_gradient(ctx, x, y, t):
@@ -51,7 +37,7 @@ class GradSpy(Plugin):
 
 
 @pytest.mark.parametrize("setting,head", [("class", "single"), ("task", "multi")])
-def test_projected_gradient_conflicts_with_no_past_memory(setting, head):
+def test_projected_gradient_conflicts_with_no_past_memory(engine_on, setting, head):
     stream = split(load_source("digits"), setting)
     gem = GEM(patterns_per_experience=30)
     before, after = GradSpy(), GradSpy(gem)
@@ -71,7 +57,7 @@ def test_projected_gradient_conflicts_with_no_past_memory(setting, head):
     assert projected >= 10  # the projection was exercised, not vacuous
 
 
-def test_memory_keeps_patterns_per_experience_for_every_experience(digits):
+def test_memory_keeps_patterns_per_experience_for_every_experience(engine_on, digits):
     gem = GEM(patterns_per_experience=25)
     engine_on(digits, [gem]).run(digits)
     assert gem.memory.counts() == {i: 25 for i in range(5)} and gem.memory.capacity == 125

@@ -3,26 +3,10 @@
 import pytest
 import torch
 
-from lifelong.continual.engine import Engine
 from lifelong.continual.plugin import Batch
 from lifelong.continual.plugins.replay import Replay, append_term
 from lifelong.continual.strategies import build_strategy
 from lifelong.core.errors import ConfigError
-from lifelong.core.seeding import seed_everything
-from lifelong.data.scenarios import split
-from lifelong.data.sources import load_source
-from lifelong.models import build_model
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return split(load_source("digits"), "class")
-
-
-def engine_on(stream, plugins, epochs=1, batch_size=32):
-    generator = seed_everything(0)
-    model = build_model("mlp", stream.input_shape, stream.n_classes, stream.task_classes(), hidden=(32,))
-    return Engine(model, plugins, epochs=epochs, batch_size=batch_size, generator=generator)
 
 
 class Recorder(Replay):
@@ -46,7 +30,7 @@ def test_aliases_resolve_to_replay():
         assert isinstance(plugin, Replay) and plugin.buffer.capacity == 7
 
 
-def test_reservoir_replay_extends_every_batch_and_sees_the_whole_stream(digits):
+def test_reservoir_replay_extends_every_batch_and_sees_the_whole_stream(engine_on, digits):
     rec = Recorder(buffer_size=50, replay_batch_size=8, weight=0.5)
     engine_on(digits, [rec]).run(digits)
     first = [b for i, b in rec.batches if i == 0]
@@ -61,7 +45,7 @@ def test_reservoir_replay_extends_every_batch_and_sees_the_whole_stream(digits):
 
 
 @pytest.mark.parametrize("policy,groups", [("class_balanced", 6), ("task_balanced", 3)])
-def test_balanced_policies_fill_equal_shares_at_each_experience_end(digits, policy, groups):
+def test_balanced_policies_fill_equal_shares_at_each_experience_end(engine_on, digits, policy, groups):
     plugin = Replay(buffer_size=50, policy=policy)
     sizes = []
     stream = digits[:3]
