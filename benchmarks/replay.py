@@ -10,7 +10,9 @@ Run: `.venv/bin/python benchmarks/replay.py [--repeats 2] [--limit 10000] [--met
 2. the replay loops side by side (engine ER, hand-written replay with a tensor buffer, the same
    loop with a per-sample Python-list buffer, naive), best of `repeats` interleaved rounds in one
    subprocess, with the ratios;
-3. buffer operations alone: one reservoir insertion of a 128-sample batch at stream positions 1k
+3. how much of the Python-list loop its buffer calls take (so the largest whole-loop speed-up any
+   buffer could give, by Amdahl's law), then buffer operations alone (interleaved, fastest of 15
+   rounds): one reservoir insertion of a 128-sample batch at stream positions 1k
    and 100k, and insert + sample per step for Fashion-MNIST rows (784 floats: copying dominates)
    and 16-float rows (per-sample Python overhead dominates).
 """
@@ -85,11 +87,34 @@ class ListReservoir:
         return torch.stack([self.x[i] for i in idx]), torch.stack([self.y[i] for i in idx])
 
 
-def hand_written_replay(stream: Stream, buffer_cls: type, seed: int = 0) -> tuple[float, list[list[float]]]:
+class TimedBuffer:
+    """Wraps a buffer and adds up the seconds spent in its `add` and `sample` calls."""
+
+    def __init__(self, buffer: TensorReservoir | ListReservoir) -> None:
+        self.buffer, self.seconds = buffer, 0.0
+
+    @property
+    def seen(self) -> int:
+        return self.buffer.seen
+
+    def add(self, *args: object) -> None:
+        start = time.perf_counter()
+        self.buffer.add(*args)
+        self.seconds += time.perf_counter() - start
+
+    def sample(self, *args: object) -> tuple[torch.Tensor, torch.Tensor]:
+        start = time.perf_counter()
+        out = self.buffer.sample(*args)
+        self.seconds += time.perf_counter() - start
+        return out
+
+
+def hand_written_replay(stream: Stream, buffer: TensorReservoir | ListReservoir | TimedBuffer,
+                        seed: int = 0) -> tuple[float, list[list[float]]]:
     """The minimal replay loop: each batch joined with 128 memory samples, reservoir after the step."""
     seed_everything(seed)
     gen = torch.Generator().manual_seed(seed)
-    model, buffer, bs = new_model(stream, seed), buffer_cls(BUFFER), STANDARD["batch_size"]
+    model, bs = new_model(stream, seed), STANDARD["batch_size"]
     start = time.perf_counter()
     matrix = [evaluate_all(model, stream)]
     for exp in stream:
@@ -114,8 +139,8 @@ def hand_written_replay(stream: Stream, buffer_cls: type, seed: int = 0) -> tupl
 
 RUNNERS: dict[str, Callable[[Stream], tuple[float, list[list[float]]]]] = {
     **{name: (lambda s, n=name, a=args: time_engine(s, n, a)) for name, args in ENGINE.items()},
-    "hand-written replay (tensor buffer)": lambda s: hand_written_replay(s, TensorReservoir),
-    "hand-written replay (Python list buffer)": lambda s: hand_written_replay(s, ListReservoir),
+    "hand-written replay (tensor buffer)": lambda s: hand_written_replay(s, TensorReservoir(BUFFER)),
+    "hand-written replay (Python list buffer)": lambda s: hand_written_replay(s, ListReservoir(BUFFER)),
 }
 
 
@@ -142,27 +167,32 @@ def ratio_worker(repeats: int, limit: int) -> dict[str, float]:
     for _ in range(repeats):
         for m in CORE:
             best[m] = min(best[m], RUNNERS[m](stream)[0])
-    return best
+    timed = TimedBuffer(ListReservoir(BUFFER))
+    seconds, _ = hand_written_replay(stream, timed)
+    return {"best": best, "Python-list buffer share": timed.seconds / seconds}
 
 
 def batch_of(n: int, shape: tuple[int, ...]) -> dict[str, torch.Tensor]:
     return {"x": torch.rand(n, *shape), "y": torch.randint(0, 10, (n,)), "t": torch.zeros(n, dtype=torch.long)}
 
 
-def microseconds(fn: Callable[[], object], rounds: int = 300) -> float:
-    """Fastest of 3 means over `rounds` calls, in µs."""
-    fn()
-    best = float("inf")
-    for _ in range(3):
-        start = time.perf_counter()
-        for _ in range(rounds):
-            fn()
-        best = min(best, (time.perf_counter() - start) / rounds * 1e6)
+def microseconds(fns: dict[str, Callable[[], object]], calls: int = 100, rounds: int = 15) -> dict[str, float]:
+    """µs per call of each fn: the fastest mean over `calls` calls in `rounds` rounds, the fns
+    interleaved within each round so that load from other processes hits them alike."""
+    best = dict.fromkeys(fns, float("inf"))
+    for fn in fns.values():
+        fn()
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            for _ in range(calls):
+                fn()
+            best[name] = min(best[name], (time.perf_counter() - start) / calls * 1e6)
     return best
 
 
-def insert_at(position: int, gen: torch.Generator) -> float:
-    """µs per insertion of a 128-sample batch into a 500-row reservoir that has seen `position`."""
+def insert_at(position: int, gen: torch.Generator) -> Callable[[], None]:
+    """One insertion of a 128-sample batch into a 500-row reservoir that has seen `position`."""
     buffer = ReservoirBuffer(BUFFER)
     while buffer.seen < position:
         buffer.add(batch_of(min(10_000, position - buffer.seen), (1, 28, 28)), gen)
@@ -172,13 +202,14 @@ def insert_at(position: int, gen: torch.Generator) -> float:
         buffer.add(rows, gen)
         buffer.seen = position  # keep inserting at the same stream position
 
-    return microseconds(add)
+    return add
 
 
 def buffer_rows() -> list[dict]:
     """Buffer operations alone: insertion cost vs stream position, and insert + sample per step."""
     gen = torch.Generator().manual_seed(0)
-    early, late = insert_at(1_000, gen), insert_at(100_000, gen)
+    inserts = microseconds({"early": insert_at(1_000, gen), "late": insert_at(100_000, gen)})
+    early, late = inserts["early"], inserts["late"]
     out = [{"operation": "insert 128 at position 1k (µs)", "value": early},
            {"operation": "insert 128 at position 100k (µs)", "value": late},
            {"operation": "insert cost ratio 100k / 1k", "value": late / early}]
@@ -188,12 +219,11 @@ def buffer_rows() -> list[dict]:
         for buf in (ours, hand, slow):  # fill, then time at stream positions past the capacity
             for _ in range(40):
                 (buf.add(rows, gen) if buf is ours else buf.add(rows["x"], rows["y"], gen))
-        timed = {
-            "lifelong": microseconds(lambda b=ours, r=rows: (b.add(r, gen), b.sample(128, gen))),
-            "hand-written tensor": microseconds(lambda b=hand, r=rows: (b.add(r["x"], r["y"], gen),
-                                                                        b.sample(128, gen))),
-            "Python list": microseconds(lambda b=slow, r=rows: (b.add(r["x"], r["y"], gen), b.sample(128, gen))),
-        }
+        timed = microseconds({
+            "lifelong": lambda b=ours, r=rows: (b.add(r, gen), b.sample(128, gen)),
+            "hand-written tensor": lambda b=hand, r=rows: (b.add(r["x"], r["y"], gen), b.sample(128, gen)),
+            "Python list": lambda b=slow, r=rows: (b.add(r["x"], r["y"], gen), b.sample(128, gen)),
+        })
         for name, us in timed.items():
             out.append({"operation": f"{label}: insert + sample 128, {name} buffer (µs/step)", "value": us})
         out.append({"operation": f"{label}: Python list / lifelong", "value": timed["Python list"] / timed["lifelong"]})
@@ -213,14 +243,18 @@ def main(methods: list[str] | None = None, repeats: int = 2, limit: int = 10_000
     for r in rows:
         r["vs naive"] = r["seconds"] / naive if naive else ""
     print(markdown_table(rows, ["method", "seconds", "vs naive", "ACC", "train peak MiB", "process peak MiB"]))
-    best = _subprocess("--ratios", "--repeats", str(repeats), "--limit", str(limit))
+    measured = _subprocess("--ratios", "--repeats", str(repeats), "--limit", str(limit))
+    best, share = measured["best"], measured["Python-list buffer share"]
     hand, slow = best[CORE[2]], best[CORE[3]]
     ratios = [{"method": m, "best seconds": t, "vs hand-written tensor replay": t / hand,
                "Python-list replay / this": slow / t} for m, t in best.items()]
     print()
     print(markdown_table(ratios, ["method", "best seconds", "vs hand-written tensor replay",
                                   "Python-list replay / this"]))
-    ops = buffer_rows()
+    # Amdahl: a buffer costing nothing speeds the Python-list loop up by at most 1 / (1 - share)
+    ops = [{"operation": "Python-list replay loop: share of its time in buffer calls", "value": share},
+           {"operation": "Python-list replay loop: largest speed-up any buffer can give", "value": 1 / (1 - share)},
+           *buffer_rows()]
     print()
     print(markdown_table(ops, ["operation", "value"]))
     return rows + ratios + ops

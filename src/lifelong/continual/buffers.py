@@ -29,11 +29,11 @@ class TensorStore:
         return self.size
 
     def _check(self, fields: dict[str, Tensor]) -> int:
-        lengths = {k: int(v.shape[0]) for k, v in fields.items()}
+        lengths = {k: v.shape[0] for k, v in fields.items()}
         if len(set(lengths.values())) != 1:
             raise ShapeMismatchError(f"buffer insert: fields have different row counts {lengths}")
         if self.data:
-            if set(fields) != set(self.data):
+            if fields.keys() != self.data.keys():
                 raise ShapeMismatchError(
                     f"buffer insert: fields {sorted(fields)} differ from the stored fields "
                     f"{sorted(self.data)}; insert the same fields every time")
@@ -55,7 +55,7 @@ class TensorStore:
             self.data = {k: v.new_empty((self.capacity, *v.shape[1:])) for k, v in fields.items()}
         for k, v in fields.items():
             store = self.data[k]
-            store[slots.to(store.device)] = v.detach().to(store.device, store.dtype)
+            store.index_copy_(0, slots.to(store.device), v.detach().to(store.device, store.dtype))
 
     def view(self) -> dict[str, Tensor]:
         """The filled rows of every field (views, not copies)."""
@@ -64,7 +64,7 @@ class TensorStore:
     def sample(self, n: int, generator: torch.Generator) -> dict[str, Tensor]:
         """min(n, size) distinct rows drawn uniformly with `generator`."""
         idx = torch.randperm(self.size, generator=generator)[:n]
-        return {k: v[idx.to(v.device)] for k, v in self.data.items()}
+        return {k: v.index_select(0, idx.to(v.device)) for k, v in self.data.items()}
 
     def to(self, device: torch.device | str) -> TensorStore:
         """Move the storage to `device` (in place; a no-op when it is there already)."""
@@ -106,15 +106,14 @@ def reservoir_slots(n_seen: int, draws: Tensor, capacity: int) -> tuple[Tensor, 
     if n_seen < capacity:
         pos = torch.arange(n_seen, n_seen + len(draws))
         slots = torch.where(pos < capacity, pos, draws)
-    items = (slots < capacity).nonzero().squeeze(1)
-    slots = slots[items]
-    if len(items) < 2:  # the usual case once the stream is long: nothing can collide
+    items = (slots < capacity).nonzero().view(-1)
+    slots = slots.index_select(0, items)
+    if len(items) < 2 or len(set(slots.tolist())) == len(items):  # no two items hit one slot
         return items, slots
-    order = torch.argsort(slots, stable=True)
-    items, slots = items[order], slots[order]
+    slots, order = torch.sort(slots, stable=True)
     last = torch.ones_like(slots, dtype=torch.bool)
     last[:-1] = slots[1:] != slots[:-1]
-    return items[last], slots[last]
+    return items.index_select(0, order)[last], slots[last]
 
 
 class ReservoirBuffer(TensorStore):
@@ -130,7 +129,7 @@ class ReservoirBuffer(TensorStore):
         draws = reservoir_draws(self.seen, n, generator)
         items, slots = reservoir_slots(self.seen, draws, self.capacity)
         if len(items):
-            self._write(slots, {k: v[items.to(v.device)] for k, v in fields.items()})
+            self._write(slots, {k: v.index_select(0, items.to(v.device)) for k, v in fields.items()})
         self.seen += n
         self.size = min(self.capacity, self.seen)
 
