@@ -15,7 +15,8 @@ The loop, with every hook in place (`P` = each plugin, in order)::
                 outputs = forward(model, batch.x, batch.t)
                 terms = {"ce": weighted CE on masked outputs} | P.loss_terms(ctx, batch, outputs)
                 sum(terms).backward()                      # a non-finite term raises, naming it
-                P.after_backward(ctx, batch)               # only place that may edit .grad
+                P.add_grads(ctx, batch)                    # closed-form gradients of constant terms
+                P.after_backward(ctx, batch)               # may edit .grad (projection, masking)
                 optimiser.step();  P.after_step(ctx, batch)
         P.after_experience(ctx)
         R[i + 1] = evaluate on every experience's test set (P.predict may supply scores)
@@ -209,6 +210,8 @@ class Engine:
         total = total_loss(terms, f"at step {self.step} of experience {ctx.index}")
         optimizer.zero_grad(set_to_none=True)
         total.backward()
+        for p in self.plugins:
+            p.add_grads(ctx, batch)
         for p in self.plugins:
             p.after_backward(ctx, batch)
         optimizer.step()

@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterable, Sequence
 
 import torch
 from torch import nn
-from torch.autograd.function import once_differentiable
 from torch.func import functional_call, grad, vmap
 
 from lifelong.core.checks import check_count
@@ -38,34 +37,87 @@ def param_shapes(model: nn.Module) -> list[list[int]]:
     return [list(p.shape) for p in model.parameters()]
 
 
-class _Quadratic(torch.autograd.Function):
-    """Σ w (θ − a)², saving w (θ − a) so the backward pass is one multiply (about half the memory
-    passes of the same expression under plain autograd, which matters on every training step)."""
-
-    @staticmethod
-    def forward(ctx, theta: torch.Tensor, anchor: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        diff = theta - anchor
-        weighted = weight * diff
-        ctx.save_for_backward(weighted)
-        ctx.theta_shape = theta.shape
-        return torch.dot(weighted.reshape(-1), diff.reshape(-1))
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad_out: torch.Tensor) -> tuple[torch.Tensor, None, None]:
-        (weighted,) = ctx.saved_tensors
-        return (weighted * (2 * grad_out)).sum_to_size(ctx.theta_shape), None, None
-
-
 def quadratic_penalty(theta: torch.Tensor, anchor: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """Σ weight · (θ − anchor)² over flat vectors; `anchor`/`weight` may stack tasks as (T, P).
 
-    Differentiable in θ (once); `anchor` and `weight` are constants of the penalty.
+    Differentiable in θ; `anchor` and `weight` are constants of the penalty. (Training steps use
+    `QuadraticPull`, which computes the same value and its gradient without autograd.)
     """
     if anchor.shape[-1] != theta.shape[-1] or weight.shape[-1] != theta.shape[-1]:
         raise ShapeMismatchError(f"quadratic_penalty: θ has {theta.shape[-1]} entries but the anchor "
                                  f"{tuple(anchor.shape)} and weight {tuple(weight.shape)} differ")
-    return _Quadratic.apply(theta, anchor, weight)
+    return (weight * (theta - anchor).square()).sum()
+
+
+def param_views(flat: torch.Tensor, params: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """Views of `flat` shaped like each of `params`, in flattening order (writing one writes `flat`)."""
+    pieces = flat.split([p.numel() for p in params])
+    return [piece.view_as(p) for piece, p in zip(pieces, params, strict=True)]
+
+
+class FlatBuffer:
+    """A preallocated flat vector with one view shaped like each of `params`, made once and
+    reused every step (copying into it costs no allocation, unlike `torch.cat`)."""
+
+    def __init__(self, params: Sequence[torch.Tensor]) -> None:
+        self.params = list(params)
+        first = self.params[0]
+        self.flat = torch.empty(sum(p.numel() for p in self.params), dtype=first.dtype, device=first.device)
+        self.views = param_views(self.flat, self.params)
+
+    def holds(self, params: Sequence[torch.Tensor]) -> bool:
+        """Whether these are the very parameter tensors, of the same shapes, the buffer was made for."""
+        return len(params) == len(self.params) and all(
+            a is b and a.shape == v.shape for a, b, v in zip(params, self.params, self.views, strict=True))
+
+    @torch.no_grad()
+    def copy_params(self) -> torch.Tensor:
+        """The parameters' current values, copied in; returns the flat vector."""
+        torch._foreach_copy_(self.views, self.params)
+        return self.flat
+
+
+class QuadraticPull:
+    """Σ_i Ω_i (θ_i − θ*_i)² of a model's parameters and its gradient 2 Ω (θ − θ*), on flat vectors.
+
+    The value is computed without an autograd graph, in buffers allocated once; `add_grad` then
+    adds the gradient into every trainable parameter's `.grad` with one foreach call. This costs
+    about half the memory traffic of back-propagating the same expression through `torch.cat`.
+    """
+
+    def __init__(self, params: Sequence[torch.Tensor]) -> None:
+        self.theta, self.half = FlatBuffer(params), FlatBuffer(params)
+        self.pending = False
+
+    def holds(self, params: Sequence[torch.Tensor]) -> bool:
+        """Whether the buffers were made for exactly these parameters."""
+        return self.theta.holds(params)
+
+    @torch.no_grad()
+    def value(self, anchor: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """Σ Ω (θ − θ*)² at the parameters' current values (a constant; its gradient waits for `add_grad`)."""
+        if anchor.shape != self.theta.flat.shape or weight.shape != self.theta.flat.shape:
+            raise ShapeMismatchError(f"quadratic pull: the model has {self.theta.flat.numel()} parameters but "
+                                     f"the anchor has shape {tuple(anchor.shape)} and the weight "
+                                     f"{tuple(weight.shape)}; give one flat entry per parameter")
+        diff = self.theta.copy_params().sub_(anchor)
+        torch.mul(weight, diff, out=self.half.flat)
+        self.pending = True
+        return torch.dot(self.half.flat, diff)
+
+    @torch.no_grad()
+    def add_grad(self, scale: float) -> bool:
+        """Add scale · 2 Ω (θ − θ*) (the gradient of scale × the last `value`) to each trainable
+        parameter's `.grad`, once per `value` call; whether it added anything."""
+        if not self.pending:
+            return False
+        self.pending = False
+        pairs = [(p, v) for p, v in zip(self.half.params, self.half.views, strict=True) if p.requires_grad]
+        for p, _ in pairs:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+        torch._foreach_add_([p.grad for p, _ in pairs], [v for _, v in pairs], alpha=2.0 * scale)
+        return True
 
 
 def grow_flat(flat: torch.Tensor, old: Sequence[Sequence[int]], new: Sequence[Sequence[int]]) -> torch.Tensor:

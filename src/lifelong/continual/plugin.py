@@ -115,6 +115,10 @@ class Plugin:
         """Named loss terms added to the classification loss."""
         return {}
 
+    def add_grads(self, ctx: Context, batch: Batch) -> None:
+        """Add to `.grad` the gradients of loss terms this plugin returned as constants (a closed-form
+        gradient is cheaper than autograd's); runs for every plugin before any `after_backward`."""
+
     def after_backward(self, ctx: Context, batch: Batch) -> None:
         """May edit `.grad` of the model's parameters (projection, masking)."""
 

@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from lifelong.continual.importance import flat_params, grow_flat, param_shapes, quadratic_penalty
+from lifelong.continual.importance import QuadraticPull, flat_params, grow_flat, param_shapes
 from lifelong.continual.plugin import Batch, Context, Plugin
 
 
@@ -16,6 +16,8 @@ class AnchoredPenalty(Plugin):
 
     Subclasses set `weight` (Ω, flat), `anchor` (θ*, flat) and `offset` at experience ends. Every
     flat tensor named in `flat_keys` follows a growing classifier: new units get zero importance.
+    The penalty's value is a constant loss term (logged, checked for NaN); its gradient
+    2·strength·Ω(θ − θ*) is added to `.grad` in `add_grads`, without autograd (`QuadraticPull`).
     """
 
     flat_keys: ClassVar[tuple[str, ...]] = ("weight", "anchor")
@@ -26,6 +28,8 @@ class AnchoredPenalty(Plugin):
         self.anchor: torch.Tensor | None = None
         self.offset = 0.0
         self.shapes: list[list[int]] = []
+        self.pull: QuadraticPull | None = None
+        self.pulled = False  # whether this step's add_grads added the penalty's gradient
 
     def theta(self, model: nn.Module) -> torch.Tensor:
         """The flat parameters (differentiable), after re-laying the state if the model grew."""
@@ -48,8 +52,16 @@ class AnchoredPenalty(Plugin):
     def loss_terms(self, ctx: Context, batch: Batch, outputs: torch.Tensor) -> dict[str, torch.Tensor]:
         if self.weight is None:
             return {}
-        theta = self.theta(ctx.model)
-        return {"penalty": self.strength * (quadratic_penalty(theta, self.anchor, self.weight) + self.offset)}
+        params = list(ctx.model.parameters())
+        if self.pull is None or not self.pull.holds(params):
+            self.pull = QuadraticPull(params)
+        theta = self.pull.theta.flat
+        if theta.shape[-1] != self.anchor.shape[-1] or theta.device != self.anchor.device:
+            self.follow(ctx.model)
+        return {"penalty": self.strength * (self.pull.value(self.anchor, self.weight) + self.offset)}
+
+    def add_grads(self, ctx: Context, batch: Batch) -> None:
+        self.pulled = self.pull is not None and self.pull.add_grad(self.strength)
 
     def state_dict(self) -> dict[str, Any]:
         return {**{k: getattr(self, k) for k in self.flat_keys}, "offset": self.offset,

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from lifelong.continual.importance import param_shapes
+from lifelong.continual.importance import FlatBuffer, param_shapes
 from lifelong.continual.plugin import Batch, Context
 from lifelong.continual.plugins.anchored import AnchoredPenalty
 from lifelong.core.checks import check_positive
@@ -30,34 +30,22 @@ def si_importance(omega: torch.Tensor, total_change: torch.Tensor, xi: float) ->
     return omega / (total_change.square() + xi)
 
 
-def param_views(flat: torch.Tensor, params: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-    """Views of `flat` shaped like each of `params`, in flattening order (writing one writes `flat`)."""
-    pieces = flat.split([p.numel() for p in params])
-    return [piece.view_as(p) for piece, p in zip(pieces, params, strict=True)]
-
-
 class StepRecord:
-    """θ and g before an optimiser step and θ after it, as flat vectors.
+    """θ and g before an optimiser step and θ after it, as flat vectors in buffers made once for
+    a set of parameters (each step copies into them instead of concatenating every parameter)."""
 
-    The flat buffers and their per-parameter views are made once for a set of parameters; each
-    step copies into them instead of concatenating every parameter anew.
-    """
-
-    def __init__(self, params: Sequence[torch.Tensor], like: torch.Tensor) -> None:
-        self.params = list(params)
-        self.before, self.grad, self.after = (torch.empty_like(like) for _ in range(3))
-        self._before, self._grad, self._after = (param_views(f, self.params)
-                                                 for f in (self.before, self.grad, self.after))
+    def __init__(self, params: Sequence[torch.Tensor]) -> None:
+        self.before, self.grad, self.after = (FlatBuffer(params) for _ in range(3))
 
     def holds(self, params: Sequence[torch.Tensor]) -> bool:
         """Whether these are the very parameter tensors the record was made for."""
-        return len(params) == len(self.params) and all(a is b for a, b in zip(params, self.params, strict=True))
+        return self.before.holds(params)
 
     @torch.no_grad()
     def record_before(self) -> None:
         """Copy the parameters and their gradients (zeros where none) into `before` and `grad`."""
-        torch._foreach_copy_(self._before, self.params)
-        for view, p in zip(self._grad, self.params, strict=True):
+        self.before.copy_params()
+        for view, p in zip(self.grad.views, self.grad.params, strict=True):
             if p.grad is None:
                 view.zero_()
             else:
@@ -66,8 +54,7 @@ class StepRecord:
     @torch.no_grad()
     def step_taken(self) -> torch.Tensor:
         """Δθ = θ(now) − θ(before), in the `after` buffer."""
-        torch._foreach_copy_(self._after, self.params)
-        return self.after.sub_(self.before)
+        return self.after.copy_params().sub_(self.before.flat)
 
 
 @STRATEGIES.register("si", aliases=("synaptic_intelligence", "synapticintelligence"),
@@ -79,8 +66,8 @@ class SI(AnchoredPenalty):
 
     Defaults are the paper's Permuted-MNIST values c = 0.1 and ξ = 0.1 (its Split-MNIST run used
     c = 1, ξ = 1e-3). As in the authors' code, g is the gradient of the loss *without* SI's own
-    surrogate: SI's penalty gradient 2cΩ(θ − θ*) is subtracted analytically from `.grad`, so no
-    second backward pass is needed (other plugins' terms stay in g).
+    surrogate: SI's penalty gradient 2cΩ(θ − θ*) is subtracted analytically from the recorded
+    gradient, so no second backward pass is needed (other plugins' terms stay in g).
     """
 
     name = "si"
@@ -100,20 +87,20 @@ class SI(AnchoredPenalty):
         self._step = None
 
     def recorder(self, model: nn.Module) -> StepRecord:
-        """The step record of `model`'s parameters, remade (the state grown) when they were replaced."""
+        """The step record of `model`'s parameters, remade when they were replaced."""
         params = list(model.parameters())
         if self._step is None or not self._step.holds(params):
-            self._step = StepRecord(params, self.theta(model).detach())
+            self._step = StepRecord(params)
         return self._step
 
     def after_backward(self, ctx: Context, batch: Batch) -> None:
         step = self.recorder(ctx.model)
         step.record_before()
-        if self.weight is not None:
-            step.grad.addcmul_(self.weight, step.before - self.anchor, value=-2.0 * self.strength)
+        if self.pulled:  # this step's Ω(θ − θ*) is in pull.half
+            step.grad.flat.add_(self.pull.half.flat, alpha=-2.0 * self.strength)
 
     def after_step(self, ctx: Context, batch: Batch) -> None:
-        path_integral_step(self.omega, self._step.grad, self._step.step_taken())
+        path_integral_step(self.omega, self._step.grad.flat, self._step.step_taken())
 
     def after_experience(self, ctx: Context) -> None:
         theta = self.theta(ctx.model).detach()

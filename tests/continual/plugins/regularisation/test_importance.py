@@ -6,6 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lifelong.continual.importance import (
+    QuadraticPull,
     flat_grads,
     flat_params,
     grow_flat,
@@ -48,6 +49,34 @@ def test_quadratic_penalty_gradient_matches_autograd_reference(tasks):
     torch.testing.assert_close(g, (2 * weight * (theta.detach() - anchor)).reshape(-1, 6).sum(0))
     with pytest.raises(ShapeMismatchError, match="entries"):
         quadratic_penalty(theta, torch.zeros(5), torch.zeros(6))
+
+
+def test_quadratic_pull_equals_autograd_of_the_penalty(reg):
+    """The training-step form: value = Σ Ω (θ − θ*)², add_grad adds the autograd gradient of
+    scale × value into .grad once, leaves frozen parameters alone and fills missing grads."""
+    model = reg.tiny_model().double()
+    params = list(model.parameters())
+    gen = torch.Generator().manual_seed(0)
+    anchor = flat_params(model).detach() + torch.randn(len(flat_params(model)), generator=gen, dtype=torch.float64)
+    weight = torch.rand(anchor.shape, generator=gen, dtype=torch.float64)
+    reference = quadratic_penalty(flat_params(model), anchor, weight)
+    expected = torch.autograd.grad(2.5 * reference, params)
+    model.head.bias.requires_grad_(False)
+    params[0].grad = torch.ones_like(params[0])  # an existing gradient is added to, not replaced
+    pull = QuadraticPull(params)
+    value = pull.value(anchor, weight)
+    assert not value.requires_grad
+    torch.testing.assert_close(value, reference.detach(), rtol=1e-12, atol=0)
+    assert pull.add_grad(2.5) and not pull.add_grad(2.5)  # once per value
+    torch.testing.assert_close(params[0].grad, 1 + expected[0], rtol=1e-12, atol=1e-12)
+    for p, g in zip(params[1:], expected[1:], strict=True):
+        if p is model.head.bias:
+            assert p.grad is None
+        else:
+            torch.testing.assert_close(p.grad, g, rtol=1e-12, atol=1e-12)
+    assert pull.holds(params) and not pull.holds(params[:-1])
+    with pytest.raises(ShapeMismatchError, match="flat entry per parameter"):
+        pull.value(anchor[:-1], weight[:-1])
 
 
 @settings(max_examples=25, deadline=None)

@@ -25,6 +25,7 @@ def _sgd_on_quadratic(plugin, model, ctx, a, b, lr, steps, extra=None):
             loss = loss + sum(extra().values())
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        plugin.add_grads(ctx, None)
         plugin.after_backward(ctx, None)
         opt.step()
         plugin.after_step(ctx, None)
