@@ -30,7 +30,16 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
-from common import STANDARD, PeakRSS, evaluate_all, markdown_table, new_model, standard_stream, time_engine
+from common import (
+    STANDARD,
+    PeakRSS,
+    evaluate_all,
+    markdown_table,
+    microseconds,
+    new_model,
+    standard_stream,
+    time_engine,
+)
 
 from lifelong.continual.buffers import ReservoirBuffer
 from lifelong.continual.metrics import average_accuracy
@@ -174,21 +183,6 @@ def ratio_worker(repeats: int, limit: int) -> dict[str, float]:
 
 def batch_of(n: int, shape: tuple[int, ...]) -> dict[str, torch.Tensor]:
     return {"x": torch.rand(n, *shape), "y": torch.randint(0, 10, (n,)), "t": torch.zeros(n, dtype=torch.long)}
-
-
-def microseconds(fns: dict[str, Callable[[], object]], calls: int = 100, rounds: int = 15) -> dict[str, float]:
-    """µs per call of each fn: the fastest mean over `calls` calls in `rounds` rounds, the fns
-    interleaved within each round so that load from other processes hits them alike."""
-    best = dict.fromkeys(fns, float("inf"))
-    for fn in fns.values():
-        fn()
-    for _ in range(rounds):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            for _ in range(calls):
-                fn()
-            best[name] = min(best[name], (time.perf_counter() - start) / calls * 1e6)
-    return best
 
 
 def insert_at(position: int, gen: torch.Generator) -> Callable[[], None]:

@@ -2,8 +2,9 @@
 the batched Jacobian (one backward) beside T separate backward passes.
 
 Run: `.venv/bin/python benchmarks/weighting.py [--steps 10] [--tasks 2,4,8] [--names pcgrad,mgda]`.
-Prints two markdown tables and returns their rows. The model is a small shared MLP
-(64-256-256, ReLU) with one linear regression head per task, batch 256, SGD.
+Prints two markdown tables and returns their rows. The weightings run on a shared MLP
+(64-256-256, ReLU) with one linear regression head per task, batch 256, SGD. The Jacobian is
+timed on three sizes of that model (`SIZES`), the two ways interleaved (fastest of 8 rounds).
 """
 
 from __future__ import annotations
@@ -13,26 +14,30 @@ import time
 from collections.abc import Callable, Sequence
 
 import torch
-from common import markdown_table
+from common import markdown_table, microseconds
 from torch import nn
 
 from lifelong.core.registries import WEIGHTINGS
 from lifelong.grad import jacobian, write_grad
 from lifelong.multitask.weighting import build_weighting
 
-BATCH, IN, HIDDEN = 256, 64, 256
+MEDIUM = (256, 64, 256)  # batch, inputs, hidden units
+SIZES = {"small (batch 64, 32-64-64)": (64, 32, 64), "medium (batch 256, 64-256-256)": MEDIUM,
+         "large (batch 256, 256-1024-1024)": (256, 256, 1024)}
 
 
 class Problem:
     """Data, shared trunk, heads and optimiser for k regression tasks (seeded)."""
 
-    def __init__(self, k: int, extra: Sequence[nn.Parameter] = (), seed: int = 0) -> None:
+    def __init__(self, k: int, extra: Sequence[nn.Parameter] = (), seed: int = 0,
+                 size: tuple[int, int, int] = MEDIUM) -> None:
         gen = torch.Generator().manual_seed(seed)
         torch.manual_seed(seed)
-        self.x = torch.randn(BATCH, IN, generator=gen)
-        self.y = torch.randn(BATCH, k, generator=gen)
-        self.shared = nn.Sequential(nn.Linear(IN, HIDDEN), nn.ReLU(), nn.Linear(HIDDEN, HIDDEN), nn.ReLU())
-        self.heads = nn.Linear(HIDDEN, k)  # k heads of one output each, as one matrix
+        batch, inputs, hidden = size
+        self.x = torch.randn(batch, inputs, generator=gen)
+        self.y = torch.randn(batch, k, generator=gen)
+        self.shared = nn.Sequential(nn.Linear(inputs, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU())
+        self.heads = nn.Linear(hidden, k)  # k heads of one output each, as one matrix
         self.shared_params, self.head_params = list(self.shared.parameters()), list(self.heads.parameters())
         self.opt = torch.optim.SGD([*self.shared_params, *self.head_params, *extra], lr=1e-3)
 
@@ -96,20 +101,21 @@ def weighting_rows(tasks: Sequence[int], names: Sequence[str], steps: int) -> li
 
 def jacobian_rows(tasks: Sequence[int], calls: int) -> list[dict]:
     rows = []
-    for k in tasks:
-        problem = Problem(k)
+    for size, dims in SIZES.items():
+        for k in tasks:
+            problem = Problem(k, size=dims)
 
-        def batched(_i: int, p: Problem = problem) -> None:
-            jacobian(p.forward()[1], p.shared_params)
+            def batched(p: Problem = problem) -> None:
+                jacobian(p.forward()[1], p.shared_params)
 
-        def separate(_i: int, p: Problem = problem) -> None:
-            losses = p.forward()[1]
-            rows = [torch.autograd.grad(loss, p.shared_params, retain_graph=True) for loss in losses]
-            torch.stack([torch.cat([g.reshape(-1) for g in row]) for row in rows])
+            def separate(p: Problem = problem) -> None:
+                losses = p.forward()[1]
+                rows = [torch.autograd.grad(loss, p.shared_params, retain_graph=True) for loss in losses]
+                torch.stack([torch.cat([g.reshape(-1) for g in row]) for row in rows])
 
-        one, many = seconds_per_call(batched, calls), seconds_per_call(separate, calls)
-        rows.append({"tasks": k, "batched ms": 1e3 * one, "separate ms": 1e3 * many,
-                     "batched / separate": one / many})
+            us = microseconds({"batched": batched, "separate": separate}, calls=calls, rounds=8)
+            rows.append({"model": size, "tasks": k, "batched ms": us["batched"] / 1e3,
+                         "separate ms": us["separate"] / 1e3, "batched / separate": us["batched"] / us["separate"]})
     return rows
 
 
@@ -119,9 +125,9 @@ def main(tasks: Sequence[int] = (2, 4, 8), steps: int = 10, names: Sequence[str]
     names = list(names) if names else WEIGHTINGS.names()
     rows = weighting_rows(tasks, names, steps)
     print(markdown_table(rows, ["method", "tasks", "ms/step", "vs uniform"]))
-    jac = jacobian_rows(tasks, steps)
+    jac = jacobian_rows(tasks, max(2, steps // 2))
     print()
-    print(markdown_table(jac, ["tasks", "batched ms", "separate ms", "batched / separate"]))
+    print(markdown_table(jac, ["model", "tasks", "batched ms", "separate ms", "batched / separate"]))
     return rows + [{"method": "jacobian", **r} for r in jac]
 
 

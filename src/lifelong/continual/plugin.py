@@ -32,13 +32,19 @@ class Batch:
 
     def append(self, x: torch.Tensor, y: torch.Tensor, t: torch.Tensor,
                weight: float | torch.Tensor = 1.0, **extra: torch.Tensor) -> Batch:
-        """A new batch with rows appended (weights default to 1; `extra` names new tensors)."""
+        """A new batch with rows appended (weights default to 1; `extra` names new tensors).
+
+        Weights stay None (the plain mean) while every row's weight is 1.
+        """
         n_cur = len(self) if self.n_current < 0 else self.n_current
-        w_old = self.weight if self.weight is not None else torch.ones(len(self), device=self.x.device)
-        w_new = torch.as_tensor(weight, dtype=w_old.dtype, device=w_old.device).expand(y.shape[0])
+        weights = None
+        if self.weight is not None or not (isinstance(weight, float | int) and weight == 1):
+            w_old = self.weight if self.weight is not None else torch.ones(len(self), device=self.x.device)
+            w_new = torch.as_tensor(weight, dtype=w_old.dtype, device=w_old.device).expand(y.shape[0])
+            weights = torch.cat([w_old, w_new])
         return replace(
             self, x=torch.cat([self.x, x]), y=torch.cat([self.y, y]), t=torch.cat([self.t, t]),
-            weight=torch.cat([w_old, w_new]), n_current=n_cur, extra={**self.extra, **extra},
+            weight=weights, n_current=n_cur, extra={**self.extra, **extra},
         )
 
     @property

@@ -67,6 +67,16 @@ def test_append_term_gives_each_part_its_own_mean():
     assert out.n_current == 4
 
 
+def test_append_keeps_the_plain_mean_while_every_weight_is_one():
+    batch = Batch(torch.zeros(4, 1), torch.zeros(4, dtype=torch.long), torch.zeros(4, dtype=torch.long))
+    rows = (torch.ones(2, 1), torch.ones(2, dtype=torch.long), torch.ones(2, dtype=torch.long))
+    plain = batch.append(*rows)
+    assert plain.weight is None and len(plain) == 6 and plain.n_current == 4
+    assert plain.x[4:].eq(1).all() and plain.y[:4].eq(0).all()
+    weighted = plain.append(*rows, weight=0.5)
+    assert weighted.weight.tolist() == [1.0] * 6 + [0.5] * 2 and weighted.n_current == 4
+
+
 def test_bad_arguments_raise_config_errors():
     with pytest.raises(ConfigError, match="policy"):
         Replay(policy="fifo")

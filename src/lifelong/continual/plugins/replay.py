@@ -52,7 +52,7 @@ def append_term(batch: Batch, x: Tensor, y: Tensor, t: Tensor, weight: float,
     n_old = len(batch)
     out = batch.append(x, y, t, **extra)
     n = len(out)
-    w = out.weight.clone()
+    w = out.weight.clone() if out.weight is not None else torch.ones(n, device=out.x.device)
     w[:n_old] *= current * n / n_old
     w[n_old:] = weight * n / (n - n_old)
     return replace(out, weight=w)
