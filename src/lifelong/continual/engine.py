@@ -161,6 +161,7 @@ class Engine:
         for p in self.plugins:
             data = p.train_data(ctx, data)
         if len(data):
+            ctx = ctx.advance(data=data)
             self.adapt(sorted(set(data.y.unique().tolist())))
             params = [p for p in self.model.parameters() if p.requires_grad]
             optimizer = self.optimizer_cls(params, lr=self.lr)
@@ -174,7 +175,7 @@ class Engine:
                 self.model.train()
                 for start in range(0, len(order), self.batch_size):
                     idx = order[start : start + self.batch_size]
-                    batch = Batch(data.x[idx], data.y[idx], data.t[idx])
+                    batch = Batch(data.x[idx], data.y[idx], data.t[idx], index=idx)
                     terms = self._train_step(ctx.advance(step=self.step), batch, optimizer)
                     for name, value in terms.items():
                         sums[name] = sums.get(name, 0) + value

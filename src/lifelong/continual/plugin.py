@@ -17,7 +17,8 @@ class Batch:
     """Inputs, labels and task labels of one training batch, with optional per-sample weights.
 
     `extra` carries named tensors a plugin attaches to the samples it appended (e.g. DER's
-    stored logits); `n_current` is how many leading rows come from the current experience.
+    stored logits); `n_current` is how many leading rows come from the current experience, and
+    `index` which rows of the experience's training data (`Context.data`) they are.
     """
 
     x: torch.Tensor
@@ -26,6 +27,7 @@ class Batch:
     weight: torch.Tensor | None = None
     n_current: int = -1
     extra: dict[str, torch.Tensor] = field(default_factory=dict)
+    index: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.y.shape[0])
@@ -54,12 +56,25 @@ class Batch:
 
 
 @dataclass(frozen=True)
+class TrainData:
+    """The tensors one experience trains on (a plugin may replace them, e.g. cumulative)."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    t: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.y.shape[0])
+
+
+@dataclass(frozen=True)
 class Context:
     """The whole surface a plugin may see: model, data, counters, generator and device.
 
     `stream` is the full stream; only the `joint` and `cumulative` baselines look past
     `experience`. `forward(x, t)` runs the model as the engine does (task-conditioned models get
-    the task labels); `mask(logits, t)` applies the task-incremental class mask.
+    the task labels); `mask(logits, t)` applies the task-incremental class mask. During training
+    `data` is what the experience trains on (after every plugin's `train_data`).
     """
 
     model: nn.Module
@@ -73,22 +88,11 @@ class Context:
     setting: str
     forward: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     mask: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    data: TrainData | None = None
 
     def advance(self, **changes: Any) -> Context:
         """A copy with some counters changed."""
         return replace(self, **changes)
-
-
-@dataclass(frozen=True)
-class TrainData:
-    """The tensors one experience trains on (a plugin may replace them, e.g. cumulative)."""
-
-    x: torch.Tensor
-    y: torch.Tensor
-    t: torch.Tensor
-
-    def __len__(self) -> int:
-        return int(self.y.shape[0])
 
 
 class Plugin:

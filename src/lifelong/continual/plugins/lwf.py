@@ -1,8 +1,10 @@
 """Learning without Forgetting (Li & Hoiem 2017): distil the previous model's outputs on new data.
 
-Before each experience the model's parameters and buffers are copied once; at every step that
-frozen copy runs through `functional_call` on the batch, and the current model's outputs for the
-old tasks' classes are pulled towards it with a temperature-softened distillation loss.
+Before each experience the model's parameters and buffers are copied once. As in the paper's
+Algorithm 1, that frozen copy's outputs on the experience's training data are recorded once (in
+large chunks, at the first step) and looked up by row for every batch; rows another plugin
+appended (replay) go through the frozen copy at their step. The current model's outputs for the
+old tasks' classes are pulled towards them with a temperature-softened distillation loss.
 """
 
 from __future__ import annotations
@@ -12,8 +14,8 @@ from typing import Any
 import torch
 
 from lifelong.continual.importance import call_model, detached_state, evaluating
-from lifelong.continual.plugin import Batch, Context, Plugin
-from lifelong.core.checks import check_positive
+from lifelong.continual.plugin import Batch, Context, Plugin, TrainData
+from lifelong.core.checks import check_count, check_positive
 from lifelong.core.errors import ShapeMismatchError
 from lifelong.core.registries import STRATEGIES
 
@@ -80,35 +82,69 @@ class LwF(Plugin):
     Defaults are the paper's: temperature T = 2, loss weight α (λ_o) = 1. Multi-head models
     (task-incremental) distil every old task's head on the new inputs, one batched forward over
     the heads; single-head models distil the old classes' logits (per old task in the task
-    setting). The old model runs in eval mode without gradients.
+    setting). The old model runs in eval mode without gradients; its outputs on the experience's
+    data are recorded once, `chunk_size` rows per forward pass.
     """
 
     name = "lwf"
 
-    def __init__(self, alpha: float = 1.0, temperature: float = 2.0) -> None:
+    def __init__(self, alpha: float = 1.0, temperature: float = 2.0, chunk_size: int = 1024) -> None:
         self.alpha = check_positive("lwf: alpha", alpha)
         self.temperature = check_positive("lwf: temperature", temperature, allow_zero=False)
+        self.chunk_size = check_count("lwf: chunk_size", chunk_size)
         self.old: dict[str, torch.Tensor] | None = None
         self.tasks: torch.Tensor | None = None
         self.masks: torch.Tensor | None = None
+        self.recorded: tuple[TrainData, torch.Tensor] | None = None  # (data, old outputs (heads, N, C))
 
     def before_experience(self, ctx: Context) -> None:
+        self.recorded = None
         if ctx.index == 0:
             self.old = self.tasks = self.masks = None
             return
         self.old = {k: v.clone() for k, v in detached_state(ctx.model).items()}
         self.tasks, self.masks = old_heads(ctx)
 
+    def per_head(self, ctx: Context) -> bool:
+        """Whether the old outputs come from each old task's head (multi-head, task-incremental)."""
+        return self.tasks is not None and getattr(ctx.model, "takes_task", False)
+
+    def heads(self, ctx: Context, x: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """(x, t, heads): the inputs once per old task head for multi-head models, else as given."""
+        if self.per_head(ctx):
+            heads, n = len(self.tasks), len(x)
+            return x.repeat(heads, *(1,) * (x.ndim - 1)), self.tasks.repeat_interleave(n), heads
+        return x, t, 1
+
+    @torch.no_grad()
+    def old_outputs(self, ctx: Context, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The frozen model's outputs (heads, N, C) on `x`, in eval mode, `chunk_size` rows at a time."""
+        out = []
+        with evaluating(ctx.model):
+            for start in range(0, len(x), self.chunk_size):
+                xs, ts, heads = self.heads(ctx, x[start:start + self.chunk_size], t[start:start + self.chunk_size])
+                out.append(call_model(ctx.model, self.old, xs, ts).view(heads, len(ts) // heads, -1))
+        return torch.cat(out, dim=1)
+
+    def targets(self, ctx: Context, batch: Batch) -> torch.Tensor:
+        """The frozen model's outputs on the batch: recorded ones for the experience's rows."""
+        n_cur = len(batch) if batch.n_current < 0 else batch.n_current
+        if ctx.data is None or batch.index is None:
+            return self.old_outputs(ctx, batch.x, batch.t)
+        if self.recorded is None or self.recorded[0] is not ctx.data:
+            self.recorded = ctx.data, self.old_outputs(ctx, ctx.data.x, ctx.data.t)
+        old = self.recorded[1][:, batch.index.to(self.recorded[1].device)]
+        if n_cur < len(batch):
+            old = torch.cat([old, self.old_outputs(ctx, batch.x[n_cur:], batch.t[n_cur:])], dim=1)
+        return old
+
     def loss_terms(self, ctx: Context, batch: Batch, outputs: torch.Tensor) -> dict[str, torch.Tensor]:
         if self.old is None:
             return {}
-        x, t = batch.x, batch.t
-        if self.tasks is not None and getattr(ctx.model, "takes_task", False):
-            heads, n = len(self.tasks), len(batch)
-            x, t = x.repeat(heads, *(1,) * (x.ndim - 1)), self.tasks.repeat_interleave(n)
-            outputs = ctx.forward(x, t).view(heads, n, -1)
-        with torch.no_grad(), evaluating(ctx.model):
-            old = call_model(ctx.model, self.old, x, t).view(outputs.shape)
+        if self.per_head(ctx):
+            x, t, heads = self.heads(ctx, batch.x, batch.t)
+            outputs = ctx.forward(x, t).view(heads, len(batch), -1)
+        old = self.targets(ctx, batch).view(outputs.shape)
         mask = self.masks[:, : outputs.shape[-1]]
         return {"distill": self.alpha * distillation_loss(outputs, old, mask, self.temperature)}
 

@@ -131,3 +131,37 @@ def test_state_round_trip_and_config_errors(reg):
     assert [p.name for p in build_strategy("learning_without_forgetting")] == ["lwf"]
     with pytest.raises(ConfigError, match="temperature"):
         LwF(temperature=0)
+
+
+@pytest.mark.parametrize("head,setting", [("single", "class"), ("multi", "task")])
+def test_recorded_old_outputs_equal_the_frozen_copy_on_each_batch(reg, head, setting):
+    """The old model's outputs are recorded once per experience (Li & Hoiem 2017, Alg. 1) and
+    looked up by row; replayed rows appended by another plugin go through the frozen copy."""
+    from lifelong.continual.plugin import Batch, TrainData
+
+    model, stream = reg.tiny_model(head), reg.tiny_stream(setting)
+    plugin = LwF(chunk_size=3)  # several chunks, so the recording's chunking is exercised
+    e = stream[1]
+    data = TrainData(e.train_x, e.train_y, e.train_t())
+    ctx = reg.context(model, stream, 1).advance(data=data)
+    plugin.before_experience(ctx)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.3 * torch.randn_like(p))  # the model moves away from the frozen copy
+    idx = torch.tensor([4, 0, 7, 2])
+    old = stream[0]
+    for batch in (Batch(data.x[idx], data.y[idx], data.t[idx], index=idx),
+                  Batch(data.x[idx], data.y[idx], data.t[idx], index=idx).append(
+                      old.train_x[:3], old.train_y[:3], old.train_t()[:3])):
+        unrecorded = Batch(batch.x, batch.y, batch.t, n_current=batch.n_current)
+        outputs = model(batch.x, batch.t) if head == "multi" else model(batch.x)
+        got = plugin.loss_terms(ctx, batch, outputs)["distill"]
+        expected = plugin.loss_terms(reg.context(model, stream, 1), unrecorded, outputs)["distill"]
+        torch.testing.assert_close(got, expected)
+        assert got.item() > 0
+    recorded = plugin.recorded[1]
+    assert plugin.recorded[0] is data and recorded.shape[1] == len(data)
+    plugin.loss_terms(ctx, Batch(data.x[:2], data.y[:2], data.t[:2], index=torch.arange(2)), outputs[:2])
+    assert plugin.recorded[1] is recorded  # recorded once per experience, not per step
+    plugin.before_experience(ctx)
+    assert plugin.recorded is None
