@@ -1,4 +1,4 @@
-"""Scenario builders: split, permuted, rotated and custom streams in task/domain/class settings.
+"""Scenario builders: split, permuted, rotated, domains and custom streams in task/domain/class settings.
 
 Settings (van de Ven & Tolias 2019; seed 37.6): `task` — task label given at test time, logits
 restricted to the task's classes; `domain` — one shared output space, no task label; `class` —
@@ -66,20 +66,27 @@ def split(source: SourceData, setting: str = "class", n_experiences: int | None 
                   f"split-{source.name}", names if setting != "domain" else names[:k])
 
 
+def _all_classes(parts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]],
+                 source: SourceData, setting: str, tags: list[str], name: str) -> Stream:
+    """One experience per (train_x, train_y, test_x, test_y) part, each holding all the source's
+    classes; labels shifted per experience in the class setting, tagged `<class>@<tag>`."""
+    n = source.n_classes
+    experiences = []
+    for i, (train_x, train_y, test_x, test_y) in enumerate(parts):
+        shift = i * n if setting == "class" else 0
+        classes = tuple(range(shift, shift + n))
+        experiences.append(Experience(i, train_x, train_y + shift, test_x, test_y + shift, classes, i))
+    n_out = n * len(parts) if setting == "class" else n
+    names = tuple(f"{c}@{tag}" for tag in tags for c in source.class_names)
+    return Stream(tuple(experiences), setting, n_out, f"{name}-{source.name}",
+                  names if setting == "class" else source.class_names)
+
+
 def _transformed(source: SourceData, setting: str, transforms: list, name: str) -> Stream:
     """One experience per input transform; labels shifted per experience in the class setting."""
     _check_setting(setting)
-    n = source.n_classes
-    experiences = []
-    for i, fn in enumerate(transforms):
-        shift = i * n if setting == "class" else 0
-        classes = tuple(range(shift, shift + n))
-        experiences.append(Experience(i, fn(source.train_x), source.train_y + shift,
-                                      fn(source.test_x), source.test_y + shift, classes, i))
-    n_out = n * len(transforms) if setting == "class" else n
-    names = tuple(f"{c}@{i}" for i in range(len(transforms)) for c in source.class_names)
-    return Stream(tuple(experiences), setting, n_out, f"{name}-{source.name}",
-                  names if setting == "class" else source.class_names)
+    parts = [(fn(source.train_x), source.train_y, fn(source.test_x), source.test_y) for fn in transforms]
+    return _all_classes(parts, source, setting, [str(i) for i in range(len(transforms))], name)
 
 
 @SCENARIOS.register("permuted", description="one fixed pixel permutation per experience")
@@ -121,6 +128,31 @@ def rotated(source: SourceData, setting: str = "domain", n_experiences: int = 5,
     return _transformed(source, setting, [lambda x, a=a: rotate(x, a) for a in angles], "rotated")
 
 
+@SCENARIOS.register("domains", description="one experience per domain of the source (CORe50 sessions, CLEAR buckets)")
+def domains(source: SourceData, setting: str = "domain") -> Stream:
+    """One experience per training domain, in domain order: CORe50's NI scenario (Lomonaco &
+    Maltoni 2017; one per training session) and CLEAR's time buckets (Lin et al. 2021).
+
+    Experience i trains on the training samples of the i-th domain that has any and tests on the
+    test samples of the same domain; when no test sample shares a domain with a training sample
+    (CORe50's test sessions 3, 7 and 10), every experience tests on the whole test set, the NI
+    protocol's fixed test set.
+    """
+    if not source.has_domains:
+        raise ConfigError(f"domains: source {source.name!r} has no per-sample domains; use one that "
+                          f"has (core50, clear10, clear100) or a split/permuted/rotated scenario")
+    _check_setting(setting)
+    present = torch.unique(source.train_domain)
+    shared_test = not bool(torch.isin(source.test_domain, present).any())
+    parts = []
+    for d in present.tolist():
+        tr = source.train_domain == d
+        te = torch.ones_like(source.test_y, dtype=torch.bool) if shared_test else source.test_domain == d
+        parts.append((source.train_x[tr], source.train_y[tr], source.test_x[te], source.test_y[te]))
+    return _all_classes(parts, source, setting, [source.domain_names[d] for d in present.tolist()],
+                        "domains")
+
+
 def _as_tensors(data: Any) -> tuple[torch.Tensor, torch.Tensor]:
     if isinstance(data, Dataset):
         items = [data[i] for i in range(len(data))]  # type: ignore[arg-type]
@@ -153,17 +185,18 @@ def custom(experiences: Sequence[tuple[Any, Any]], setting: str = "class",
 
 def build_benchmark(name: str, setting: str = "class", root: str | None = None,
                     download: bool = True, limit: tuple[int | None, int | None] | None = None,
-                    **kwargs: Any) -> Stream:
+                    source_args: dict[str, Any] | None = None, **kwargs: Any) -> Stream:
     """Build `<builder>-<source>` (e.g. `split-fashion-mnist`) in `setting`; kwargs go to the builder.
 
-    `limit=(n_train, n_test)` keeps a seeded random subset of the source first.
+    `limit=(n_train, n_test)` keeps a seeded random subset of the source first; `source_args` go
+    to the source (e.g. `{"image_size": 64, "labels": "category"}` for `core50`).
     """
     builder, _, source_name = name.partition("-")
     if not source_name:
         raise ConfigError(f"benchmark {name!r} must be named <builder>-<source>, e.g. split-digits; "
                           f"builders: {', '.join(SCENARIOS.names())}")
     SCENARIOS.canonical(builder)
-    source = load_source(source_name, root=root, download=download)
+    source = load_source(source_name, root=root, download=download, **(source_args or {}))
     if limit:
         source = subsample(source, *limit)
     return SCENARIOS.build(builder, source, setting=setting, **kwargs)

@@ -6,6 +6,7 @@ import io
 import pickle
 import tarfile
 import threading
+import zipfile
 from collections.abc import Iterator
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -14,9 +15,11 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from lifelong.data.sources import resolve
 from lifelong.data.sources.cifar import CifarLayout
+from lifelong.data.sources.core50 import OBJECTS
 from lifelong.data.sources.idx import write_idx
 from lifelong.data.sources.mnist import IDX_FILES
 
@@ -31,7 +34,7 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SimpleNamespace
     monkeypatch.setattr(resolve, "SYSTEM_DATA_DIR", system)
     for var in ("LIFELONG_DATA", "http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
         monkeypatch.delenv(var, raising=False)
-    for name in ("MNIST", "FASHION_MNIST", "CIFAR10", "CIFAR100"):
+    for name in ("MNIST", "FASHION_MNIST", "CIFAR10", "CIFAR100", "CORE50", "CLEAR10", "CLEAR100"):
         monkeypatch.delenv(f"LIFELONG_MIRROR_{name}", raising=False)
     return SimpleNamespace(
         home=home, cache=home / ".cache" / "lifelong", system=system, tmp=tmp_path
@@ -184,3 +187,122 @@ def serve() -> Iterator:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+def png(rgb: np.ndarray) -> bytes:
+    """The PNG encoding of an (H, W, 3) uint8 image."""
+    out = io.BytesIO()
+    Image.fromarray(rgb).save(out, format="PNG")
+    return out.getvalue()
+
+
+def jpeg(rgb: np.ndarray) -> bytes:
+    """The JPEG encoding (best quality) of an (H, W, 3) uint8 image."""
+    out = io.BytesIO()
+    Image.fromarray(rgb).save(out, format="JPEG", quality=100)
+    return out.getvalue()
+
+
+def write_files(target: Path, files: dict[str, bytes], archive: bool) -> Path:
+    """Write `files` (relative path → bytes) under folder `target`, or as the zip `target`."""
+    if archive:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with zipfile.ZipFile(target, "w") as zf:
+            for name, blob in files.items():
+                zf.writestr(name, blob)
+        return target
+    for name, blob in files.items():
+        (target / name).parent.mkdir(parents=True, exist_ok=True)
+        (target / name).write_bytes(blob)
+    return target
+
+
+def core50_colour(session: int, obj: int, frame: int) -> tuple[int, int, int]:
+    """The flat colour of the fake CORe50 image of (session, object, frame): it encodes all three."""
+    return 20 * session, 5 * obj, 50 * frame
+
+
+def _core50_images(sessions=range(1, 12), frames: int = 1, side: int = 8) -> dict[str, np.ndarray]:
+    """Flat-colour fake CORe50 images of every object, keyed by their published relative path."""
+    return {
+        f"s{s}/o{o}/C_{s:02d}_{o:02d}_{f:03d}.png": np.full((side, side, 3), core50_colour(s, o, f), np.uint8)
+        for s in sessions
+        for o in range(1, len(OBJECTS) + 1)
+        for f in range(frames)
+    }
+
+
+def _write_core50(folder: Path, form: str = "folder", images: dict[str, np.ndarray] | None = None) -> dict:
+    """Write fake CORe50 images in one published form: `folder` (core50_128x128/), `flat` (the
+    session folders directly in `folder`), `zip` (core50_128x128.zip) or `npz` (+ paths.pkl)."""
+    images = _core50_images() if images is None else images
+    if form == "npz":
+        folder.mkdir(parents=True, exist_ok=True)
+        np.savez(folder / "core50_imgs.npz", x=np.stack(list(images.values())))
+        (folder / "paths.pkl").write_bytes(pickle.dumps(list(images), protocol=2))
+        return images
+    files = {name: png(rgb) for name, rgb in images.items()}
+    if form == "flat":
+        write_files(folder, files, archive=False)
+    elif form == "zip":
+        write_files(folder / "core50_128x128.zip", {f"core50_128x128/{n}": b for n, b in files.items()}, True)
+    else:
+        write_files(folder / "core50_128x128", files, archive=False)
+    return images
+
+
+@pytest.fixture
+def core50_images():
+    """`core50_images(sessions=range(1, 12), frames=1, side=8)` → {relative path: flat image}."""
+    return _core50_images
+
+
+@pytest.fixture
+def make_core50():
+    """`make_core50(folder, form="folder", images=None)` → the images written, by relative path."""
+    return _write_core50
+
+
+CLEAR_CLASSES = ("BACKGROUND", "baseball", "bus")
+
+
+def clear_colour(bucket: int, label: int, test: bool) -> tuple[int, int, int]:
+    """The flat colour of a fake CLEAR image: it encodes the bucket, the label and the split."""
+    return 40 * bucket, 60 * label, 100 + 100 * test
+
+
+def _clear_files(test: bool, buckets=(1, 2, 3), per_class: int = 2, classes=CLEAR_CLASSES,
+                side: int = 12) -> dict[str, bytes]:
+    """One fake CLEAR split: class_names.txt and labeled_images/<bucket>/<class>/<id>.jpg."""
+    files = {"class_names.txt": "".join(f"{c}\n" for c in classes).encode()}
+    for b in buckets:
+        for label, name in enumerate(classes):
+            for k in range(per_class):
+                rgb = np.full((side, side + 4, 3), clear_colour(b, label, test), np.uint8)
+                files[f"labeled_images/{b}/{name}/{1000 * b + 10 * label + k}.jpg"] = jpeg(rgb)
+    return files
+
+
+def _write_clear(folder: Path, archive: bool = False, variant: str = "clear10", train_dir: str = "train_image_only",
+                 train: dict[str, bytes] | None = None, test: dict[str, bytes] | None = None) -> None:
+    """Write a fake CLEAR training and test set as extracted folders or as the published zips."""
+    train = _clear_files(test=False) if train is None else train
+    test = _clear_files(test=True, per_class=1) if test is None else test
+    if archive:
+        write_files(folder / f"{variant}-train-image-only.zip", {f"{train_dir}/{n}": b for n, b in train.items()}, True)
+        write_files(folder / f"{variant}-test.zip", {f"test/{n}": b for n, b in test.items()}, True)
+    else:
+        write_files(folder / train_dir, train, archive=False)
+        write_files(folder / "test", test, archive=False)
+
+
+@pytest.fixture
+def clear_files():
+    """`clear_files(test, buckets=(1, 2, 3), per_class=2, classes=..., side=12)` → {path: bytes}."""
+    return _clear_files
+
+
+@pytest.fixture
+def make_clear():
+    """`make_clear(folder, archive=False, variant="clear10", train_dir=..., train=None, test=None)`."""
+    return _write_clear

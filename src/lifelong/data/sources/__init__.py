@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from lifelong.core.registries import SOURCES
 from lifelong.data.sources import cifar as _cifar  # noqa: F401  (registers)
+from lifelong.data.sources import clear as _clear  # noqa: F401  (registers)
+from lifelong.data.sources import core50 as _core50  # noqa: F401  (registers)
 from lifelong.data.sources import digits as _digits  # noqa: F401  (registers)
 from lifelong.data.sources import mnist as _mnist  # noqa: F401  (registers)
 from lifelong.data.sources.base import SourceData
