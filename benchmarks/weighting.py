@@ -4,12 +4,14 @@ the batched Jacobian (one backward) beside T separate backward passes.
 Run: `.venv/bin/python benchmarks/weighting.py [--steps 10] [--tasks 2,4,8] [--names pcgrad,mgda]`.
 Prints two markdown tables and returns their rows. The weightings run on a shared MLP
 (64-256-256, ReLU) with one linear regression head per task, batch 256, SGD. The Jacobian is
-timed on three sizes of that model (`SIZES`), the two ways interleaved (fastest of 8 rounds).
+timed on three sizes of that model (`SIZES`) with 1 and 2 threads, the two ways interleaved
+(fastest of 8 rounds).
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import time
 from collections.abc import Callable, Sequence
 
@@ -99,23 +101,25 @@ def weighting_rows(tasks: Sequence[int], names: Sequence[str], steps: int) -> li
     return rows
 
 
-def jacobian_rows(tasks: Sequence[int], calls: int) -> list[dict]:
+def jacobian_rows(tasks: Sequence[int], calls: int, threads: Sequence[int] = (1, 2)) -> list[dict]:
+    """Batched vs separate Jacobians for every size, thread count and number of tasks."""
     rows = []
-    for size, dims in SIZES.items():
-        for k in tasks:
-            problem = Problem(k, size=dims)
+    for (size, dims), n_threads, k in itertools.product(SIZES.items(), threads, tasks):
+        torch.set_num_threads(n_threads)
+        problem = Problem(k, size=dims)
 
-            def batched(p: Problem = problem) -> None:
-                jacobian(p.forward()[1], p.shared_params)
+        def batched(p: Problem = problem) -> None:
+            jacobian(p.forward()[1], p.shared_params)
 
-            def separate(p: Problem = problem) -> None:
-                losses = p.forward()[1]
-                rows = [torch.autograd.grad(loss, p.shared_params, retain_graph=True) for loss in losses]
-                torch.stack([torch.cat([g.reshape(-1) for g in row]) for row in rows])
+        def separate(p: Problem = problem) -> None:
+            losses = p.forward()[1]
+            rows = [torch.autograd.grad(loss, p.shared_params, retain_graph=True) for loss in losses]
+            torch.stack([torch.cat([g.reshape(-1) for g in row]) for row in rows])
 
-            us = microseconds({"batched": batched, "separate": separate}, calls=calls, rounds=8)
-            rows.append({"model": size, "tasks": k, "batched ms": us["batched"] / 1e3,
-                         "separate ms": us["separate"] / 1e3, "batched / separate": us["batched"] / us["separate"]})
+        us = microseconds({"batched": batched, "separate": separate}, calls=calls, rounds=8)
+        rows.append({"model": size, "threads": n_threads, "tasks": k, "batched ms": us["batched"] / 1e3,
+                     "separate ms": us["separate"] / 1e3, "batched / separate": us["batched"] / us["separate"]})
+    torch.set_num_threads(1)
     return rows
 
 
@@ -127,7 +131,7 @@ def main(tasks: Sequence[int] = (2, 4, 8), steps: int = 10, names: Sequence[str]
     print(markdown_table(rows, ["method", "tasks", "ms/step", "vs uniform"]))
     jac = jacobian_rows(tasks, max(2, steps // 2))
     print()
-    print(markdown_table(jac, ["model", "tasks", "batched ms", "separate ms", "batched / separate"]))
+    print(markdown_table(jac, ["model", "threads", "tasks", "batched ms", "separate ms", "batched / separate"]))
     return rows + [{"method": "jacobian", **r} for r in jac]
 
 
