@@ -176,16 +176,77 @@ def output_width(model: nn.Module, x: torch.Tensor, t: torch.Tensor, *, what: st
     return out.shape[-1]
 
 
+# transforms f with f(g aᵀ) = f(g) f(a)ᵀ for an outer product (each maps to its out-of-place form)
+OUTER_PRODUCT_TRANSFORMS: dict[Callable[[torch.Tensor], torch.Tensor], Callable[[torch.Tensor], torch.Tensor]] = {
+    torch.Tensor.square_: torch.square, torch.Tensor.square: torch.square, torch.square: torch.square,
+    torch.Tensor.abs_: torch.abs, torch.Tensor.abs: torch.abs, torch.abs: torch.abs,
+}
+LINEAR_ROWS = 1024  # samples per forward/backward pass of `linear_per_sample_mean`
+
+
+def linear_layers(model: nn.Module) -> list[nn.Linear] | None:
+    """The model's `nn.Linear` layers when they hold every parameter, else None."""
+    layers = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    owned = {id(p) for m in layers for p in (m.weight, m.bias) if p is not None}
+    if not layers or any(id(p) not in owned for p in model.parameters()):
+        return None
+    return layers
+
+
+def linear_per_sample_mean(model: nn.Module, objective: Objective, x: torch.Tensor, t: torch.Tensor,
+                           *extra: torch.Tensor,
+                           transform: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor | None:
+    """`per_sample_mean` without per-sample gradients, for models made of `nn.Linear` layers.
+
+    A layer applied once to (N, features) inputs a_n with output gradients g_n has per-sample
+    weight gradients g_n a_nᵀ, so Σ_n f(g_n a_nᵀ) = f(G)ᵀ f(A) for f = square or abs: one matrix
+    product per layer from one ordinary backward pass (Goodfellow 2015, "Efficient per-example
+    gradient computations"). Returns None when the model or `transform` does not qualify (a
+    parameter outside a Linear layer, a layer applied twice or to a sequence).
+    """
+    layers, f = linear_layers(model), OUTER_PRODUCT_TRANSFORMS.get(transform)
+    if layers is None or f is None or not x.is_floating_point():
+        return None
+    seen: dict[nn.Module, list[tuple[torch.Tensor, torch.Tensor]]] = {}
+    handles = [m.register_forward_hook(lambda m, i, o: seen.setdefault(m, []).append((i[0], o)))
+               for m in layers]
+    per_sample_loss = vmap(lambda o, ti, *ei: objective(o[None], ti[None], *(e[None] for e in ei)))
+    sums = {p: torch.zeros_like(p) for p in model.parameters()}
+    try:
+        with evaluating(model), torch.enable_grad():
+            for s in range(0, x.shape[0], LINEAR_ROWS):
+                seen.clear()
+                xs, ts = x[s:s + LINEAR_ROWS].detach().requires_grad_(), t[s:s + LINEAR_ROWS]
+                out = call_model(model, detached_state(model), xs, ts)
+                calls = [seen.get(m, []) for m in layers]
+                if any(len(c) != 1 or c[0][0].shape != (len(xs), m.in_features)
+                       for c, m in zip(calls, layers, strict=True)):
+                    return None
+                losses = per_sample_loss(out, ts, *(e[s:s + LINEAR_ROWS] for e in extra))
+                grads = torch.autograd.grad(losses.sum(), [c[0][1] for c in calls], allow_unused=True)
+                for m, ((a, _),), g in zip(layers, calls, grads, strict=True):
+                    if g is not None:
+                        fg = f(g)
+                        sums[m.weight] += fg.T @ f(a.detach())
+                        if m.bias is not None:
+                            sums[m.bias] += fg.sum(0)
+    finally:
+        for h in handles:
+            h.remove()
+    return torch.cat([v.reshape(-1) for v in sums.values()]) / x.shape[0]
+
+
 def per_sample_mean(model: nn.Module, objective: Objective, x: torch.Tensor,
                     t: torch.Tensor | None = None, *extra: torch.Tensor,
                     transform: Callable[[torch.Tensor], torch.Tensor] = torch.Tensor.square_,
                     chunk_size: int = 16) -> torch.Tensor:
     """(1/N) Σ_n transform(∇_θ objective(f_θ(x_n), t_n, *extra_n)) as one flat vector.
 
-    `objective(outputs, t, *extra)` sees one sample as a batch of one. Per-sample gradients come
-    from `vmap(grad(...))` over `functional_call`, `chunk_size` samples at a time (memory:
-    chunk_size × parameters). The model runs in eval mode (no dropout, BatchNorm statistics
-    frozen). `transform` may work in place (`Tensor.square_`, `Tensor.abs_`).
+    `objective(outputs, t, *extra)` sees one sample as a batch of one. Models made of Linear
+    layers with `transform` square or abs take `linear_per_sample_mean` (no per-sample gradient
+    is formed); otherwise per-sample gradients come from `vmap(grad(...))` over
+    `functional_call`, `chunk_size` samples at a time (memory: chunk_size × parameters). The model
+    runs in eval mode (no dropout, BatchNorm statistics frozen). `transform` may work in place.
     """
     what = "per-sample gradients"
     check_count(f"{what}: chunk_size", chunk_size)
@@ -196,6 +257,9 @@ def per_sample_mean(model: nn.Module, objective: Objective, x: torch.Tensor,
         raise IncompatibleError(f"{what}: the model has no parameters to take gradients of; "
                                 "give a model with parameters")
     output_width(model, x, t, what=what)
+    fast = linear_per_sample_mean(model, objective, x, t, *extra, transform=transform)
+    if fast is not None:
+        return fast
     buffers = {n: b.detach() for n, b in model.named_buffers()}
 
     def one(p: dict[str, torch.Tensor], xi: torch.Tensor, ti: torch.Tensor,

@@ -10,6 +10,7 @@ from lifelong.continual.importance import (
     flat_grads,
     flat_params,
     grow_flat,
+    linear_per_sample_mean,
     per_sample_mean,
     quadratic_penalty,
     sample_rows,
@@ -112,6 +113,45 @@ def test_per_sample_mean_equals_a_loop_over_samples(reg):
     got = per_sample_mean(model, cube, x, t, transform=torch.Tensor.abs_, chunk_size=5)
     ref = reg.loop_grads(model, lambda i: reg.forward(model, x[i:i + 1], t[i:i + 1]).pow(3).sum(), len(x))
     torch.testing.assert_close(got, torch.stack(ref).abs().mean(0), rtol=1e-10, atol=1e-12)
+
+
+class Twice(torch.nn.Module):
+    """One Linear layer applied twice: its per-sample gradient is no outer product."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.flat, self.layer = torch.nn.Flatten(), torch.nn.Linear(9, 9)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layer(torch.tanh(self.layer(self.flat(x))))
+
+
+@pytest.mark.parametrize("transform", [torch.Tensor.square_, torch.Tensor.abs_])
+@pytest.mark.parametrize("case", ["mlp", "reused layer", "conv"])
+def test_outer_product_shortcut_equals_the_loop_and_steps_aside_when_it_does_not_hold(reg, monkeypatch,
+                                                                                      case, transform):
+    """An MLP takes the one-matrix-product-per-layer form (in chunks of LINEAR_ROWS samples); a
+    layer applied twice or a convolution falls back to vmap; all equal the per-sample loop."""
+    monkeypatch.setattr("lifelong.continual.importance.LINEAR_ROWS", 3)
+    torch.manual_seed(0)
+    model = {"mlp": lambda: reg.tiny_model(),
+             "reused layer": lambda: Twice().double(),
+             "conv": lambda: torch.nn.Sequential(torch.nn.Conv2d(1, 2, 2), torch.nn.Flatten(),
+                                                 torch.nn.Linear(8, 4)).double()}[case]()
+    x = torch.randn(8, 1, 3, 3, dtype=torch.float64)
+    y = torch.randint(0, 4, (8,))
+
+    def loss(out, ti, yi):
+        return torch.nn.functional.cross_entropy(out[:, :4], yi)
+
+    shortcut = linear_per_sample_mean(model, loss, x, torch.zeros(8, dtype=torch.long), y, transform=transform)
+    assert (shortcut is not None) == (case == "mlp")
+    got = per_sample_mean(model, loss, x, None, y, transform=transform)
+    ref = reg.loop_grads(model, lambda i: loss(model(x[i:i + 1]), None, y[i:i + 1]), len(x))
+    torch.testing.assert_close(got, transform(torch.stack(ref)).mean(0), rtol=1e-10, atol=1e-12)
+    # any other transform takes the per-sample gradients
+    assert linear_per_sample_mean(model, loss, x, torch.zeros(8, dtype=torch.long), y,
+                                  transform=lambda g: g.pow(3)) is None
 
 
 def test_per_sample_mean_restores_training_mode_and_validates(reg):
