@@ -17,6 +17,15 @@ from lifelong.core.checks import check_count
 from lifelong.core.errors import CheckpointError, ConfigError, ShapeMismatchError
 
 
+def on(v: Tensor, like: Tensor, dtype: bool = True) -> Tensor:
+    """`v` detached on `like`'s device (and dtype), with no new tensor when it is there already."""
+    if v.requires_grad:
+        v = v.detach()
+    if v.device != like.device or (dtype and v.dtype != like.dtype):
+        v = v.to(like.device, like.dtype if dtype else v.dtype)
+    return v
+
+
 class TensorStore:
     """`capacity` preallocated rows of named tensors; rows `[0, size)` are filled."""
 
@@ -55,7 +64,7 @@ class TensorStore:
             self.data = {k: v.new_empty((self.capacity, *v.shape[1:])) for k, v in fields.items()}
         for k, v in fields.items():
             store = self.data[k]
-            store.index_copy_(0, slots.to(store.device), v.detach().to(store.device, store.dtype))
+            store.index_copy_(0, on(slots, store, dtype=False), on(v, store))
 
     def view(self) -> dict[str, Tensor]:
         """The filled rows of every field (views, not copies)."""
@@ -64,7 +73,7 @@ class TensorStore:
     def sample(self, n: int, generator: torch.Generator) -> dict[str, Tensor]:
         """min(n, size) distinct rows drawn uniformly with `generator`."""
         idx = torch.randperm(self.size, generator=generator)[:n]
-        return {k: v.index_select(0, idx.to(v.device)) for k, v in self.data.items()}
+        return {k: v.index_select(0, on(idx, v, dtype=False)) for k, v in self.data.items()}
 
     def to(self, device: torch.device | str) -> TensorStore:
         """Move the storage to `device` (in place; a no-op when it is there already)."""
@@ -129,7 +138,7 @@ class ReservoirBuffer(TensorStore):
         draws = reservoir_draws(self.seen, n, generator)
         items, slots = reservoir_slots(self.seen, draws, self.capacity)
         if len(items):
-            self._write(slots, {k: v.index_select(0, items.to(v.device)) for k, v in fields.items()})
+            self._write(slots, {k: v.index_select(0, on(items, v, dtype=False)) for k, v in fields.items()})
         self.seen += n
         self.size = min(self.capacity, self.seen)
 
