@@ -233,3 +233,14 @@ def test_a_checkpoint_that_does_not_fit_its_buffer_is_refused(edit):
     edit(state)
     with pytest.raises(CheckpointError, match="do not fit together"):
         ReservoirBuffer(4).load_state_dict(state)
+
+
+def test_rows_are_stored_detached_in_the_buffers_dtype():
+    buffer, gen = ReservoirBuffer(4), torch.Generator().manual_seed(0)
+    logits = torch.ones(2, 3, requires_grad=True) * 2  # e.g. DER's logits, still in a graph
+    buffer.add({"x": torch.zeros(2, 3), "logits": logits}, gen)
+    buffer.add({"x": torch.full((2, 3), 0.5, dtype=torch.float64), "logits": logits.double()}, gen)
+    rows = buffer.view()
+    assert rows["x"].dtype == torch.float32 and rows["x"][2:].eq(0.5).all()
+    assert not rows["logits"].requires_grad and rows["logits"].eq(2).all()
+    assert not buffer.sample(4, gen)["logits"].requires_grad
