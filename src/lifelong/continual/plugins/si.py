@@ -45,11 +45,11 @@ class StepRecord:
     def record_before(self) -> None:
         """Copy the parameters and their gradients (zeros where none) into `before` and `grad`."""
         self.before.copy_params()
-        for view, p in zip(self.grad.views, self.grad.params, strict=True):
-            if p.grad is None:
-                view.zero_()
-            else:
-                view.copy_(p.grad)
+        pairs = [(v, p.grad) for v, p in zip(self.grad.views, self.grad.params, strict=True) if p.grad is not None]
+        if len(pairs) < len(self.grad.views):
+            self.grad.flat.zero_()
+        if pairs:
+            torch._foreach_copy_([v for v, _ in pairs], [g for _, g in pairs])
 
     @torch.no_grad()
     def step_taken(self) -> torch.Tensor:

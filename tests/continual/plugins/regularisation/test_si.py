@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from lifelong.continual.plugins.si import SI, path_integral_step, si_importance
+from lifelong.continual.plugins.si import SI, StepRecord, path_integral_step, si_importance
 from lifelong.continual.strategies import build_strategy
 from lifelong.core.errors import ConfigError
 
@@ -104,3 +104,17 @@ def test_aliases_and_config_errors():
         SI(xi=0)
     with pytest.raises(ConfigError, match="c must be"):
         SI(c=-0.1)
+
+
+def test_step_record_copies_gradients_and_zeros_missing_ones():
+    a, b = torch.nn.Parameter(torch.ones(2, 2)), torch.nn.Parameter(torch.zeros(3))
+    record = StepRecord([a, b])
+    a.grad, b.grad = torch.full((2, 2), 2.0), torch.full((3,), 3.0)
+    record.record_before()
+    assert record.grad.flat.tolist() == [2.0] * 4 + [3.0] * 3 and record.before.flat.tolist() == [1.0] * 4 + [0.0] * 3
+    b.grad = None  # e.g. a head the loss did not reach: its stale gradient must not stay
+    record.record_before()
+    assert record.grad.flat.tolist() == [2.0] * 4 + [0.0] * 3
+    with torch.no_grad():
+        a.add_(0.5)
+    assert record.step_taken().tolist() == [0.5] * 4 + [0.0] * 3
