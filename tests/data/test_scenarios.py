@@ -68,11 +68,17 @@ def test_rotated_angles(digits):
     assert torch.allclose(stream[2].test_x, rotate(digits.test_x, 90), atol=1e-6)
 
 
-def test_stream_slicing_keeps_type(digits):
+def test_stream_slicing_keeps_type(digits, monkeypatch):
     stream = split(digits, "task")
+    monkeypatch.setattr("lifelong.data.stream.validate", lambda s: pytest.fail("a slice was validated again"))
     part = stream[1:3]
     assert isinstance(part, Stream) and [e.id for e in part] == [1, 2]
+    assert (part.setting, part.n_classes, part.name, part.class_names) == (
+        stream.setting, stream.n_classes, stream.name, stream.class_names)
+    assert len(stream) == 5 and [e.id for e in stream[::2]] == [0, 2, 4]
     assert stream.class_mask()[1].tolist() == [False, False, True, True] + [False] * 6
+    with pytest.raises(EmptyExperienceError, match="selects none of its 5 experiences"):
+        stream[5:]
 
 
 def _exp(i, y_train, n=4):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -70,8 +71,13 @@ class Stream(Sequence[Experience]):
 
     def __getitem__(self, index):  # type: ignore[override]
         if isinstance(index, slice):
-            return Stream(self.experiences[index], self.setting, self.n_classes, self.name,
-                          self.class_names)
+            experiences = self.experiences[index]
+            if not experiences:
+                raise EmptyExperienceError(f"stream {self.name!r}[{index.start}:{index.stop}:{index.step}] "
+                                           f"selects none of its {len(self)} experiences")
+            part = copy.copy(self)  # its experiences were validated with this stream: not again
+            object.__setattr__(part, "experiences", experiences)
+            return part
         return self.experiences[index]
 
     @property

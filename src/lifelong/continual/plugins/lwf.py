@@ -64,7 +64,7 @@ def old_heads(ctx: Context) -> tuple[torch.Tensor | None, torch.Tensor]:
     Task-incremental: one head per past task label, masked to its classes. Otherwise one head
     over every class seen in past experiences.
     """
-    past = ctx.stream[: ctx.index]
+    past = ctx.stream.experiences[: ctx.index]
     if ctx.setting == "task":
         tasks = torch.tensor(sorted({e.task for e in past}), device=ctx.device)
         return tasks, ctx.stream.class_mask().to(ctx.device)[tasks]
