@@ -68,7 +68,7 @@ def test_rotated_angles(digits):
     assert torch.allclose(stream[2].test_x, rotate(digits.test_x, 90), atol=1e-6)
 
 
-def test_stream_slicing_keeps_type(digits, monkeypatch):
+def test_stream_slicing_and_moving_keep_type_without_validating_again(digits, monkeypatch):
     stream = split(digits, "task")
     monkeypatch.setattr("lifelong.data.stream.validate", lambda s: pytest.fail("a slice was validated again"))
     part = stream[1:3]
@@ -79,6 +79,8 @@ def test_stream_slicing_keeps_type(digits, monkeypatch):
     assert stream.class_mask()[1].tolist() == [False, False, True, True] + [False] * 6
     with pytest.raises(EmptyExperienceError, match="selects none of its 5 experiences"):
         stream[5:]
+    moved = stream.to("cpu")  # moving does not validate again either
+    assert [e.id for e in moved] == [e.id for e in stream] and moved.name == stream.name
 
 
 def _exp(i, y_train, n=4):

@@ -75,10 +75,15 @@ class Stream(Sequence[Experience]):
             if not experiences:
                 raise EmptyExperienceError(f"stream {self.name!r}[{index.start}:{index.stop}:{index.step}] "
                                            f"selects none of its {len(self)} experiences")
-            part = copy.copy(self)  # its experiences were validated with this stream: not again
-            object.__setattr__(part, "experiences", experiences)
-            return part
+            return self._with(experiences)
         return self.experiences[index]
+
+    def _with(self, experiences: tuple[Experience, ...]) -> Stream:
+        """This stream with some of its experiences (or copies of them on another device), not
+        validated again: they were validated with this stream."""
+        part = copy.copy(self)
+        object.__setattr__(part, "experiences", experiences)
+        return part
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -104,8 +109,7 @@ class Stream(Sequence[Experience]):
 
     def to(self, device: torch.device | str) -> Stream:
         """A copy whose tensors live on `device`."""
-        return Stream(tuple(e.to(device) for e in self.experiences), self.setting, self.n_classes,
-                      self.name, self.class_names)
+        return self._with(tuple(e.to(device) for e in self.experiences))
 
 
 def validate(stream: Stream) -> None:
