@@ -46,7 +46,7 @@ def problem(n: int, seed: int = 0) -> tuple[SourceData, nn.Module]:
 def hand_loop(data: SourceData, model: nn.Module, epochs: int,
               next_order: Callable[[nn.Module, int], torch.Tensor]) -> float:
     """The minimal loop: one order per epoch, slices of `BATCH`, CE, Adam; seconds taken."""
-    optimizer = torch.optim.Adam(model.parameters(), lr=LR)
+    optimizer = torch.optim.Adam(model.parameters(), lr=LR, fused=True)
     start = time.perf_counter()
     for epoch in range(epochs):
         order = next_order(model, epoch)
@@ -62,7 +62,7 @@ def hand_loop(data: SourceData, model: nn.Module, epochs: int,
 
 def dataloader_loop(data: SourceData, model: nn.Module, epochs: int, sampler: CurriculumSampler) -> float:
     """The same loop through a DataLoader over a TensorDataset with the curriculum sampler."""
-    optimizer = torch.optim.Adam(model.parameters(), lr=LR)
+    optimizer = torch.optim.Adam(model.parameters(), lr=LR, fused=True)
     loader = DataLoader(TensorDataset(data.train_x, data.train_y), batch_size=BATCH, sampler=sampler)
     start = time.perf_counter()
     for epoch in range(epochs):

@@ -29,7 +29,7 @@ def hand_written(data: MultiTaskData, epochs: int) -> tuple[float, int]:
     """The baseline loop: sum of the tasks' cross-entropies, backward, Adam step."""
     torch.manual_seed(0)
     model = build_default("hps", data, width=WIDTH)
-    opt = torch.optim.Adam(model.parameters(), lr=LR)
+    opt = torch.optim.Adam(model.parameters(), lr=LR, fused=True)
     x = data.splits["left"].train_x
     ys = {t: data.splits[t].train_y for t in data.task_names}
     gen = torch.Generator().manual_seed(0)

@@ -52,7 +52,7 @@ def hand_written(stream: Stream, hooks: Hooks, seed: int = 0) -> tuple[float, li
     matrix = [evaluate_all(model, stream)]
     for i, exp in enumerate(stream):
         hooks.before(model, i, stream)
-        optimizer = torch.optim.Adam(model.parameters(), lr=STANDARD["lr"])
+        optimizer = torch.optim.Adam(model.parameters(), lr=STANDARD["lr"], fused=True)
         model.train()
         for _ in range(STANDARD["epochs"]):
             order = torch.randperm(len(exp.train_y), generator=gen)

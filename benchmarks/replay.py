@@ -127,7 +127,7 @@ def hand_written_replay(stream: Stream, buffer: TensorReservoir | ListReservoir 
     start = time.perf_counter()
     matrix = [evaluate_all(model, stream)]
     for exp in stream:
-        optimizer = torch.optim.Adam(model.parameters(), lr=STANDARD["lr"])
+        optimizer = torch.optim.Adam(model.parameters(), lr=STANDARD["lr"], fused=True)
         model.train()
         for _ in range(STANDARD["epochs"]):
             order = torch.randperm(len(exp.train_y), generator=gen)

@@ -37,13 +37,8 @@ from torch import nn
 
 from lifelong.continual.plugin import Batch, Context, Plugin, TrainData
 from lifelong.core.errors import IncompatibleError, NonFiniteLossError
+from lifelong.core.optimizers import OPTIMIZERS, build_optimizer
 from lifelong.data.stream import Stream
-
-OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
-    "adam": torch.optim.Adam,
-    "sgd": torch.optim.SGD,
-    "adamw": torch.optim.AdamW,
-}
 
 
 def total_loss(terms: dict[str, torch.Tensor], where: str) -> torch.Tensor:
@@ -78,7 +73,7 @@ class Engine:
         self.model = model.to(device)
         self.plugins = list(plugins)
         self.epochs, self.batch_size, self.lr = epochs, batch_size, lr
-        self.optimizer_cls = OPTIMIZERS[optimizer]
+        self.optimizer_name = optimizer
         self.eval_batch_size = eval_batch_size
         self.device = torch.device(device)
         self.generator = generator if generator is not None else torch.Generator().manual_seed(0)
@@ -164,7 +159,7 @@ class Engine:
             ctx = ctx.advance(data=data)
             self.adapt(sorted(set(data.y.unique().tolist())))
             params = [p for p in self.model.parameters() if p.requires_grad]
-            optimizer = self.optimizer_cls(params, lr=self.lr)
+            optimizer = build_optimizer(self.optimizer_name, params, self.lr)
             n_batches = -(-len(data) // self.batch_size)
             if self.progress:
                 self.progress.start(f"experience {ctx.index + 1}/{len(ctx.stream)}", n_batches * self.epochs)

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from lifelong.continual.engine import total_loss
 from lifelong.continual.plugin import Context
+from lifelong.core.optimizers import build_optimizer
 
 Forward = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -31,7 +32,7 @@ def fit(ctx: Context, params: Sequence[torch.Tensor], forward: Forward, *, name:
     """
     exp = ctx.experience
     x, y, t = exp.train_x, exp.train_y, exp.train_t()
-    optimizer = torch.optim.Adam(list(params), lr=lr)
+    optimizer = build_optimizer("adam", params, lr)
     ctx.model.train()
     for _ in range(epochs):
         order = torch.randperm(len(y), generator=ctx.generator).to(ctx.device)

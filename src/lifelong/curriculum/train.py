@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lifelong.core.errors import ConfigError, DataError
+from lifelong.core.optimizers import build_optimizer
 from lifelong.curriculum.baby_step import BabyStep
 from lifelong.curriculum.pacing import Pacing
 from lifelong.curriculum.samplers import PacedCurriculum
@@ -77,7 +78,7 @@ def train_curve(model: nn.Module, data: SourceData, next_order: NextOrder, *, bu
     check_labelled(data.train_x, data.train_y, f"training data of {data.name!r}")
     n = data.train_y.shape[0]
     marks = [math.ceil(budget * k / n_evals) for k in range(1, n_evals + 1)]
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    optimizer = build_optimizer("adam", model.parameters(), lr)
     seen, mark = 0, 0
     order = next_order(model, seen)
     curve = Curve([0], [accuracy(model, data.test_x, data.test_y)], [order.shape[0] / n])

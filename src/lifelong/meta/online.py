@@ -16,6 +16,7 @@ from torch.func import functional_call, vmap
 
 from lifelong.core.checks import check_count, check_iterations, check_positive
 from lifelong.core.errors import ShapeMismatchError
+from lifelong.core.optimizers import build_optimizer
 from lifelong.meta.benchmark import Episode
 from lifelong.meta.fast_weights import Params, adapt_online, functional_loss, params_of, sgd_step
 from lifelong.meta.maml import meta_step
@@ -72,7 +73,7 @@ def meta_train(net: MetaContinualNet, sample: Callable[[torch.Generator, int], E
     """
     steps, meta_batch, meta_lr = check_schedule(steps, meta_batch, meta_lr)
     gen = generator if generator is not None else torch.Generator().manual_seed(0)
-    optimizer = torch.optim.Adam(net.parameters(), lr=meta_lr)
+    optimizer = build_optimizer("adam", net.parameters(), meta_lr)
     losses = []
     for step in range(steps):
         loss = online_meta_loss(net, sample(gen, meta_batch), criterion, lr=lr,

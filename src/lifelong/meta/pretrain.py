@@ -9,6 +9,7 @@ from torch import nn
 
 from lifelong.core.checks import check_count, check_iterations, check_positive
 from lifelong.core.errors import ShapeMismatchError
+from lifelong.core.optimizers import build_optimizer
 
 
 def pretrain(net: nn.Module, x: torch.Tensor, y: torch.Tensor,
@@ -28,7 +29,7 @@ def pretrain(net: nn.Module, x: torch.Tensor, y: torch.Tensor,
     batch_size = check_count("pretrain: batch_size", batch_size)
     lr = check_positive("pretrain: lr", lr, allow_zero=False)
     gen = generator if generator is not None else torch.Generator().manual_seed(0)
-    optimizer = torch.optim.Adam(net.parameters(), lr=lr)
+    optimizer = build_optimizer("adam", net.parameters(), lr)
     history = []
     for epoch in range(epochs):
         batches = torch.randperm(x.shape[0], generator=gen).split(batch_size)

@@ -29,8 +29,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from lifelong.continual.engine import OPTIMIZERS
 from lifelong.core.errors import ConfigError, IncompatibleError, NonFiniteLossError
+from lifelong.core.optimizers import OPTIMIZERS, build_optimizer
 from lifelong.data.multitask import MultiTaskData
 from lifelong.grad import jacobian, write_grad
 from lifelong.multitask.architectures.base import MultiTaskModel
@@ -93,7 +93,7 @@ class MultiTaskTrainer:
         self.shared = model.shared_parameters()
         self.private = model.task_parameters()
         params = [*model.parameters(), *(p for p in weighting.parameters() if p.requires_grad)]
-        self.optimizer = OPTIMIZERS[config.optimizer](params, lr=config.lr)
+        self.optimizer = build_optimizer(config.optimizer, params, config.lr)
         self.sampler = None
         if config.sampler is not None:
             if data.shared:

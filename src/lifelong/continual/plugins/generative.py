@@ -16,6 +16,7 @@ from lifelong.continual.plugin import Batch, Context, Plugin
 from lifelong.continual.plugins.replay import append_term, replay_rows
 from lifelong.core.checks import check_count, check_positive
 from lifelong.core.errors import DataError, NonFiniteLossError
+from lifelong.core.optimizers import build_optimizer
 from lifelong.core.registries import STRATEGIES
 
 
@@ -93,7 +94,7 @@ class GenerativeReplay(Plugin):
         if self.vae is None:
             self.input_shape = self.input_shape or list(x.shape[1:])
             self.vae = VAE(self.input_shape, self.hidden, self.latent).to(ctx.device)
-            self.optimizer = torch.optim.Adam(self.vae.parameters(), lr=self.lr)
+            self.optimizer = build_optimizer("adam", self.vae.parameters(), self.lr)
             if self._loaded is not None:  # resuming: the optimiser's state follows the device
                 self.vae.load_state_dict(self._loaded["vae"])
                 self.optimizer.load_state_dict(self._loaded["optimizer"])

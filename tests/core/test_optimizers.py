@@ -1,0 +1,32 @@
+"""Optimisers by name: fused kernels where the parameters allow, the same updates as PyTorch's loop."""
+
+import pytest
+import torch
+
+from lifelong.core.optimizers import OPTIMIZERS, build_optimizer
+
+
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_fused_update_equals_the_per_tensor_loop(name, dtype):
+    gen = torch.Generator().manual_seed(0)
+    start = [torch.randn(5, 3, generator=gen, dtype=dtype), torch.randn(3, generator=gen, dtype=dtype)]
+    grads = [[torch.randn(p.shape, generator=gen, dtype=dtype) for p in start] for _ in range(4)]
+    results = []
+    for fused in (True, False):
+        params = [torch.nn.Parameter(p.clone()) for p in start]
+        opt = build_optimizer(name, params, 0.01) if fused else OPTIMIZERS[name](params, lr=0.01)
+        assert bool(opt.defaults.get("fused")) == fused
+        for step in grads:
+            for p, g in zip(params, step, strict=True):
+                p.grad = g.clone()
+            opt.step()
+        results.append(params)
+    assert not torch.equal(results[0][0].detach(), start[0])  # the steps moved the parameters
+    for a, b in zip(*results, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_parameters_without_fused_kernels_take_the_default_loop():
+    params = [torch.nn.Parameter(torch.zeros(3, device="meta"))]
+    assert not build_optimizer("adam", params, 0.1).defaults.get("fused")
