@@ -26,7 +26,7 @@ START, END = "<!-- benchmarks:start -->", "<!-- benchmarks:end -->"
 SUITE: dict[str, tuple[str, list[str]]] = {
     "continual": ("Continual engine vs the hand-written loop", ["--repeats", "3"]),
     "regularisation": ("Regularisation strategies (EWC, online EWC, SI, MAS, LwF)", ["--repeats", "3"]),
-    "replay": ("Replay strategies and buffers", ["--repeats", "2"]),
+    "replay": ("Replay strategies and buffers", ["--repeats", "3"]),
     "architecture": ("Architecture strategies (parameters and peak memory per task)", []),
     "weighting": ("Multi-task weightings and the batched Jacobian", []),
     "multitask": ("Multi-task training step", []),
