@@ -42,21 +42,33 @@ def run(
     resume: Annotated[bool, typer.Option(help="continue an interrupted run from its checkpoint")] = False,
     overwrite: Annotated[bool, typer.Option(help="replace an existing run folder")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+    logger: Annotated[list[str] | None, typer.Option(
+        help="also log live to tensorboard | wandb, under the --out folder (jsonl always)")] = None,
     overrides: Annotated[list[str] | None, typer.Argument(help="key=value, e.g. strategy_args.ewc_lambda=100")] = None,
 ) -> None:
     """Train a strategy over a continual benchmark and write runs/<name>/ with its report."""
     from lifelong.cli_progress import RichProgress
     from lifelong.continual.run import run as run_config
     from lifelong.core.config import load_config, merge, parse_overrides
+    from lifelong.report.loggers import build_loggers, check_loggers, finished_record
     from lifelong.report.run_report import METRICS, write_run_report
 
+    check_loggers(logger or [])
     flags = {k: v for k, v in {
         "benchmark": benchmark, "scenario": scenario, "strategy": strategy, "model": model,
         "head": head, "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
         "out": out, "name": name, "data_root": data_root}.items() if v is not None}
     cfg = load_config(config, merge(flags, parse_overrides(overrides or [])))
-    results = run_config(cfg, resume=resume, overwrite=overwrite,
-                         progress=None if quiet else RichProgress(console))
+    live = build_loggers(logger, cfg.out, cfg.run_name()) if logger else []
+    try:
+        results = run_config(cfg, resume=resume, overwrite=overwrite,
+                             progress=None if quiet else RichProgress(console),
+                             on_record=lambda record: [lg.log(record) for lg in live])
+        for lg in live:
+            lg.log(finished_record(results))
+    finally:
+        for lg in live:
+            lg.close()
     report = write_run_report(cfg.folder())
     if not quiet:
         table = Table(title=results["name"])

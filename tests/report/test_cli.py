@@ -220,3 +220,39 @@ def test_report_refuses_foreign_or_corrupt_files_on_one_line(cli_main, capsys, t
     (tmp_path / name).write_text(text)
     assert cli_main(["report", str(tmp_path)]) == 2
     assert message in _error_line(capsys)
+
+
+def test_run_logs_live_to_an_extra_logger_while_it_trains(cli_main, tmp_path, monkeypatch):
+    """`lifelong run --logger tb` hands every record to the logger as the engine writes it (each
+    experience's record is there before the next experience's checkpoint), then the final one."""
+    seen = []
+
+    class SummaryWriter:
+        def __init__(self, log_dir):
+            seen.append(("dir", log_dir))
+
+        def add_scalar(self, tag, value, step):
+            checkpoints = list(tmp_path.glob("*/checkpoint.pt"))
+            seen.append((tag, step, bool(checkpoints)))
+
+        def close(self):
+            seen.append(("closed",))
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", types.SimpleNamespace(SummaryWriter=SummaryWriter))
+    args = ["run", "--benchmark", "split-digits", "--out", str(tmp_path), "--name", "live", "--logger", "tb", "-q"]
+    assert cli_main(args) == 0
+    assert seen[0] == ("dir", str(tmp_path / "tensorboard" / "live")) and seen[-1] == ("closed",)
+    evaluated = [s for s in seen if s[0] == "evaluated/accuracy/E1"]
+    assert [s[1] for s in evaluated] == [0, 1, 2, 3, 4]
+    assert not evaluated[0][2]  # logged during the first experience, before any checkpoint existed
+    assert any(s[0] == "finished/metrics/acc" and s[1] == 5 for s in seen)
+    records = [json.loads(x) for x in (tmp_path / "log.jsonl").read_text().splitlines()]
+    metrics = [json.loads(x) for x in (tmp_path / "live" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["event"] for r in records] == [m["event"] for m in metrics] + ["finished"]
+
+
+def test_run_refuses_a_logger_whose_package_is_missing_before_training(cli_main, capsys, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
+    assert cli_main(["run", "--benchmark", "split-digits", "--out", str(tmp_path), "--logger", "tensorboard"]) == 2
+    assert "needs the optional package tensorboard: pip install" in _error_line(capsys)
+    assert not any(tmp_path.iterdir())

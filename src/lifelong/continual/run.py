@@ -13,6 +13,7 @@ from __future__ import annotations
 import platform
 import resource
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -63,8 +64,13 @@ def peak_memory_mb() -> float:
 
 
 def run(config: RunConfig, *, resume: bool = False, overwrite: bool = False,
-        progress: Progress | None = None, stream: Stream | None = None) -> dict[str, Any]:
-    """Train `config`, checkpointing after each experience; write config, log and results.json."""
+        progress: Progress | None = None, stream: Stream | None = None,
+        on_record: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Train `config`, checkpointing after each experience; write config, log and results.json.
+
+    Each record the engine logs goes to metrics.jsonl and, as it happens, to `on_record`
+    (live loggers: TensorBoard, W&B).
+    """
     folder = config.folder()
     ckpt = folder / CHECKPOINT
     if not resume:
@@ -81,9 +87,15 @@ def run(config: RunConfig, *, resume: bool = False, overwrite: bool = False,
     generator = seed_everything(config.seed)
     stream = stream if stream is not None else build_stream(config)
     log_path = folder / "metrics.jsonl"
+
+    def log(record: dict[str, Any]) -> None:
+        append_jsonl(log_path, record)
+        if on_record is not None:
+            on_record(record)
+
     engine = build_engine(config, stream, epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
                           optimizer=config.optimizer, device=resolve_device(config.device), generator=generator,
-                          progress=progress, log=lambda record: append_jsonl(log_path, record))
+                          progress=progress, log=log)
     folder.mkdir(parents=True, exist_ok=True)
     if state is not None:
         for exp in stream[: int(state["next_experience"])]:

@@ -125,6 +125,13 @@ def build_loggers(names: Iterable[str], folder: str | Path, run: str) -> list[Lo
     return [LOGGERS.build(name, folder=folder, run=run) for name in wanted]
 
 
+def finished_record(results: Mapping[str, Any]) -> dict[str, Any]:
+    """The last record of a run, from its results.json: final metrics, seconds and peak memory."""
+    return {"event": "finished", "experience": len(results["accuracy_matrix"]) - 1,
+            "metrics": results["metrics"], "seconds": results["timings"]["total_seconds"],
+            "peak_memory_mb": results["peak_memory_mb"]}
+
+
 def log_run(run_folder: str | Path, names: Iterable[str], folder: str | Path, run: str | None = None) -> None:
     """Replay a finished run (its metrics.jsonl, then its final metrics) into the named loggers.
 
@@ -135,13 +142,10 @@ def log_run(run_folder: str | Path, names: Iterable[str], folder: str | Path, ru
     log_path = run_folder / "metrics.jsonl"
     records = [json.loads(line) for line in log_path.read_text(encoding="utf-8").splitlines()
                if line.strip()] if log_path.exists() else []
-    final = {"event": "finished", "experience": len(results["accuracy_matrix"]) - 1,
-             "metrics": results["metrics"], "seconds": results["timings"]["total_seconds"],
-             "peak_memory_mb": results["peak_memory_mb"]}
     loggers = build_loggers(names, folder, run or results["name"])
     try:
         for logger in loggers:
-            for record in [*records, final]:
+            for record in [*records, finished_record(results)]:
                 logger.log(record)
     finally:
         for logger in loggers:
