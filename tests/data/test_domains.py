@@ -1,9 +1,11 @@
 """Per-sample domains on SourceData, `subsample` keeping them aligned, and the `domains` scenario."""
 
+import re
+
 import pytest
 import torch
 
-from lifelong.core.errors import ConfigError, DataError, EmptyExperienceError, ShapeMismatchError
+from lifelong.core.errors import ConfigError, DataError, ShapeMismatchError
 from lifelong.data.scenarios import build_benchmark, domains
 from lifelong.data.sources import SourceData, load_source
 from lifelong.data.sources.base import subsample
@@ -62,12 +64,31 @@ def test_one_experience_per_training_domain_tested_on_its_own_domain():
 
 
 def test_test_domains_disjoint_from_training_domains_form_one_fixed_test_set():
-    """CORe50's NI protocol: train on sessions, test every experience on the held-out sessions."""
+    """CORe50's NI protocol: train on sessions, test every experience on the held-out sessions —
+    one shared tensor (no copy per experience), evaluated once per row of the accuracy matrix."""
     source = _source([0, 1, 0, 1], [2, 2, 2], names=("s1", "s2", "s3"))
-    stream = domains(source)
-    assert len(stream) == 2
-    for e in stream:
-        assert (e.test_x.flatten() - 100).tolist() == [0, 1, 2] and e.test_y.tolist() == [0, 1, 0]
+    for setting in ("domain", "task"):
+        stream = domains(source, setting)
+        assert len(stream) == 2
+        for e in stream:
+            assert (e.test_x.flatten() - 100).tolist() == [0, 1, 2] and e.test_y.tolist() == [0, 1, 0]
+            assert e.test_x is source.test_x and e.test_y is source.test_y
+    with pytest.raises(ConfigError, match="same fixed test set .* use --scenario domain"):
+        domains(source, "class")
+
+
+def test_a_shared_test_set_is_evaluated_once_per_row():
+    from lifelong.continual.engine import Engine
+
+    source = _source([0, 1, 0, 1], [2, 2, 2], names=("s1", "s2", "s3"))
+    for setting, passes in (("domain", [3]), ("task", [3, 3])):  # task labels may change the scores
+        stream = domains(source, setting)
+        calls = []
+        model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(1, 2))
+        model.register_forward_hook(lambda m, i, o, calls=calls: calls.append(len(i[0])))
+        engine = Engine(model, generator=torch.Generator().manual_seed(0))
+        row = engine.evaluate(stream, engine.context(stream, 0))
+        assert len(row) == 2 and row[0] == row[1] and calls == passes
 
 
 def test_task_and_class_settings():
@@ -81,9 +102,12 @@ def test_task_and_class_settings():
         domains(source, "both")
 
 
-def test_a_domain_without_test_samples_is_an_empty_experience():
-    with pytest.raises(EmptyExperienceError, match="experience 1 .* has no test samples"):
-        domains(_source([0, 1], [0, 2]))
+@pytest.mark.parametrize(("train", "test", "odd"), [([0, 1], [0, 2], "['b', 'c']"), ([0, 1, 2], [0, 1], "['c']"),
+                                                   ([0, 1], [0, 1, 2], "['c']")])
+def test_domains_with_training_but_no_test_samples_or_the_reverse_are_refused(train, test, odd):
+    """A `limit` can remove a whole domain's samples from one side: say so, rather than drop data."""
+    with pytest.raises(DataError, match=rf"domain\(s\) {re.escape(odd)} of 'toy' have training samples but no test"):
+        domains(_source(train, test))
 
 
 def test_sources_without_domains_are_refused():
@@ -97,3 +121,6 @@ def test_source_args_reach_the_source():
     with pytest.raises(ConfigError, match=r"unknown keys \['image_size'\]"):
         build_benchmark("split-digits", source_args={"image_size": 8})
     assert len(build_benchmark("split-digits", source_args={"test_fraction": 0.5})[0].test_y) > 150
+    for bad in ({"root": "/tmp"}, {"download": False}, ["test_fraction", 0.5]):
+        with pytest.raises(ConfigError, match="source_args must map the source's own arguments"):
+            build_benchmark("split-digits", source_args=bad)

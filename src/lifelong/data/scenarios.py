@@ -9,7 +9,7 @@ appearance, so experience i of a `split` stream holds classes [i·k, (i+1)·k).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -75,7 +75,9 @@ def _all_classes(parts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, tor
     for i, (train_x, train_y, test_x, test_y) in enumerate(parts):
         shift = i * n if setting == "class" else 0
         classes = tuple(range(shift, shift + n))
-        experiences.append(Experience(i, train_x, train_y + shift, test_x, test_y + shift, classes, i))
+        if shift:
+            train_y, test_y = train_y + shift, test_y + shift
+        experiences.append(Experience(i, train_x, train_y, test_x, test_y, classes, i))
     n_out = n * len(parts) if setting == "class" else n
     names = tuple(f"{c}@{tag}" for tag in tags for c in source.class_names)
     return Stream(tuple(experiences), setting, n_out, f"{name}-{source.name}",
@@ -136,19 +138,32 @@ def domains(source: SourceData, setting: str = "domain") -> Stream:
     Experience i trains on the training samples of the i-th domain that has any and tests on the
     test samples of the same domain; when no test sample shares a domain with a training sample
     (CORe50's test sessions 3, 7 and 10), every experience tests on the whole test set, the NI
-    protocol's fixed test set.
+    protocol's fixed test set (one tensor, shared, evaluated once per row of R). A fixed test set
+    cannot take the class setting: its images would carry another label in every experience.
     """
     if not source.has_domains:
         raise ConfigError(f"domains: source {source.name!r} has no per-sample domains; use one that "
                           f"has (core50, clear10, clear100) or a split/permuted/rotated scenario")
     _check_setting(setting)
-    present = torch.unique(source.train_domain)
-    shared_test = not bool(torch.isin(source.test_domain, present).any())
+    present, tested = torch.unique(source.train_domain), torch.unique(source.test_domain)
+    shared = torch.isin(tested, present)
+    shared_test = not bool(shared.any())
+    if not shared_test and not (bool(shared.all()) and torch.equal(tested, present)):
+        odd = sorted(set(present.tolist()) ^ set(tested.tolist()))
+        raise DataError(f"domains: domain(s) {[source.domain_names[d] for d in odd]} of {source.name!r} have "
+                        "training samples but no test samples or the other way round; each experience "
+                        "needs both (a `limit` may have removed a whole domain: use a larger one or none)")
+    if shared_test and setting == "class":
+        raise ConfigError(f"domains-{source.name}: every experience tests on the same fixed test set (no test "
+                          "sample shares a training domain, as in CORe50's NI protocol), so the class "
+                          "setting would give each test image a new label in every experience; use "
+                          "--scenario domain")
     parts = []
     for d in present.tolist():
         tr = source.train_domain == d
-        te = torch.ones_like(source.test_y, dtype=torch.bool) if shared_test else source.test_domain == d
-        parts.append((source.train_x[tr], source.train_y[tr], source.test_x[te], source.test_y[te]))
+        te = source.test_domain == d
+        test = (source.test_x, source.test_y) if shared_test else (source.test_x[te], source.test_y[te])
+        parts.append((source.train_x[tr], source.train_y[tr], *test))
     return _all_classes(parts, source, setting, [source.domain_names[d] for d in present.tolist()],
                         "domains")
 
@@ -196,7 +211,11 @@ def build_benchmark(name: str, setting: str = "class", root: str | None = None,
         raise ConfigError(f"benchmark {name!r} must be named <builder>-<source>, e.g. split-digits; "
                           f"builders: {', '.join(SCENARIOS.names())}")
     SCENARIOS.canonical(builder)
-    source = load_source(source_name, root=root, download=download, **(source_args or {}))
+    source_args = dict(source_args or {}) if isinstance(source_args, Mapping | None) else source_args
+    if not isinstance(source_args, dict) or {"root", "download"} & set(source_args):
+        raise ConfigError(f"source_args must map the source's own arguments (e.g. image_size) to values, "
+                          f"got {source_args!r}; give root and download as build_benchmark's arguments")
+    source = load_source(source_name, root=root, download=download, **source_args)
     if limit:
         source = subsample(source, *limit)
     return SCENARIOS.build(builder, source, setting=setting, **kwargs)

@@ -188,3 +188,13 @@ def test_status_urls(isolated):
         "https://clear-challenge.s3.us-east-2.amazonaws.com/clear10-train-image-only.zip",
         "https://clear-challenge.s3.us-east-2.amazonaws.com/clear10-test.zip",
     ]
+
+
+def test_the_other_variants_files_are_refused(isolated, make_clear, clear_files):
+    """CLEAR-10 and CLEAR-100 extract to the same folder names: the class count tells them apart."""
+    classes = tuple(f"c{k}" for k in range(100))
+    make_clear(isolated.tmp / "c", train=clear_files(False, buckets=(1,), per_class=1, classes=classes, side=4),
+               test=clear_files(True, buckets=(1,), per_class=1, classes=classes, side=4))
+    with pytest.raises(DataError, match="lists 100 classes, as clear100 does, not the 11 of clear10"):
+        load_source("clear10", root=str(isolated.tmp / "c"), download=False)
+    assert load_source("clear100", root=str(isolated.tmp / "c"), download=False).n_classes == 100

@@ -311,3 +311,35 @@ def test_status_lists_the_archive_and_finds_the_npz_form(isolated, make_core50, 
     make_core50(isolated.system / "core50", "npz", core50_images(sessions=(1,)))
     assert source_status("core-50")["path"] == str(isolated.system / "core50")
 
+
+
+def _flag_members(data: bytes, flag: int | None = None, method: int | None = None) -> bytes:
+    """A zip whose members claim encryption (`flag` 1) or a compression zipfile lacks (`method` 9)."""
+    out = bytearray(data)
+    for signature, at_flag, at_method in ((b"PK\x01\x02", 8, 10), (b"PK\x03\x04", 6, 8)):
+        i = out.find(signature)
+        while i != -1:
+            if flag is not None:
+                out[i + at_flag:i + at_flag + 2] = flag.to_bytes(2, "little")
+            if method is not None:
+                out[i + at_method:i + at_method + 2] = method.to_bytes(2, "little")
+            i = out.find(signature, i + 4)
+    return bytes(out)
+
+
+@pytest.mark.parametrize("kind", [{"flag": 1}, {"method": 9}], ids=["encrypted", "deflate64"])
+def test_zip_members_zipfile_cannot_read_raise_data_errors(tmp_path, kind):
+    from lifelong.data.sources.npz import open_npz_array
+    from lifelong.data.sources.trees import open_tree
+
+    for name, member, content in (("a.zip", "core50_128x128/s1/o1/C_01_01_000.png", b"abc"),
+                                  ("a.npz", "x.npy", b"\x93NUMPY" + bytes(50))):
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w") as zf:
+            zf.writestr(member, content)
+        (tmp_path / name).write_bytes(_flag_members(buffer.getvalue(), **kind))
+    with pytest.raises(DataError, match="unreadable member"), \
+            open_tree(None, tmp_path / "a.zip", ("core50_128x128",)) as tree:
+        tree.read(tree.names()[0])
+    with pytest.raises(DataError, match="unreadable member"), open_npz_array(tmp_path / "a.npz", "x"):
+        pass

@@ -33,6 +33,7 @@ TRAIN_DIRS, TEST_DIRS = ("train_image_only", "train"), ("test",)
 _IMAGE = re.compile(r"labeled_images/([^/]+)/([^/]+)/[^/.][^/]*\.(?:jpe?g|png)", re.IGNORECASE)
 
 Record = tuple[int, int, str]  # bucket, label, file name in its tree
+VARIANT_CLASSES = {"clear10": 11, "clear100": 100}  # both extract to the same folder names
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,15 @@ def read_class_names(tree: Tree, names: list[str]) -> tuple[str, ...]:
         raise DataError(f"{tree.describe(CLASS_FILE)}: expected distinct class names, one a line, "
                         f"got {list(classes)}")
     return classes
+
+
+def check_variant(name: str, classes: tuple[str, ...], where: str) -> None:
+    """Refuse the other CLEAR variant's files (CLEAR-10 and CLEAR-100 extract to the same folders)."""
+    other = next((v for v, n in VARIANT_CLASSES.items() if v != name and n == len(classes)), None)
+    if other is not None:
+        raise DataError(f"{where}: {CLASS_FILE} lists {len(classes)} classes, as {other} does, not the "
+                        f"{VARIANT_CLASSES[name]} of {name}; load it as {other!r}, or point root at the "
+                        f"{name} files")
 
 
 def index_images(tree: Tree, names: list[str], classes: tuple[str, ...]) -> list[Record]:
@@ -120,6 +130,7 @@ def load_clear(location: Location, layout: ClearLayout, root: str | Path | None,
           open_tree(extracted(folder, test_dirs), folder / test_zip, test_dirs) as test_tree):
         train_names, test_names = train_tree.names(), test_tree.names()
         classes = read_class_names(train_tree, train_names)
+        check_variant(location.name, classes, train_tree.where)
         if read_class_names(test_tree, test_names) != classes:
             raise DataError(f"{test_tree.where}: {CLASS_FILE} differs from {train_tree.where}'s; "
                             f"the two sets do not belong together")

@@ -9,7 +9,9 @@ A folder holds the data in any published form, used in this order:
 Each path `s<session>/o<object>/C_<ss>_<oo>_<fff>.png` gives the image's object and session. The
 standard protocol trains on sessions 1, 2, 4, 5, 6, 8, 9, 11 and tests on 3, 7, 10; a sample's
 session is its domain, so `domains-core50` is the NI scenario (one experience per training
-session, all tested on the fixed test sessions) and `split-core50` the NC one.
+session, all tested on the fixed test sessions). `split-core50` is a class-incremental split in
+label order (10 experiences of 5 objects), not the official NC protocol (9 batches, 10 classes
+then 8 x 5, in a per-run class order).
 """
 
 from __future__ import annotations

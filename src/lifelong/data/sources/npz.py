@@ -18,7 +18,8 @@ _HEADER_READERS = {
     (1, 0): np.lib.format.read_array_header_1_0,
     (2, 0): np.lib.format.read_array_header_2_0,
 }
-_READ_ERRORS = (ValueError, OSError, EOFError, zlib.error, zipfile.BadZipFile)
+# encrypted members raise RuntimeError, compression zipfile lacks (Deflate64) NotImplementedError
+_READ_ERRORS = (ValueError, OSError, EOFError, zlib.error, zipfile.BadZipFile, RuntimeError, NotImplementedError)
 
 
 class NpyStream:
@@ -59,7 +60,11 @@ def open_npz_array(path: Path, key: str) -> Iterator[NpyStream]:
                 f"{path}: holds no array {key!r} (it has {sorted(archive.namelist())}); it is not "
                 f"the published file — fetch it again"
             )
-        with archive.open(member) as fh:
+        try:
+            fh = archive.open(member)
+        except _READ_ERRORS as err:
+            raise DataError(f"{where}: unreadable member ({err}); fetch the file again") from err
+        with fh:
             try:
                 version = np.lib.format.read_magic(fh)
                 if version not in _HEADER_READERS:

@@ -75,7 +75,7 @@ class ZipTree:
     def read(self, name: str) -> bytes:
         try:
             return self.archive.read(self.prefix + name)
-        except (zipfile.BadZipFile, zlib.error, OSError, EOFError, KeyError) as err:
+        except (zipfile.BadZipFile, zlib.error, OSError, EOFError, KeyError, RuntimeError, NotImplementedError) as err:
             raise DataError(
                 f"{self.describe(name)}: unreadable member ({err}); delete {self.path.name} and fetch "
                 f"it again"
