@@ -95,6 +95,34 @@ def test_multi_head_and_incremental_head(streams):
     assert engine.model.head.out_features == 10 and all_metrics(R)["acc"] > 0.85
 
 
+def test_multi_head_selects_each_samples_head_deterministically_with_threads():
+    """Each row takes its task's head (other classes 0), and the backward pass gives the same
+    gradient every time with 2 threads and a large mixed batch (a gather of weight rows did not)."""
+    from lifelong.models.heads import MultiHead
+
+    torch.manual_seed(0)
+    head = MultiHead(64, 10, [(0, 1), (2, 3), (4, 5), (6, 7), (8, 9)])
+    h, t = torch.randn(512, 64), torch.randint(0, 5, (512,))
+    out = head(h, t)
+    expected = torch.stack([h[i] @ head.weight[t[i]].T + head.bias[t[i]] for i in range(4)]) * head.mask[t[:4]]
+    torch.testing.assert_close(out[:4], expected)
+    assert out[t == 0][:, 2:].eq(0).all() and out[t == 4][:, :8].eq(0).all()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    torch.use_deterministic_algorithms(False)  # as in a real run (the test suite turns it on)
+    try:
+        grads = set()
+        same_task = torch.zeros(64, dtype=torch.long)  # a task-IL training batch: one head, many rows
+        y = torch.randint(0, 2, (64,))
+        for _ in range(100):
+            head.zero_grad()
+            torch.nn.functional.cross_entropy(head(h[:64], same_task), y).backward()
+            grads.add(head.weight.grad.numpy().tobytes())
+    finally:
+        torch.set_num_threads(threads)
+    assert len(grads) == 1
+
+
 def test_compatibility_checked_before_training(streams):
     with pytest.raises(IncompatibleError, match="multi-head"):
         _engine(streams["class"], head="multi").run(streams["class"])

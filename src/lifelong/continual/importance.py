@@ -66,9 +66,11 @@ class FlatBuffer:
         self.views = param_views(self.flat, self.params)
 
     def holds(self, params: Sequence[torch.Tensor]) -> bool:
-        """Whether these are the very parameter tensors, of the same shapes, the buffer was made for."""
+        """Whether these are the very parameter tensors, of the same shapes, dtype and device, the
+        buffer was made for (`model.double()` or `.to(device)` keeps the objects, not the buffer)."""
         return len(params) == len(self.params) and all(
-            a is b and a.shape == v.shape for a, b, v in zip(params, self.params, self.views, strict=True))
+            a is b and a.shape == v.shape and a.dtype == v.dtype and a.device == v.device
+            for a, b, v in zip(params, self.params, self.views, strict=True))
 
     @torch.no_grad()
     def copy_params(self) -> torch.Tensor:
@@ -185,12 +187,21 @@ LINEAR_ROWS = 1024  # samples per forward/backward pass of `linear_per_sample_me
 
 
 def linear_layers(model: nn.Module) -> list[nn.Linear] | None:
-    """The model's `nn.Linear` layers when they hold every parameter, else None."""
+    """The model's plain `nn.Linear` layers (no overridden forward, no shared weight) when they
+    hold every parameter, else None."""
     layers = [m for m in model.modules() if isinstance(m, nn.Linear)]
-    owned = {id(p) for m in layers for p in (m.weight, m.bias) if p is not None}
-    if not layers or any(id(p) not in owned for p in model.parameters()):
+    owned = [id(p) for m in layers for p in (m.weight, m.bias) if p is not None]
+    plain = all(type(m).forward is nn.Linear.forward for m in layers)
+    if not layers or not plain or len(set(owned)) != len(owned) or \
+            any(id(p) not in set(owned) for p in model.parameters()):
         return None
     return layers
+
+
+def _agrees(outer: torch.Tensor, reference: torch.Tensor | None) -> bool:
+    """Whether a layer's Gᵀ A (or G's column sums) equals autograd's gradient of its parameter."""
+    reference = torch.zeros_like(outer) if reference is None else reference
+    return torch.allclose(outer, reference, rtol=1e-4, atol=1e-6 * (1 + float(reference.abs().max())))
 
 
 def linear_per_sample_mean(model: nn.Module, objective: Objective, x: torch.Tensor, t: torch.Tensor,
@@ -201,35 +212,47 @@ def linear_per_sample_mean(model: nn.Module, objective: Objective, x: torch.Tens
     A layer applied once to (N, features) inputs a_n with output gradients g_n has per-sample
     weight gradients g_n a_nᵀ, so Σ_n f(g_n a_nᵀ) = f(G)ᵀ f(A) for f = square or abs: one matrix
     product per layer from one ordinary backward pass (Goodfellow 2015, "Efficient per-example
-    gradient computations"). Returns None when the model or `transform` does not qualify (a
-    parameter outside a Linear layer, a layer applied twice or to a sequence).
+    gradient computations"). Every chunk checks that Gᵀ A and G's column sums equal the ordinary
+    batch gradient, so a weight used outside its layer call is caught. Returns None (the caller
+    takes vmap) when the model or `transform` does not qualify or the check fails.
     """
     layers, f = linear_layers(model), OUTER_PRODUCT_TRANSFORMS.get(transform)
-    if layers is None or f is None or not x.is_floating_point():
+    if layers is None or f is None:
         return None
     seen: dict[nn.Module, list[tuple[torch.Tensor, torch.Tensor]]] = {}
-    handles = [m.register_forward_hook(lambda m, i, o: seen.setdefault(m, []).append((i[0], o)))
-               for m in layers]
+
+    def record(m: nn.Module, inputs: tuple[torch.Tensor, ...], out: torch.Tensor) -> torch.Tensor:
+        seen.setdefault(m, []).append((inputs[0].detach().clone(), out))
+        return out.clone()  # an in-place op downstream (ReLU(inplace=True)) must not change `out`
+
+    handles = [m.register_forward_hook(record) for m in layers]
     per_sample_loss = vmap(lambda o, ti, *ei: objective(o[None], ti[None], *(e[None] for e in ei)))
+    names = [n for n, _ in model.named_parameters()]
     sums = {p: torch.zeros_like(p) for p in model.parameters()}
     try:
         with evaluating(model), torch.enable_grad():
             for s in range(0, x.shape[0], LINEAR_ROWS):
                 seen.clear()
-                xs, ts = x[s:s + LINEAR_ROWS].detach().requires_grad_(), t[s:s + LINEAR_ROWS]
-                out = call_model(model, detached_state(model), xs, ts)
+                state = detached_state(model)
+                params = [state[n].requires_grad_() for n in names]
+                xs, ts = x[s:s + LINEAR_ROWS], t[s:s + LINEAR_ROWS]
+                out = call_model(model, state, xs, ts)
                 calls = [seen.get(m, []) for m in layers]
                 if any(len(c) != 1 or c[0][0].shape != (len(xs), m.in_features)
                        for c, m in zip(calls, layers, strict=True)):
                     return None
                 losses = per_sample_loss(out, ts, *(e[s:s + LINEAR_ROWS] for e in extra))
-                grads = torch.autograd.grad(losses.sum(), [c[0][1] for c in calls], allow_unused=True)
-                for m, ((a, _),), g in zip(layers, calls, grads, strict=True):
-                    if g is not None:
-                        fg = f(g)
-                        sums[m.weight] += fg.T @ f(a.detach())
-                        if m.bias is not None:
-                            sums[m.bias] += fg.sum(0)
+                grads = torch.autograd.grad(losses.sum(), [c[0][1] for c in calls] + params, allow_unused=True)
+                batch = dict(zip(sums, grads[len(layers):], strict=True))  # the ordinary batch gradient
+                for m, ((a, o),), g in zip(layers, calls, grads[:len(layers)], strict=True):
+                    g = torch.zeros_like(o) if g is None else g
+                    pairs = [(m.weight, g.T @ a, f(g).T @ f(a))]
+                    if m.bias is not None:
+                        pairs.append((m.bias, g.sum(0), f(g).sum(0)))
+                    for p, outer, term in pairs:
+                        if not _agrees(outer, batch[p]):
+                            return None
+                        sums[p] += term
     finally:
         for h in handles:
             h.remove()

@@ -26,7 +26,9 @@ class SingleHead(nn.Linear):
 class MultiHead(nn.Module):
     """One head per task (weights stacked as (tasks, classes, features)); other classes output 0.
 
-    Heads are gathered per sample, so a batch may mix tasks without a Python loop.
+    Every head runs on the batch and each sample takes its task's row, so a batch may mix tasks
+    without a Python loop; gathering the outputs rather than the weights keeps the backward pass
+    deterministic with several threads (scattering into repeated weight rows is not).
     """
 
     takes_task = True
@@ -44,8 +46,8 @@ class MultiHead(nn.Module):
         self.register_buffer("mask", mask)
 
     def forward(self, h: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        logits = torch.einsum("bf,bcf->bc", h, self.weight[t]) + self.bias[t]
-        return logits * self.mask[t]
+        every = torch.einsum("bf,tcf->btc", h, self.weight) + self.bias
+        return every[torch.arange(len(t), device=t.device), t] * self.mask[t]
 
 
 @HEADS.register("incremental", aliases=("growing", "incremental_classifier"),

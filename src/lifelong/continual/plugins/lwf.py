@@ -1,10 +1,11 @@
 """Learning without Forgetting (Li & Hoiem 2017): distil the previous model's outputs on new data.
 
 Before each experience the model's parameters and buffers are copied once. As in the paper's
-Algorithm 1, that frozen copy's outputs on the experience's training data are recorded once (in
-large chunks, at the first step) and looked up by row for every batch; rows another plugin
-appended (replay) go through the frozen copy at their step. The current model's outputs for the
-old tasks' classes are pulled towards them with a temperature-softened distillation loss.
+Algorithm 1, that frozen copy's output on each training sample of the experience is recorded once:
+the first time the sample's batch is seen (the frozen copy runs on the batch as the engine built
+it, so strategies that route batches keep working), then looked up by row in later epochs; a batch
+with rows another plugin appended (replay) runs the frozen copy whole. The current model's outputs
+for the old tasks' classes are pulled towards them with a temperature-softened distillation loss.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import torch
 
 from lifelong.continual.importance import call_model, detached_state, evaluating
 from lifelong.continual.plugin import Batch, Context, Plugin, TrainData
-from lifelong.core.checks import check_count, check_positive
+from lifelong.core.checks import check_positive
 from lifelong.core.errors import ShapeMismatchError
 from lifelong.core.registries import STRATEGIES
 
@@ -83,19 +84,19 @@ class LwF(Plugin):
     (task-incremental) distil every old task's head on the new inputs, one batched forward over
     the heads; single-head models distil the old classes' logits (per old task in the task
     setting). The old model runs in eval mode without gradients; its outputs on the experience's
-    data are recorded once, `chunk_size` rows per forward pass.
+    data are recorded once per sample (the first epoch runs it on every batch, later ones look up).
     """
 
     name = "lwf"
 
-    def __init__(self, alpha: float = 1.0, temperature: float = 2.0, chunk_size: int = 1024) -> None:
+    def __init__(self, alpha: float = 1.0, temperature: float = 2.0) -> None:
         self.alpha = check_positive("lwf: alpha", alpha)
         self.temperature = check_positive("lwf: temperature", temperature, allow_zero=False)
-        self.chunk_size = check_count("lwf: chunk_size", chunk_size)
         self.old: dict[str, torch.Tensor] | None = None
         self.tasks: torch.Tensor | None = None
         self.masks: torch.Tensor | None = None
-        self.recorded: tuple[TrainData, torch.Tensor] | None = None  # (data, old outputs (heads, N, C))
+        # (data, old outputs (heads, N, C), which rows are recorded) for this experience's data
+        self.recorded: tuple[TrainData, torch.Tensor, torch.Tensor] | None = None
 
     def before_experience(self, ctx: Context) -> None:
         self.recorded = None
@@ -118,24 +119,28 @@ class LwF(Plugin):
 
     @torch.no_grad()
     def old_outputs(self, ctx: Context, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """The frozen model's outputs (heads, N, C) on `x`, in eval mode, `chunk_size` rows at a time."""
-        out = []
+        """The frozen model's outputs (heads, N, C) on `x`, in eval mode."""
+        xs, ts, heads = self.heads(ctx, x, t)
         with evaluating(ctx.model):
-            for start in range(0, len(x), self.chunk_size):
-                xs, ts, heads = self.heads(ctx, x[start:start + self.chunk_size], t[start:start + self.chunk_size])
-                out.append(call_model(ctx.model, self.old, xs, ts).view(heads, len(ts) // heads, -1))
-        return torch.cat(out, dim=1)
+            return call_model(ctx.model, self.old, xs, ts).view(heads, len(x), -1)
 
     def targets(self, ctx: Context, batch: Batch) -> torch.Tensor:
-        """The frozen model's outputs on the batch: recorded ones for the experience's rows."""
+        """The frozen model's outputs on the batch, looked up where every row is recorded."""
         n_cur = len(batch) if batch.n_current < 0 else batch.n_current
         if ctx.data is None or batch.index is None:
             return self.old_outputs(ctx, batch.x, batch.t)
         if self.recorded is None or self.recorded[0] is not ctx.data:
-            self.recorded = ctx.data, self.old_outputs(ctx, ctx.data.x, ctx.data.t)
-        old = self.recorded[1][:, batch.index.to(self.recorded[1].device)]
-        if n_cur < len(batch):
-            old = torch.cat([old, self.old_outputs(ctx, batch.x[n_cur:], batch.t[n_cur:])], dim=1)
+            self.recorded = ctx.data, torch.empty(0), torch.zeros(len(ctx.data), dtype=torch.bool)
+        data, outputs, done = self.recorded
+        rows = batch.index.cpu()
+        if n_cur == len(batch) and bool(done[rows].all()):
+            return outputs[:, rows.to(outputs.device)]
+        old = self.old_outputs(ctx, batch.x, batch.t)
+        if not outputs.numel():
+            outputs = old.new_empty(old.shape[0], len(data), old.shape[2])
+        outputs[:, rows.to(outputs.device)] = old[:, :n_cur]
+        done[rows] = True
+        self.recorded = data, outputs, done
         return old
 
     def loss_terms(self, ctx: Context, batch: Batch, outputs: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -147,6 +152,9 @@ class LwF(Plugin):
         old = self.targets(ctx, batch).view(outputs.shape)
         mask = self.masks[:, : outputs.shape[-1]]
         return {"distill": self.alpha * distillation_loss(outputs, old, mask, self.temperature)}
+
+    def after_experience(self, ctx: Context) -> None:
+        self.recorded = None  # the experience's data need not stay alive through evaluation
 
     def state_dict(self) -> dict[str, Any]:
         return {"old": self.old, "tasks": self.tasks, "masks": self.masks}

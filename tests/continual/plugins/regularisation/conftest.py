@@ -51,7 +51,9 @@ def loop_grads(model: nn.Module, loss_of, n: int) -> list[torch.Tensor]:
     out = []
     for i in range(n):
         loss = loss_of(i)
-        out.append(flat(torch.autograd.grad(loss, list(model.parameters()), allow_unused=True)))
+        params = list(model.parameters())
+        grads = torch.autograd.grad(loss, params, allow_unused=True)
+        out.append(flat(torch.zeros_like(p) if g is None else g for p, g in zip(params, grads, strict=True)))
     return out
 
 

@@ -76,6 +76,8 @@ def test_quadratic_pull_equals_autograd_of_the_penalty(reg):
         else:
             torch.testing.assert_close(p.grad, g, rtol=1e-12, atol=1e-12)
     assert pull.holds(params) and not pull.holds(params[:-1])
+    model.float()  # the same parameter objects in another dtype: buffers must be remade
+    assert not pull.holds(list(model.parameters()))
     with pytest.raises(ShapeMismatchError, match="flat entry per parameter"):
         pull.value(anchor[:-1], weight[:-1])
 
@@ -126,18 +128,65 @@ class Twice(torch.nn.Module):
         return self.layer(torch.tanh(self.layer(self.flat(x))))
 
 
+class Cosine(torch.nn.Linear):
+    """A Linear subclass with its own forward: no outer-product gradient."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.linear(torch.nn.functional.normalize(x, dim=1),
+                                          torch.nn.functional.normalize(self.weight, dim=1), self.bias)
+
+
+class Tied(torch.nn.Module):
+    """Two layers sharing one weight, and a weight also used outside its layer."""
+
+    def __init__(self, outside: bool) -> None:
+        super().__init__()
+        self.flat, self.a, self.b = torch.nn.Flatten(), torch.nn.Linear(9, 9), torch.nn.Linear(9, 9)
+        self.outside = outside
+        if not outside:
+            self.b.weight = self.a.weight
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.tanh(self.a(self.flat(x)))
+        return self.b(h) + (h @ self.a.weight.T if self.outside else 0)
+
+
+class Cut(torch.nn.Module):
+    """A frozen first layer (its output detached) in front of a trained one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.flat, self.a, self.b = torch.nn.Flatten(), torch.nn.Linear(9, 6), torch.nn.Linear(6, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.b(torch.relu(self.a(self.flat(x))).detach())
+
+
+CASES = {
+    "mlp": (lambda reg: reg.tiny_model(), True),
+    "in-place relu": (lambda reg: torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(9, 6),
+                                                      torch.nn.ReLU(inplace=True), torch.nn.Linear(6, 4)), True),
+    "detached layer": (lambda reg: Cut(), True),
+    "reused layer": (lambda reg: Twice(), False),
+    "conv": (lambda reg: torch.nn.Sequential(torch.nn.Conv2d(1, 2, 2), torch.nn.Flatten(), torch.nn.Linear(8, 4)),
+             False),
+    "linear subclass": (lambda reg: torch.nn.Sequential(torch.nn.Flatten(), Cosine(9, 4)), False),
+    "tied weights": (lambda reg: Tied(outside=False), False),
+    "weight used outside its layer": (lambda reg: Tied(outside=True), False),
+}
+
+
 @pytest.mark.parametrize("transform", [torch.Tensor.square_, torch.Tensor.abs_])
-@pytest.mark.parametrize("case", ["mlp", "reused layer", "conv"])
+@pytest.mark.parametrize("case", list(CASES))
 def test_outer_product_shortcut_equals_the_loop_and_steps_aside_when_it_does_not_hold(reg, monkeypatch,
                                                                                       case, transform):
-    """An MLP takes the one-matrix-product-per-layer form (in chunks of LINEAR_ROWS samples); a
-    layer applied twice or a convolution falls back to vmap; all equal the per-sample loop."""
+    """Models of plain Linear layers take the one-matrix-product-per-layer form (in chunks of
+    LINEAR_ROWS samples); a layer applied twice, a convolution, a Linear subclass, tied weights or
+    a weight used outside its layer fall back to vmap; all equal the per-sample loop."""
     monkeypatch.setattr("lifelong.continual.importance.LINEAR_ROWS", 3)
     torch.manual_seed(0)
-    model = {"mlp": lambda: reg.tiny_model(),
-             "reused layer": lambda: Twice().double(),
-             "conv": lambda: torch.nn.Sequential(torch.nn.Conv2d(1, 2, 2), torch.nn.Flatten(),
-                                                 torch.nn.Linear(8, 4)).double()}[case]()
+    build, shortcut_applies = CASES[case]
+    model = build(reg).double()
     x = torch.randn(8, 1, 3, 3, dtype=torch.float64)
     y = torch.randint(0, 4, (8,))
 
@@ -145,7 +194,7 @@ def test_outer_product_shortcut_equals_the_loop_and_steps_aside_when_it_does_not
         return torch.nn.functional.cross_entropy(out[:, :4], yi)
 
     shortcut = linear_per_sample_mean(model, loss, x, torch.zeros(8, dtype=torch.long), y, transform=transform)
-    assert (shortcut is not None) == (case == "mlp")
+    assert (shortcut is not None) == shortcut_applies
     got = per_sample_mean(model, loss, x, None, y, transform=transform)
     ref = reg.loop_grads(model, lambda i: loss(model(x[i:i + 1]), None, y[i:i + 1]), len(x))
     torch.testing.assert_close(got, transform(torch.stack(ref)).mean(0), rtol=1e-10, atol=1e-12)
