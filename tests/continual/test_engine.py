@@ -44,6 +44,9 @@ class Recorder(Plugin):
     def add_grads(self, ctx, batch):
         self.calls.append("add_grads")
 
+    def observe_grads(self, ctx, batch):
+        self.calls.append("observe_grads")
+
     def after_backward(self, ctx, batch):
         self.calls.append("after_backward")
 
@@ -60,7 +63,7 @@ def test_hooks_run_in_documented_order(streams):
     engine.plugins = [rec]
     engine.batch_size = 10_000  # one batch per experience
     engine.run(streams["class"][:2])
-    step = ["extend_batch", "loss_terms", "add_grads", "after_backward", "after_step"]
+    step = ["extend_batch", "loss_terms", "add_grads", "observe_grads", "after_backward", "after_step"]
     assert rec.calls == [("before_experience", 0), *step, ("after_experience", 0),
                          ("before_experience", 1), *step, ("after_experience", 1)]
 

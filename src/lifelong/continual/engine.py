@@ -16,6 +16,7 @@ The loop, with every hook in place (`P` = each plugin, in order)::
                 terms = {"ce": weighted CE on masked outputs} | P.loss_terms(ctx, batch, outputs)
                 sum(terms).backward()                      # a non-finite term raises, naming it
                 P.add_grads(ctx, batch)                    # closed-form gradients of constant terms
+                P.observe_grads(ctx, batch)                # read-only: the gradient of every term
                 P.after_backward(ctx, batch)               # may edit .grad (projection, masking)
                 optimiser.step();  P.after_step(ctx, batch)
         P.after_experience(ctx)
@@ -208,6 +209,8 @@ class Engine:
         total.backward()
         for p in self.plugins:
             p.add_grads(ctx, batch)
+        for p in self.plugins:
+            p.observe_grads(ctx, batch)
         for p in self.plugins:
             p.after_backward(ctx, batch)
         optimizer.step()

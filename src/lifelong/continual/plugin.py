@@ -129,6 +129,10 @@ class Plugin:
         """Add to `.grad` the gradients of loss terms this plugin returned as constants (a closed-form
         gradient is cheaper than autograd's); runs for every plugin before any `after_backward`."""
 
+    def observe_grads(self, ctx: Context, batch: Batch) -> None:
+        """Read (never edit) `.grad` as every loss term made it: after all `add_grads`, before any
+        `after_backward` edits it (SI's path integral needs the unprojected gradient)."""
+
     def after_backward(self, ctx: Context, batch: Batch) -> None:
         """May edit `.grad` of the model's parameters (projection, masking)."""
 

@@ -67,7 +67,8 @@ class SI(AnchoredPenalty):
     Defaults are the paper's Permuted-MNIST values c = 0.1 and ξ = 0.1 (its Split-MNIST run used
     c = 1, ξ = 1e-3). As in the authors' code, g is the gradient of the loss *without* SI's own
     surrogate: SI's penalty gradient 2cΩ(θ − θ*) is subtracted analytically from the recorded
-    gradient, so no second backward pass is needed (other plugins' terms stay in g).
+    gradient, so no second backward pass is needed (other plugins' terms stay in g). g is read in
+    `observe_grads`, before any plugin projects or masks it (A-GEM, PackNet), whatever their order.
     """
 
     name = "si"
@@ -93,7 +94,7 @@ class SI(AnchoredPenalty):
             self._step = StepRecord(params)
         return self._step
 
-    def after_backward(self, ctx: Context, batch: Batch) -> None:
+    def observe_grads(self, ctx: Context, batch: Batch) -> None:
         step = self.recorder(ctx.model)
         step.record_before()
         if self.pulled:  # this step's Ω(θ − θ*) is in pull.half

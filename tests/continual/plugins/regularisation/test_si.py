@@ -26,7 +26,7 @@ def _sgd_on_quadratic(plugin, model, ctx, a, b, lr, steps, extra=None):
         opt.zero_grad(set_to_none=True)
         loss.backward()
         plugin.add_grads(ctx, None)
-        plugin.after_backward(ctx, None)
+        plugin.observe_grads(ctx, None)
         opt.step()
         plugin.after_step(ctx, None)
 
@@ -118,3 +118,18 @@ def test_step_record_copies_gradients_and_zeros_missing_ones():
     with torch.no_grad():
         a.add_(0.5)
     assert record.step_taken().tolist() == [0.5] * 4 + [0.0] * 3
+
+
+def test_si_reads_the_gradient_before_a_projection_whatever_the_order(digits, engine_on):
+    """SI's path integral uses the unprojected gradient (`observe_grads`), so listing A-GEM before
+    or after it trains the same model (it used to read A-GEM's projection when listed after it)."""
+    stream = digits[:3]
+    finals = []
+    for name in ("si+agem", "agem+si"):
+        engine = engine_on(stream, build_strategy(name, {"si": {"c": 1.0}, "agem": {"patterns_per_experience": 20}}))
+        engine.run(stream)
+        si = next(p for p in engine.plugins if p.name == "si")
+        finals.append((si.weight.clone(), [p.detach().clone() for p in engine.model.parameters()]))
+    (w1, p1), (w2, p2) = finals
+    assert torch.equal(w1, w2) and all(torch.equal(a, b) for a, b in zip(p1, p2, strict=True))
+    assert w1.abs().sum() > 0
