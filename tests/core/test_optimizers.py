@@ -38,3 +38,13 @@ def test_sgd_keeps_sparse_gradients_working():
 def test_parameters_without_fused_kernels_take_the_default_loop():
     params = [torch.nn.Parameter(torch.zeros(3, device="meta"))]
     assert not build_optimizer("adam", params, 0.1).defaults.get("fused")
+
+
+def test_unknown_names_are_config_errors_before_training():
+    from lifelong.continual.engine import Engine
+    from lifelong.core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"unknown optimizer 'adagrad'; choose one of \['adam', 'adamw', 'sgd'\]"):
+        build_optimizer("adagrad", [torch.nn.Parameter(torch.zeros(2))], 0.1)
+    with pytest.raises(ConfigError, match="unknown optimizer 'rmsprop'"):
+        Engine(torch.nn.Linear(2, 2), optimizer="rmsprop")

@@ -8,7 +8,7 @@ O(stream), and every random draw comes from the `torch.Generator` passed in.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -27,7 +27,12 @@ def on(v: Tensor, like: Tensor, dtype: bool = True) -> Tensor:
 
 
 class TensorStore:
-    """`capacity` preallocated rows of named tensors; rows `[0, size)` are filled."""
+    """`capacity` preallocated rows of named tensors; rows `[0, size)` are filled.
+
+    Subclasses name their integer counters in `counters`; `state_dict` saves them with the rows.
+    """
+
+    counters: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, capacity: int) -> None:
         self.capacity = check_count("buffer capacity (the strategy's buffer or memory size)", capacity)
@@ -83,7 +88,8 @@ class TensorStore:
     def state_dict(self) -> dict[str, Any]:
         """The filled rows and counters: tensors and plain values only."""
         return {"capacity": self.capacity, "size": self.size,
-                "data": {k: v.clone() for k, v in self.view().items()}}
+                "data": {k: v.clone() for k, v in self.view().items()},
+                **{c: getattr(self, c) for c in self.counters}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what `state_dict` returned (storage reallocated at full capacity)."""
@@ -96,6 +102,8 @@ class TensorStore:
         if rows:
             self.write(torch.arange(rows), state["data"])
         self.size = rows
+        for c in self.counters:
+            setattr(self, c, int(state[c]))
 
 
 def reservoir_draws(n_seen: int, batch: int, generator: torch.Generator) -> Tensor:
@@ -128,6 +136,8 @@ def reservoir_slots(n_seen: int, draws: Tensor, capacity: int) -> tuple[Tensor, 
 class ReservoirBuffer(TensorStore):
     """Every item of the stream is held with equal probability capacity / n_seen (algorithm R)."""
 
+    counters = ("seen",)
+
     def __init__(self, capacity: int) -> None:
         super().__init__(capacity)
         self.seen = 0
@@ -141,13 +151,6 @@ class ReservoirBuffer(TensorStore):
             self._write(slots, {k: v.index_select(0, on(items, v, dtype=False)) for k, v in fields.items()})
         self.seen += n
         self.size = min(self.capacity, self.seen)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "seen": self.seen}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict(state)
-        self.seen = int(state["seen"])
 
 
 def balanced_quotas(counts: Tensor, capacity: int) -> Tensor:
@@ -187,6 +190,8 @@ class BalancedBuffer(TensorStore):
     Fields `group` and `priority` are stored beside the caller's.
     """
 
+    counters = ("inserted",)
+
     def __init__(self, capacity: int) -> None:
         super().__init__(capacity)
         self.inserted = 0
@@ -217,13 +222,6 @@ class BalancedBuffer(TensorStore):
             return {}
         g, c = torch.unique(self.data["group"][: self.size], return_counts=True)
         return dict(zip(g.tolist(), c.tolist(), strict=True))
-
-    def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "inserted": self.inserted}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict(state)
-        self.inserted = int(state["inserted"])
 
 
 def herding_select(features: Tensor, m: int) -> Tensor:

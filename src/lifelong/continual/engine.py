@@ -38,7 +38,7 @@ from torch import nn
 
 from lifelong.continual.plugin import Batch, Context, Plugin, TrainData
 from lifelong.core.errors import IncompatibleError, NonFiniteLossError
-from lifelong.core.optimizers import OPTIMIZERS, build_optimizer
+from lifelong.core.optimizers import build_optimizer, check_optimizer
 from lifelong.data.stream import Stream
 
 
@@ -69,12 +69,10 @@ class Engine:
                  eval_batch_size: int = 2048, device: torch.device | str = "cpu",
                  generator: torch.Generator | None = None, progress: Progress | None = None,
                  log: Callable[[dict[str, Any]], None] | None = None) -> None:
-        if optimizer not in OPTIMIZERS:
-            raise IncompatibleError(f"unknown optimizer {optimizer!r}; choose one of {sorted(OPTIMIZERS)}")
         self.model = model.to(device)
         self.plugins = list(plugins)
         self.epochs, self.batch_size, self.lr = epochs, batch_size, lr
-        self.optimizer_name = optimizer
+        self.optimizer_name = check_optimizer(optimizer)
         self.eval_batch_size = eval_batch_size
         self.device = torch.device(device)
         self.generator = generator if generator is not None else torch.Generator().manual_seed(0)

@@ -6,6 +6,8 @@ from collections.abc import Iterable
 
 import torch
 
+from lifelong.core.errors import ConfigError
+
 OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
     "adam": torch.optim.Adam,
     "sgd": torch.optim.SGD,
@@ -16,6 +18,13 @@ FUSED_DEVICES = ("cpu", "cuda")
 FUSED_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
+def check_optimizer(name: str) -> str:
+    """`name` when it is a key of OPTIMIZERS, else a ConfigError listing them."""
+    if name not in OPTIMIZERS:
+        raise ConfigError(f"unknown optimizer {name!r}; choose one of {sorted(OPTIMIZERS)}")
+    return name
+
+
 def build_optimizer(name: str, params: Iterable[torch.Tensor], lr: float) -> torch.optim.Optimizer:
     """The optimiser `name` (a key of OPTIMIZERS) over `params` at learning rate `lr`.
 
@@ -24,6 +33,7 @@ def build_optimizer(name: str, params: Iterable[torch.Tensor], lr: float) -> tor
     time than PyTorch's default per-tensor loop); the same update up to floating-point rounding.
     """
     params = list(params)
+    name = check_optimizer(name)
     fused = name in FUSED and bool(params) and all(
         p.device.type in FUSED_DEVICES and p.dtype in FUSED_DTYPES for p in params)
     return OPTIMIZERS[name](params, lr=lr, fused=True if fused else None)

@@ -29,8 +29,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from lifelong.core.errors import ConfigError, IncompatibleError, NonFiniteLossError
-from lifelong.core.optimizers import OPTIMIZERS, build_optimizer
+from lifelong.core.errors import IncompatibleError, NonFiniteLossError
+from lifelong.core.optimizers import build_optimizer, check_optimizer
 from lifelong.data.multitask import MultiTaskData
 from lifelong.grad import jacobian, write_grad
 from lifelong.multitask.architectures.base import MultiTaskModel
@@ -80,8 +80,7 @@ class MultiTaskTrainer:
         if getattr(weighting, "kind", None) not in ("loss", "gradient"):
             raise IncompatibleError("the weighting must have kind 'loss' or 'gradient'; "
                                     "build it with lifelong.multitask.weighting.build_weighting")
-        if config.optimizer not in OPTIMIZERS:
-            raise ConfigError(f"unknown optimizer {config.optimizer!r}; choose one of {sorted(OPTIMIZERS)}")
+        check_optimizer(config.optimizer)
         self.device = torch.device(device)
         self.model, self.weighting = model.to(self.device), weighting.to(self.device)
         self.data, self.config, self.generator = data, config, generator

@@ -17,19 +17,18 @@ from torch import nn
 
 from lifelong.continual.importance import (
     call_model,
-    check_count,
     check_samples,
     detached_state,
     evaluating,
     output_width,
     param_shapes,
-    per_sample_mean,
     quadratic_penalty,
     sample_rows,
 )
+from lifelong.continual.per_sample import per_sample_mean
 from lifelong.continual.plugin import Context
 from lifelong.continual.plugins.anchored import AnchoredPenalty
-from lifelong.core.checks import check_positive
+from lifelong.core.checks import check_count, check_positive
 from lifelong.core.errors import ConfigError, DataError, LabelOutOfRangeError, ShapeMismatchError
 from lifelong.core.registries import STRATEGIES
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from lifelong.continual.importance import param_shapes, per_sample_mean, sample_rows
+from lifelong.continual.importance import param_shapes, sample_rows
+from lifelong.continual.per_sample import per_sample_mean
 from lifelong.continual.plugin import Context
 from lifelong.continual.plugins.anchored import AnchoredPenalty
 from lifelong.core.checks import check_count, check_positive

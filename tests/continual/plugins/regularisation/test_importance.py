@@ -10,11 +10,10 @@ from lifelong.continual.importance import (
     flat_grads,
     flat_params,
     grow_flat,
-    linear_per_sample_mean,
-    per_sample_mean,
     quadratic_penalty,
     sample_rows,
 )
+from lifelong.continual.per_sample import linear_per_sample_mean, per_sample_mean
 from lifelong.core.errors import ConfigError, IncompatibleError, ShapeMismatchError
 
 
@@ -183,7 +182,7 @@ def test_outer_product_shortcut_equals_the_loop_and_steps_aside_when_it_does_not
     """Models of plain Linear layers take the one-matrix-product-per-layer form (in chunks of
     LINEAR_ROWS samples); a layer applied twice, a convolution, a Linear subclass, tied weights or
     a weight used outside its layer fall back to vmap; all equal the per-sample loop."""
-    monkeypatch.setattr("lifelong.continual.importance.LINEAR_ROWS", 3)
+    monkeypatch.setattr("lifelong.continual.per_sample.LINEAR_ROWS", 3)
     torch.manual_seed(0)
     build, shortcut_applies = CASES[case]
     model = build(reg).double()
