@@ -43,9 +43,9 @@ class Problem:
         self.shared_params, self.head_params = list(self.shared.parameters()), list(self.heads.parameters())
         self.opt = torch.optim.SGD([*self.shared_params, *self.head_params, *extra], lr=1e-3)
 
-    def forward(self) -> tuple[torch.Tensor, torch.Tensor]:
-        z = self.shared(self.x)
-        return z, ((self.heads(z) - self.y) ** 2).mean(0)
+    def forward(self, rows: slice = slice(None)) -> tuple[torch.Tensor, torch.Tensor]:
+        z = self.shared(self.x[rows])
+        return z, ((self.heads(z) - self.y[rows]) ** 2).mean(0)
 
 
 def hand_written_step(problem: Problem) -> None:
@@ -65,10 +65,19 @@ def library_step(problem: Problem, weighting: nn.Module, step: int) -> None:
         head_grads = torch.autograd.grad(losses.sum(), problem.head_params, retain_graph=True)
         write_grad(problem.head_params, torch.cat([g.reshape(-1) for g in head_grads]))
         if weighting.on_representation:
-            z.backward(weighting.aggregate(jacobian(losses, [z], retain_graph=True)).view_as(z))
+            z.backward(weighting.aggregate(jacobian(losses, [z], retain_graph=True), losses.detach()).view_as(z))
+        elif weighting.samples > 1:  # MoDo, SDMGrad: one Jacobian per disjoint part of the batch
+            parts = torch.arange(len(problem.x)).tensor_split(weighting.samples)
+            J = torch.stack([jacobian(problem.forward(slice(int(p[0]), int(p[-1]) + 1))[1], problem.shared_params)
+                             for p in parts])
+            write_grad(problem.shared_params, weighting.aggregate(J, losses.detach()))
         else:
-            write_grad(problem.shared_params, weighting.aggregate(jacobian(losses, problem.shared_params)))
+            write_grad(problem.shared_params,
+                       weighting.aggregate(jacobian(losses, problem.shared_params), losses.detach()))
     problem.opt.step()
+    if getattr(weighting, "needs_losses_after_step", False):  # FAMO: the same batch's losses after the step
+        with torch.no_grad():
+            weighting.after_step(problem.forward()[1])
 
 
 def seconds_per_call(fn: Callable[[int], None], calls: int, repeats: int = 3, warmup: int = 3) -> float:

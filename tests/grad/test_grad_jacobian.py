@@ -82,5 +82,6 @@ def test_aggregators_refuse_non_finite_jacobians() -> None:
 
     J = torch.tensor([[1.0, 2.0], [float("nan"), 0.0]])
     for name in AGGREGATORS.names():
+        aggregator = AGGREGATORS.build(name)
         with pytest.raises(DataError, match=r"tasks \[1\]"):
-            AGGREGATORS.build(name)(J)
+            aggregator(J.expand(aggregator.samples, 2, 2) if aggregator.samples > 1 else J, torch.ones(2))

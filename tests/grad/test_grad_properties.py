@@ -43,6 +43,13 @@ def independent_jacobians(draw: st.DrawFn) -> torch.Tensor:
     return torch.randn(k, p, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
 
 
+def call(aggregator: torch.nn.Module, J: torch.Tensor) -> torch.Tensor:
+    """aggregator(J) with what some aggregators also take: positive task losses (1, 2, …, k), and
+    for those that need several independent Jacobians (`samples` > 1) that many copies of J."""
+    losses = torch.arange(1, len(J) + 1, dtype=J.dtype)
+    return aggregator(J.expand(aggregator.samples, *J.shape) if aggregator.samples > 1 else J, losses)
+
+
 def _tol(J: torch.Tensor) -> float:
     return 1e-7 * max(1.0, float((J * J).sum(1).max()))
 
@@ -65,7 +72,7 @@ def min_norm_oracle(J: np.ndarray) -> np.ndarray:
 @PROPERTY
 @given(J=jacobians())
 def test_output_is_a_finite_vector_of_the_parameter_space(name: str, J: torch.Tensor) -> None:
-    out = AGGREGATORS.build(name)(J)
+    out = call(AGGREGATORS.build(name), J)
     assert out.shape == (J.shape[1],) and out.dtype == J.dtype
     assert torch.isfinite(out).all()
 

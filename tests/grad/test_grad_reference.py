@@ -95,16 +95,19 @@ REFERENCE = [
 
 
 def _case_id(case: tuple) -> str:
-    name, kwargs, J, _ = case
-    label = {id(CONFLICT): "conflict", id(ORTHO): "ortho", id(MIXED): "mixed"}[id(J)]
+    name, kwargs, J, *_ = case
+    label = {id(CONFLICT): "conflict", id(ORTHO): "ortho", id(MIXED): "mixed"}.get(id(J), "own")
     return f"{name}-{label}" + "".join(f"-{k}={v}" for k, v in kwargs.items())
 
 
 @pytest.mark.parametrize("case", REFERENCE, ids=_case_id)
 def test_reference_value(case: tuple) -> None:
-    name, kwargs, J, expected = case
+    # (name, kwargs, J, expected) or (name, kwargs, J, expected, losses) for aggregators that weigh
+    # by the task losses; J is a stack (samples × k × p) for those that need several samples
+    name, kwargs, J, expected, *losses = case
     aggregator = AGGREGATORS.build(name, **kwargs)
-    out = aggregator(torch.tensor(J, dtype=torch.float64))
+    out = aggregator(torch.tensor(J, dtype=torch.float64),
+                     torch.tensor(losses[0], dtype=torch.float64) if losses else None)
     torch.testing.assert_close(out, torch.tensor(expected, dtype=torch.float64), atol=1e-7, rtol=1e-7)
 
 

@@ -153,3 +153,114 @@ def test_typed_errors(mtl):
                            data.splits["a"].test_x, {t: data.splits[t].test_y for t in data.task_names})
     with pytest.raises(NonFiniteLossError, match="'c'"):
         trainer(mtl, broken).train_step(torch.arange(8))
+
+
+class LossRecorder(MGDA):
+    """MGDA that also asks for the task losses and records what it was given."""
+
+    needs_losses = True
+
+    def aggregate(self, J, losses=None):
+        self.seen = losses
+        return super().aggregate(J)
+
+
+class SampleRecorder(MGDA):
+    """MGDA on the first of three sampled Jacobians, recording the stack it was given."""
+
+    samples = 3
+
+    def aggregate(self, J, losses=None):
+        self.stack = J
+        return super().aggregate(J[0])
+
+
+def test_aggregators_that_need_losses_get_the_steps_losses(mtl):
+    data = mtl.toy_shared()
+    tr = trainer(mtl, data, "mgda")
+    tr.weighting.aggregator = LossRecorder()
+    idx = torch.arange(16)
+    out = tr.model(data.splits["a"].train_x[idx])
+    expected = torch.stack([tr.kinds[t].loss(out[t], data.splits[t].train_y[idx]) for t in tr.tasks]).detach()
+    losses = tr.train_step(idx)
+    torch.testing.assert_close(tr.weighting.aggregator.seen, expected)
+    torch.testing.assert_close(losses, expected)
+
+
+def test_sampled_aggregators_get_one_jacobian_per_disjoint_part_of_the_batch(mtl):
+    """MoDo/SDMGrad-style aggregators: 3 parts of a 16-row batch (6, 5, 5 rows); the heads move by the
+    whole batch's gradient (the size-weighted mean of the parts'), the trunk by the aggregate."""
+    data = mtl.toy_shared()
+    tr = trainer(mtl, data, "mgda")
+    tr.weighting.aggregator = SampleRecorder()
+    idx = torch.arange(16)
+    s = data.splits
+    shared0, private0 = flat(tr.shared), flat(tr.private)
+
+    def losses_of(rows):
+        out = tr.model(s["a"].train_x[rows])
+        return torch.stack([tr.kinds[t].loss(out[t], s[t].train_y[rows]) for t in tr.tasks])
+
+    parts = [idx[:6], idx[6:11], idx[11:]]
+    stacks = torch.stack([jacobian(losses_of(p), tr.shared) for p in parts])
+    whole = losses_of(idx)
+    expected_shared = shared0 - 0.1 * MGDA()(stacks[0])
+    expected_private = private0 - 0.1 * jacobian(whole, tr.private).sum(0)
+    losses = tr.train_step(idx)
+    torch.testing.assert_close(tr.weighting.aggregator.stack, stacks)
+    torch.testing.assert_close(losses, whole.detach())
+    torch.testing.assert_close(flat(tr.shared), expected_shared)
+    torch.testing.assert_close(flat(tr.private), expected_private)
+    tr.config.batch_size = 2
+    with pytest.raises(IncompatibleError, match="only 2 rows; use batch_size >= 3"):
+        tr.train_step(torch.arange(2))
+
+
+def test_sampled_aggregators_refuse_per_task_data(mtl):
+    data = mtl.toy_per_task()
+    tr = trainer(mtl, data, "mgda")
+    tr.weighting.aggregator = SampleRecorder()
+    with pytest.raises(IncompatibleError, match="share inputs"):
+        tr.train_step()
+
+
+class AfterStepRecorder(torch.nn.Module):
+    """A uniform loss weighting that asks for the losses after each step (as FAMO does)."""
+
+    kind = "loss"
+    needs_losses_after_step = True
+
+    def combine(self, losses, *, shared=None, step=0):
+        self.before = losses.detach()
+        return losses.sum()
+
+    def after_step(self, losses):
+        self.after = losses
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_weightings_that_ask_get_the_losses_of_the_same_batches_after_the_step(mtl, shared):
+    data = mtl.toy_shared() if shared else mtl.toy_per_task()
+    tr = trainer(mtl, data)
+    tr.weighting = AfterStepRecorder()
+    idx = torch.arange(16) if shared else None
+    tr.train_step(idx)
+    with torch.no_grad():
+        if shared:
+            out = tr.model(data.splits["a"].train_x[idx])
+            expected = torch.stack([tr.kinds[t].loss(out[t], data.splits[t].train_y[idx]) for t in tr.tasks])
+        else:  # each task's first batch of its own seeded permutation, as the step drew it
+            gen = torch.Generator().manual_seed(0)
+            rows = {t: torch.randperm(data.n_train(t), generator=gen)[:16] for t in tr.tasks}
+            expected = torch.stack([tr.kinds[t].loss(tr.model(data.splits[t].train_x[rows[t]])[t],
+                                                     data.splits[t].train_y[rows[t]]) for t in tr.tasks]).double()
+    torch.testing.assert_close(tr.weighting.after, expected)
+    assert not torch.allclose(tr.weighting.after.to(tr.weighting.before), tr.weighting.before)
+
+
+def test_after_step_weightings_refuse_a_task_sampler(mtl):
+    data = mtl.toy_per_task()
+    model = build_architecture("hps", data, lambda: mtl.mlp(data.input_shape[0]))
+    with pytest.raises(IncompatibleError, match="before and after at each step"):
+        MultiTaskTrainer(model, AfterStepRecorder(), data, TrainConfig(sampler="equal"),
+                         torch.Generator().manual_seed(0))

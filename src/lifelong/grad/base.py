@@ -5,23 +5,40 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from lifelong.core.errors import DataError, ShapeMismatchError
+from lifelong.core.errors import DataError, IncompatibleError, ShapeMismatchError
 
 
-def check_jacobian(J: Tensor, where: str) -> None:
-    """Raise unless `J` is a finite 2-D tensor (k tasks × p parameters) with k ≥ 1."""
-    if not isinstance(J, Tensor) or J.dim() != 2 or J.shape[0] < 1:
+def check_jacobian(J: Tensor, where: str, samples: int = 1) -> None:
+    """Raise unless `J` is a finite (k tasks × p parameters) tensor with k ≥ 1, or, when
+    `samples` > 1, a stack of that many such Jacobians (samples × k × p)."""
+    dims, shape = (2, "(k tasks, p parameters)") if samples == 1 else \
+        (3, f"({samples} samples, k tasks, p parameters)")
+    if not isinstance(J, Tensor) or J.dim() != dims or J.shape[-2] < 1 or (samples > 1 and J.shape[0] != samples):
         got = tuple(J.shape) if isinstance(J, Tensor) else type(J).__name__
-        raise ShapeMismatchError(
-            f"{where}: expected a Jacobian of shape (k tasks, p parameters) with k >= 1, got {got}; "
-            "stack one flattened gradient per task (lifelong.grad.jacobian does this)"
-        )
+        how = "stack one flattened gradient per task (lifelong.grad.jacobian does this)" if samples == 1 else \
+            f"stack the Jacobians of {samples} disjoint parts of the batch (the multi-task engine does this)"
+        raise ShapeMismatchError(f"{where}: expected a Jacobian of shape {shape} with k >= 1, got {got}; {how}")
     if not torch.isfinite(J).all():
-        bad = sorted({int(i) for i in (~torch.isfinite(J)).nonzero()[:, 0]})
+        bad = sorted({int(i[-2]) for i in (~torch.isfinite(J)).nonzero()})
         raise DataError(
             f"{where}: the Jacobian of shape {tuple(J.shape)} has non-finite entries in the rows of "
             f"tasks {bad}; check those tasks' losses or lower the learning rate"
         )
+
+
+def check_losses(losses: Tensor | None, k: int, where: str) -> Tensor:
+    """The task losses (k,) as a detached tensor; raise unless they are k finite values."""
+    if losses is None:
+        raise IncompatibleError(f"{where} weighs the task gradients by the task losses; call it as "
+                                "aggregator(J, losses) (the multi-task engine passes them)")
+    losses = torch.as_tensor(losses).detach()
+    if losses.shape != (k,):
+        raise ShapeMismatchError(f"{where}: expected the {k} task losses as a vector of shape ({k},), "
+                                 f"got shape {tuple(losses.shape)}")
+    if not torch.isfinite(losses).all():
+        raise DataError(f"{where}: the task losses {losses.tolist()} are not all finite; lower the "
+                        "learning rate or check the tasks' targets")
+    return losses
 
 
 def gramian(J: Tensor) -> Tensor:
@@ -50,22 +67,29 @@ class Aggregator(nn.Module):
     `on_representation` tells the multi-task engine to build the Jacobian from the gradients of
     the task losses w.r.t. the shared representation (the encoder's output), aggregate those, and
     back-propagate the aggregated vector through the encoder (MGDA-UB, GradDrop); otherwise the
-    Jacobian is taken w.r.t. the shared parameters. `last_weights` holds the task weights of the
-    last call (k,), for logging.
+    Jacobian is taken w.r.t. the shared parameters. `needs_losses` asks for the task losses' values
+    too: `aggregator(J, losses)` (k,). `samples` > 1 asks for that many independent estimates of
+    J (samples × k × p), the Jacobians of disjoint parts of the batch (double sampling: MoDo,
+    SDMGrad). `last_weights` holds the task weights of the last call (k,), for logging.
     """
 
     on_representation: bool = False
+    needs_losses: bool = False
+    samples: int = 1
 
     def __init__(self) -> None:
         super().__init__()
         self.last_weights: Tensor | None = None
 
-    def forward(self, J: Tensor) -> Tensor:
-        check_jacobian(J, type(self).__name__)
+    def forward(self, J: Tensor, losses: Tensor | None = None) -> Tensor:
+        where = type(self).__name__
+        check_jacobian(J, where, self.samples)
+        if self.needs_losses:
+            return self.aggregate(J, check_losses(losses, J.shape[-2], where))
         return self.aggregate(J)
 
-    def aggregate(self, J: Tensor) -> Tensor:
-        """The update direction of a validated Jacobian."""
+    def aggregate(self, J: Tensor, losses: Tensor | None = None) -> Tensor:
+        """The update direction of a validated Jacobian (and the task losses when `needs_losses`)."""
         raise NotImplementedError
 
     def extra_repr(self) -> str:
@@ -80,7 +104,7 @@ class GramianAggregator(Aggregator):
         """Task weights (k,) from the Gramian G (k × k, float64, CPU)."""
         raise NotImplementedError
 
-    def aggregate(self, J: Tensor) -> Tensor:
+    def aggregate(self, J: Tensor, losses: Tensor | None = None) -> Tensor:
         w = self.weights(gramian(J))
         self.last_weights = w.detach()
         return w.to(dtype=J.dtype, device=J.device) @ J

@@ -39,7 +39,7 @@ class GradDrop(Aggregator):
         self.leak = leak
         self.rng = GeneratorState(generator)
 
-    def aggregate(self, J: Tensor) -> Tensor:
+    def aggregate(self, J: Tensor, losses: Tensor | None = None) -> Tensor:
         update, kept = graddrop(J, self.leak, self.rng.generator)
         self.last_weights = kept.detach()
         return update

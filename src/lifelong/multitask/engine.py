@@ -10,10 +10,12 @@
             loss weighting:     total = weighting.combine(losses, shared=…, step=…) + penalty
                                 (per-task data: chain rule through a leaf copy of the losses)
             gradient weighting: J = jacobian(losses, shared + task params), one batched
-                                backward; shared grad = weighting.aggregate(J_shared),
+                                backward; shared grad = weighting.aggregate(J_shared, losses),
                                 task grads = Σ_t J_t (each task's own), + ∇penalty
+                                (`samples` > 1, MoDo/SDMGrad: one J per disjoint part of the batch)
             conflicts.update(J_shared) every `conflict_every` steps (when asked)
             optimizer.step()
+            weighting.after_step(losses on the same batches, no grad) when it asks (FAMO)
         weighting.end_epoch(mean train losses) when the weighting keeps epoch history (DWA)
         evaluate on the test split → per-task metrics; history; on_epoch_end(trainer)
 """
@@ -97,11 +99,12 @@ class MultiTaskTrainer:
         if config.sampler is not None:
             if data.shared:
                 raise IncompatibleError("a task sampler needs per-task data; these tasks share inputs")
-            if weighting.kind == "gradient":
+            if weighting.kind == "gradient" or getattr(weighting, "needs_losses_after_step", False):
+                what = "a gradient aggregator needs every task's gradient" if weighting.kind == "gradient" \
+                    else f"{type(weighting).__name__} needs every task's loss before and after"
                 raise IncompatibleError(
-                    "a gradient aggregator needs every task's gradient at each step, but a task "
-                    "sampler draws only some tasks; drop the sampler (every task each step) or "
-                    "use a loss weighting"
+                    f"{what} at each step, but a task sampler draws only some tasks; drop the "
+                    "sampler (every task each step) or use another loss weighting"
                 )
             sizes = [data.n_train(t) for t in self.tasks]
             self.sampler = build_sampler(config.sampler, sizes, **config.sampler_args)
@@ -112,6 +115,7 @@ class MultiTaskTrainer:
         self.history: list[dict[str, Any]] = []
         self.weights_trajectory: list[list[float]] = []
         self._cursors = {t: [torch.empty(0, dtype=torch.long), 0] for t in self.tasks}
+        self._step_batches: dict[str, list[torch.Tensor]] = {}  # this step's rows per task (per-task data)
         self._checked: set[str] = set()
 
     # ---- batches ---------------------------------------------------------------------------
@@ -153,21 +157,51 @@ class MultiTaskTrainer:
                 f"{self.epoch}); lower the learning rate or check the targets"
             )
 
-    def _shared_step(self, idx: torch.Tensor) -> torch.Tensor:
-        x = self.train[self.tasks[0]][0][idx]
-        out = self.model(x)
+    def _losses(self, idx: torch.Tensor) -> torch.Tensor:
+        """The task losses (k,) of the shared-input rows `idx`, from one forward."""
+        out = self.model(self.train[self.tasks[0]][0][idx])
         losses = torch.stack([self._task_loss(t, out[t], self.train[t][1][idx]) for t in self.tasks])
         self._check_finite(losses)
+        return losses
+
+    def _shared_step(self, idx: torch.Tensor) -> torch.Tensor:
+        if getattr(self.weighting, "samples", 1) > 1:
+            return self._sampled_step(idx, self.weighting.samples)
+        losses = self._losses(idx)
         if self._monitor_due() and self.shared:
             self.monitor.update(jacobian(losses, self.shared, retain_graph=True), self.step)
         if getattr(self.weighting, "on_representation", False):
             self._representation_update(losses)
         elif self.weighting.kind == "gradient":
-            self._apply_jacobian(jacobian(losses, [*self.shared, *self.private]))
+            self._apply_jacobian(jacobian(losses, [*self.shared, *self.private]), losses.detach())
         else:
             total = self.weighting.combine(losses, shared=self.shared, step=self.step)
             (total + self.model.penalty()).backward()
         return losses.detach()
+
+    def _sampled_step(self, idx: torch.Tensor, samples: int) -> torch.Tensor:
+        """Aggregators that need independent estimates of J (MoDo, SDMGrad): the batch is split into
+        `samples` disjoint parts, one forward and one batched backward each; the task heads take
+        the size-weighted mean of the parts' gradients, i.e. the whole batch's gradient."""
+        if getattr(self.weighting, "on_representation", False):
+            raise IncompatibleError("an aggregator that needs several samples of the Jacobian cannot "
+                                    "work on the shared representation")
+        parts = idx.tensor_split(samples)
+        if min(len(part) for part in parts) == 0:
+            raise IncompatibleError(f"{type(self.weighting.aggregator).__name__} splits every batch into "
+                                    f"{samples} disjoint parts, but a batch has only {len(idx)} rows; "
+                                    f"use batch_size >= {samples}")
+        params = [*self.shared, *self.private]
+        share = torch.tensor([len(part) / len(idx) for part in parts])
+        losses, rows = zip(*((part_losses.detach(), jacobian(part_losses, params))
+                             for part_losses in map(self._losses, parts)), strict=True)
+        jac = torch.stack(rows)
+        mean = torch.einsum("s,skp->kp", share.to(jac), jac)
+        if self._monitor_due() and self.shared:
+            self.monitor.update(mean[:, :sum(p.numel() for p in self.shared)], self.step)
+        losses = share.to(losses[0]) @ torch.stack(losses)
+        self._apply_jacobian(jac, losses, private=mean)
+        return losses
 
     def _representation_update(self, losses: torch.Tensor) -> None:
         """Aggregate the gradients w.r.t. the shared representation z and back-propagate the
@@ -178,7 +212,7 @@ class MultiTaskTrainer:
                 f"{type(self.weighting).__name__} works on the shared representation, which "
                 f"{type(self.model).__name__} does not expose; use the 'hps' architecture"
             )
-        direction = self.weighting.aggregate(jacobian(losses, [z], retain_graph=True))
+        direction = self.weighting.aggregate(jacobian(losses, [z], retain_graph=True), losses.detach())
         shared = torch.autograd.grad(z, self.shared, grad_outputs=direction.view_as(z),
                                      retain_graph=True)
         private = torch.autograd.grad(losses.sum(), self.private)
@@ -200,6 +234,7 @@ class MultiTaskTrainer:
 
             for _ in range(int(counts[i])):
                 idx = self._next_indices(task)
+                self._step_batches.setdefault(task, []).append(idx)
                 loss, grad = accumulated_gradient(loss_fn, params, x[idx], y[idx],
                                                   self.config.micro_batch)
                 losses[i] += loss / counts[i]
@@ -210,7 +245,11 @@ class MultiTaskTrainer:
         if getattr(self.weighting, "on_representation", False):
             raise IncompatibleError("representation-based aggregators need tasks sharing inputs")
         if self.weighting.kind == "gradient":
-            self._apply_jacobian(jac)
+            if getattr(self.weighting, "samples", 1) > 1:
+                raise IncompatibleError(f"{type(self.weighting.aggregator).__name__} needs several "
+                                        "independent Jacobians of one batch; it works with tasks that "
+                                        "share inputs, not with per-task data")
+            self._apply_jacobian(jac, losses.to(jac.dtype))
             return losses
         # chain rule: ∂combine/∂L_t from a leaf copy of the losses, times each task's gradient
         proxy = losses.to(jac.dtype).requires_grad_(True)
@@ -218,10 +257,14 @@ class MultiTaskTrainer:
         self._write(proxy.grad @ jac)
         return losses
 
-    def _apply_jacobian(self, jac: torch.Tensor) -> None:
+    def _apply_jacobian(self, jac: torch.Tensor, losses: torch.Tensor,
+                        private: torch.Tensor | None = None) -> None:
+        """Write the aggregated shared update and each task's own gradient; `jac` is k × P, or a
+        stack of samples (then `private` is the k × P Jacobian the task parameters use)."""
         n_shared = sum(p.numel() for p in self.shared)
-        shared = self.weighting.aggregate(jac[:, :n_shared]) if n_shared else jac[:, :0].sum(0)
-        self._write(torch.cat([shared.to(jac.dtype), jac[:, n_shared:].sum(0)]))
+        shared = self.weighting.aggregate(jac[..., :n_shared], losses) if n_shared else jac.new_zeros(0)
+        own = (jac if private is None else private)[:, n_shared:].sum(0)
+        self._write(torch.cat([shared.to(jac.dtype), own]))
 
     def _write(self, vector: torch.Tensor) -> None:
         """Set the model's gradients to `vector` (+ the penalty's gradient)."""
@@ -232,6 +275,20 @@ class MultiTaskTrainer:
             vector = vector + torch.cat([g.reshape(-1) for g in grads])
         write_grad(params, vector)
 
+    @torch.no_grad()
+    def _losses_after_step(self, idx: torch.Tensor | None) -> torch.Tensor:
+        """The step's task losses recomputed on the same batches with the updated model (FAMO);
+        the model stays in training mode, as for the losses before the step."""
+        if self.data.shared:
+            return self._losses(idx)
+
+        def mean_loss(task: str) -> torch.Tensor:
+            x, y = self.train[task]
+            return torch.stack([self._task_loss(task, self.model(x[i])[task], y[i])
+                                for i in self._step_batches[task]]).mean()
+
+        return torch.stack([mean_loss(t) for t in self.tasks]).double()
+
     def _monitor_due(self) -> bool:
         return self.monitor is not None and self.step % self.config.conflict_every == 0
 
@@ -239,8 +296,11 @@ class MultiTaskTrainer:
         """One optimiser update; returns the per-task losses (k,)."""
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
+        self._step_batches = {}
         losses = self._shared_step(idx) if self.data.shared else self._per_task_step()
         self.optimizer.step()
+        if getattr(self.weighting, "needs_losses_after_step", False):
+            self.weighting.after_step(self._losses_after_step(idx))
         weights = getattr(self.weighting, "weights", None)
         if not isinstance(weights, torch.Tensor):
             weights = getattr(self.weighting, "last_weights", None)

@@ -43,7 +43,7 @@ def test_gradient_weighting_passes_keywords_to_its_aggregator() -> None:
     J = torch.tensor([[1.0, 0.0], [0.0, 3.0]])
     torch.testing.assert_close(w.aggregate(J), J.mean(0) / 1.0)  # c = 0: the mean (÷ 1 + 0²)
     torch.testing.assert_close(w.weights, torch.full((2,), 0.5))
-    with pytest.raises(ShapeMismatchError, match="3 rows .* built for 2 tasks"):
+    with pytest.raises(ShapeMismatchError, match="3 task rows .* built for 2 tasks"):
         w.aggregate(torch.ones(3, 2))
 
 
@@ -64,7 +64,9 @@ def _run(weighting: nn.Module, inputs: list[tuple]) -> list[torch.Tensor]:
         if weighting.kind == "loss":
             results.append(weighting.combine(losses, shared=shared).detach())
         else:
-            results.append(weighting.aggregate(jacobian(losses, shared, retain_graph=True)))
+            J = jacobian(losses, shared, retain_graph=True)
+            J = J.expand(weighting.samples, *J.shape) if weighting.samples > 1 else J
+            results.append(weighting.aggregate(J, losses.detach()))
         results.append(weighting.weights.clone())
         weighting.end_epoch(losses.detach())
     return results
@@ -106,9 +108,13 @@ def _train_two_tasks(weighting: nn.Module, steps: int = 150) -> tuple[float, flo
     epoch = []
     for step in range(steps):
         idx = torch.randint(0, len(x), (128,), generator=gen)
-        z = shared(x[idx])
-        losses = torch.stack([nn.functional.cross_entropy(heads[0](z), y[idx]),
-                              nn.functional.cross_entropy(heads[1](z), (y[idx] >= 5).long())])
+
+        def task_losses(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            z = shared(x[rows])
+            return z, torch.stack([nn.functional.cross_entropy(heads[0](z), y[rows]),
+                                   nn.functional.cross_entropy(heads[1](z), (y[rows] >= 5).long())])
+
+        z, losses = task_losses(idx)
         opt.zero_grad()
         if weighting.kind == "loss":
             weighting.combine(losses, shared=shared_params, step=step).backward()
@@ -118,8 +124,12 @@ def _train_two_tasks(weighting: nn.Module, steps: int = 150) -> tuple[float, flo
             if weighting.on_representation:  # MGDA-UB, GradDrop: aggregate ∂L/∂z, back-propagate it
                 update = weighting.aggregate(jacobian(losses, [z], retain_graph=True))
                 z.backward(update.view_as(z))
+            elif weighting.samples > 1:  # independent Jacobians of disjoint parts of the batch
+                J = torch.stack([jacobian(task_losses(part)[1], shared_params)
+                                 for part in idx.tensor_split(weighting.samples)])
+                write_grad(shared_params, weighting.aggregate(J, losses.detach()))
             else:
-                write_grad(shared_params, weighting.aggregate(jacobian(losses, shared_params)))
+                write_grad(shared_params, weighting.aggregate(jacobian(losses, shared_params), losses.detach()))
         opt.step()
         epoch.append(losses.detach())
         if len(epoch) == 10:  # "epochs" of 10 steps for DWA

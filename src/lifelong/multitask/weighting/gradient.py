@@ -18,7 +18,8 @@ class GradientWeighting(nn.Module):
     """Wraps an aggregator: the engine builds the Jacobian J (k × p) and asks for the update.
 
     `kind = "gradient"` tells the engine to compute J (`lifelong.grad.jacobian`, one batched
-    backward) instead of calling `combine`; `aggregate(J)` returns the shared-parameter update (p,).
+    backward) instead of calling `combine`; `aggregate(J, losses)` returns the shared-parameter
+    update (p,); `samples` > 1 asks for that many Jacobians of disjoint parts of the batch.
     When `on_representation` is True (MGDA-UB, GradDrop) J should be taken w.r.t. the shared
     representation and the update back-propagated through the encoder. `weights` holds the task
     weights of the last step (k,), for logging; `end_epoch` is a no-op.
@@ -36,13 +37,19 @@ class GradientWeighting(nn.Module):
     def on_representation(self) -> bool:
         return self.aggregator.on_representation
 
-    def aggregate(self, J: Tensor) -> Tensor:
-        """The update direction (p,) for the per-task gradients J (k × p)."""
-        if isinstance(J, Tensor) and J.dim() == 2 and J.shape[0] != self.n_tasks:
+    @property
+    def samples(self) -> int:
+        """How many independent Jacobians (of disjoint parts of the batch) the aggregator needs."""
+        return self.aggregator.samples
+
+    def aggregate(self, J: Tensor, losses: Tensor | None = None) -> Tensor:
+        """The update direction (p,) for the per-task gradients J (k × p, or samples × k × p) and
+        the task losses (k,), which aggregators with `needs_losses` use."""
+        if isinstance(J, Tensor) and J.dim() >= 2 and J.shape[-2] != self.n_tasks:
             raise ShapeMismatchError(f"{type(self.aggregator).__name__}: the Jacobian has "
-                                     f"{J.shape[0]} rows (shape {tuple(J.shape)}) but the "
+                                     f"{J.shape[-2]} task rows (shape {tuple(J.shape)}) but the "
                                      f"weighting was built for {self.n_tasks} tasks")
-        update = self.aggregator(J)
+        update = self.aggregator(J, losses)
         if self.aggregator.last_weights is not None:
             self.weights = self.aggregator.last_weights.to(self.weights)
         return update
