@@ -64,11 +64,14 @@ class TensorStore:
         self._check(fields)
         self._write(slots, fields)
 
-    def _write(self, slots: Tensor, fields: dict[str, Tensor]) -> None:
+    def _write(self, slots: Tensor, fields: dict[str, Tensor], rows: Tensor | None = None) -> None:
+        """Row i of each field (or row rows[i]) into slot `slots[i]`."""
         if not self.data:
             self.data = {k: v.new_empty((self.capacity, *v.shape[1:])) for k, v in fields.items()}
         for k, v in fields.items():
             store = self.data[k]
+            if rows is not None:
+                v = v.index_select(0, on(rows, v, dtype=False))
             store.index_copy_(0, on(slots, store, dtype=False), on(v, store))
 
     def view(self) -> dict[str, Tensor]:
@@ -109,7 +112,7 @@ class TensorStore:
 def reservoir_draws(n_seen: int, batch: int, generator: torch.Generator) -> Tensor:
     """j_i ~ U{0, ..., n_seen + i} for the items i of a batch arriving at stream position n_seen."""
     u = torch.rand(batch, generator=generator, dtype=torch.float64)
-    return (u * torch.arange(n_seen + 1, n_seen + 1 + batch, dtype=torch.float64)).long()
+    return u.mul_(torch.arange(n_seen + 1, n_seen + 1 + batch, dtype=torch.float64)).long()
 
 
 def reservoir_slots(n_seen: int, draws: Tensor, capacity: int) -> tuple[Tensor, Tensor]:
@@ -123,8 +126,9 @@ def reservoir_slots(n_seen: int, draws: Tensor, capacity: int) -> tuple[Tensor, 
     if n_seen < capacity:
         pos = torch.arange(n_seen, n_seen + len(draws))
         slots = torch.where(pos < capacity, pos, draws)
-    items = (slots < capacity).nonzero().view(-1)
-    slots = slots.index_select(0, items)
+    items = torch.nonzero(slots < capacity).view(-1)
+    if len(items) < len(slots):
+        slots = slots.index_select(0, items)
     if len(items) < 2 or len(set(slots.tolist())) == len(items):  # no two items hit one slot
         return items, slots
     slots, order = torch.sort(slots, stable=True)
@@ -147,8 +151,10 @@ class ReservoirBuffer(TensorStore):
         n = self._check(fields)
         draws = reservoir_draws(self.seen, n, generator)
         items, slots = reservoir_slots(self.seen, draws, self.capacity)
-        if len(items):
-            self._write(slots, {k: v.index_select(0, on(items, v, dtype=False)) for k, v in fields.items()})
+        if len(items) == n:
+            self._write(slots, fields)
+        elif len(items):
+            self._write(slots, fields, rows=items)
         self.seen += n
         self.size = min(self.capacity, self.seen)
 
