@@ -110,8 +110,26 @@ def weighting_rows(tasks: Sequence[int], names: Sequence[str], steps: int) -> li
     return rows
 
 
+def trunk_gflop(k: int, size: tuple[int, int, int]) -> float:
+    """GFLOP of one forward of the trunk and k backward passes (each: both layers' weight
+    gradients and the hidden layer's input gradient); the heads are negligible."""
+    batch, inputs, hidden = size
+    forward = 2 * batch * (inputs * hidden + hidden * hidden)
+    backward = 2 * batch * (inputs * hidden + 2 * hidden * hidden)
+    return (forward + k * backward) / 1e9
+
+
+def gemm_peak(size: tuple[int, int, int]) -> float:
+    """GFLOP/s of this machine on the trunk's largest product (batch × hidden) @ (hidden × hidden)."""
+    batch, _, hidden = size
+    a, b = torch.randn(batch, hidden), torch.randn(hidden, hidden)
+    return 2 * batch * hidden * hidden / 1e3 / microseconds({"mm": lambda: a @ b}, calls=20, rounds=5)["mm"]
+
+
 def jacobian_rows(tasks: Sequence[int], calls: int, threads: Sequence[int] = (1, 2)) -> list[dict]:
-    """Batched vs separate Jacobians for every size, thread count and number of tasks."""
+    """Batched vs separate Jacobians for every size, thread count and number of tasks, with the
+    GFLOP/s the separate passes reach beside the machine's matrix-product peak: both ways do the
+    same arithmetic, so where the separate passes run near the peak no exact method can be faster."""
     rows = []
     for (size, dims), n_threads, k in itertools.product(SIZES.items(), threads, tasks):
         torch.set_num_threads(n_threads)
@@ -127,7 +145,9 @@ def jacobian_rows(tasks: Sequence[int], calls: int, threads: Sequence[int] = (1,
 
         us = microseconds({"batched": batched, "separate": separate}, calls=calls, rounds=8)
         rows.append({"model": size, "threads": n_threads, "tasks": k, "batched ms": us["batched"] / 1e3,
-                     "separate ms": us["separate"] / 1e3, "batched / separate": us["batched"] / us["separate"]})
+                     "separate ms": us["separate"] / 1e3, "batched / separate": us["batched"] / us["separate"],
+                     "separate GFLOP/s": trunk_gflop(k, dims) / us["separate"] * 1e6,
+                     "matmul peak GFLOP/s": gemm_peak(dims)})
     torch.set_num_threads(1)
     return rows
 
@@ -140,7 +160,8 @@ def main(tasks: Sequence[int] = (2, 4, 8), steps: int = 10, names: Sequence[str]
     print(markdown_table(rows, ["method", "tasks", "ms/step", "vs uniform"]))
     jac = jacobian_rows(tasks, max(2, steps // 2))
     print()
-    print(markdown_table(jac, ["model", "threads", "tasks", "batched ms", "separate ms", "batched / separate"]))
+    print(markdown_table(jac, ["model", "threads", "tasks", "batched ms", "separate ms", "batched / separate",
+                               "separate GFLOP/s", "matmul peak GFLOP/s"]))
     return rows + [{"method": "jacobian", **r} for r in jac]
 
 
