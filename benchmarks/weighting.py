@@ -28,6 +28,10 @@ SIZES = {"small (batch 64, 32-64-64)": (64, 32, 64), "medium (batch 256, 64-256-
          "large (batch 256, 256-1024-1024)": (256, 256, 1024)}
 
 
+ARGS = {"constant": lambda k: {"weights": [1.0] * k}}  # weightings with a required argument
+MIN_TASKS = {"krum": 3}  # Krum scores each gradient against its k − 2 nearest others
+
+
 class Problem:
     """Data, shared trunk, heads and optimiser for k regression tasks (seeded)."""
 
@@ -102,7 +106,9 @@ def weighting_rows(tasks: Sequence[int], names: Sequence[str], steps: int) -> li
         rows.append({"method": "hand-written uniform loop", "tasks": k,
                      "ms/step": 1e3 * uniform, "vs uniform": 1.0})
         for name in names:
-            weighting = build_weighting(name, k)
+            if k < MIN_TASKS.get(name, 1):
+                continue
+            weighting = build_weighting(name, k, **ARGS.get(name, lambda _k: {})(k))
             problem = Problem(k, extra=list(weighting.parameters()))
             seconds = seconds_per_call(lambda i, p=problem, w=weighting: library_step(p, w, i), steps)
             rows.append({"method": name, "tasks": k, "ms/step": 1e3 * seconds,

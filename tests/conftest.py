@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import io
 
 import pytest
 import torch
@@ -18,6 +19,18 @@ def _seeded():
     seed_everything(0, deterministic=True)
     yield
     torch.use_deterministic_algorithms(False)
+
+
+@pytest.fixture
+def roundtrip():
+    """A function passing a module's state_dict through torch.save and torch.load(weights_only=True)."""
+    def through_bytes(module: torch.nn.Module) -> dict:
+        buffer = io.BytesIO()
+        torch.save(module.state_dict(), buffer)
+        buffer.seek(0)
+        return torch.load(buffer, weights_only=True)
+
+    return through_bytes
 
 
 @functools.cache

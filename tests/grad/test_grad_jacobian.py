@@ -82,6 +82,7 @@ def test_aggregators_refuse_non_finite_jacobians() -> None:
 
     J = torch.tensor([[1.0, 2.0], [float("nan"), 0.0]])
     for name in AGGREGATORS.names():
-        aggregator = AGGREGATORS.build(name)
+        # Constant needs its weights; Krum checks k ≥ 3 only after the Jacobian was found finite
+        aggregator = AGGREGATORS.build(name, **({"weights": [1.0, 1.0]} if name == "constant" else {}))
         with pytest.raises(DataError, match=r"tasks \[1\]"):
             aggregator(J.expand(aggregator.samples, 2, 2) if aggregator.samples > 1 else J, torch.ones(2))

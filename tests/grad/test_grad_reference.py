@@ -91,6 +91,61 @@ REFERENCE = [
     ("config", {}, MIXED, [0.2123952179, 0.899720581, 0.2123952179]),
     # graddrop: every column has one sign, so purity is 0 or 1 and every entry is kept
     ("graddrop", {}, ORTHO, [1.0, 2.0, 3.0]),
+    # constant: d = Σ w_i g_i with the given w
+    ("constant", {"weights": [2.0, -1.0]}, CONFLICT, [5.0, 2.0, -1.0]),
+    ("constant", {"weights": [1.0, 0.5, 1 / 3]}, ORTHO, [1.0, 1.0, 1.0]),
+    # krum (f = 0: scored by the nearest other row), ORTHO: d12 = 5, d13 = 10, d23 = 13, s = (5, 5, 10),
+    # the tie goes to g1; with m = 2, the mean of g1 and g2
+    ("krum", {}, ORTHO, [1.0, 0.0, 0.0]),
+    ("krum", {"n_selected": 2}, ORTHO, [0.5, 1.0, 0.0]),
+    # krum, MIXED: d12 = 10, d13 = 2, d23 = 6, s = (2, 6, 2) → g1; m = 2 → mean of g1 and g3
+    ("krum", {}, MIXED, [1.0, 0.0, 0.0]),
+    ("krum", {"n_selected": 2}, MIXED, [0.5, 0.0, 0.5]),
+    # trimmed_mean: b = 0 is the mean; b = 1 on ORTHO keeps each column's median, 0
+    ("trimmed_mean", {}, CONFLICT, [0.5, 0.5, 0.5]),
+    ("trimmed_mean", {"trim_number": 1}, ORTHO, [0.0, 0.0, 0.0]),
+    # trimmed_mean, b = 1: columns sorted (−7, 1, 2, 3, 100) and (−1, 0, 2, 3, 5) → (2, 5/3)
+    ("trimmed_mean", {"trim_number": 1}, [[1.0, 5.0], [2.0, -1.0], [3.0, 0.0], [100.0, 2.0], [-7.0, 3.0]],
+     [2.0, 5 / 3]),
+    # cr_mogm, first step: λ_1 = λ̂_1, the base's (MGDA's) weights
+    ("cr_mogm", {}, CONFLICT, [1 / 11, 4 / 11, 7 / 11]),
+    ("cr_mogm", {}, MIXED, [1 / 11, 3 / 11, 1 / 11]),
+    # excess_mtl, first step: the excess risks only become the normalisers, weights stay 1: the sum
+    ("excess_mtl", {}, CONFLICT, [1.0, 1.0, 1.0]),
+    ("excess_mtl", {}, MIXED, [-1.0, 1.0, 1.0]),
+    # modo (γ = 1e-3, ρ = 0.1), three copies of CONFLICT: λ0 − γ(G λ0 + ρ λ0) = ½ − γ (1.55, 0.05)
+    # = (0.49845, 0.49995), projected (+0.0008 each): λ1 = (0.49925, 0.50075), d = λ1ᵀ J
+    ("modo", {}, [CONFLICT] * 3, [0.49775, 0.49925, 0.50075]),
+    # modo, J1 = I, J2 = [[1, 0], [−1, 1]], J3 = [[3, 1], [1, −1]]: G12 = J1 J2ᵀ = [[1, −1], [0, 1]],
+    # G12 λ0 + ρ λ0 = (0.05, 0.55), λ1 = (0.49995, 0.49945) + 0.0003 = (0.50025, 0.49975), d = λ1ᵀ J3
+    ("modo", {}, [[[1.0, 0.0], [0.0, 1.0]], [[1.0, 0.0], [-1.0, 1.0]], [[3.0, 1.0], [1.0, -1.0]]],
+     [2.0005, 0.0005]),
+    # sdmgrad (λ = 0.3), three copies of CONFLICT: the inner steps converge (contraction 1/12) to
+    # argmin ½‖Jᵀ(w + λ/2)‖², whose effective weights (w + λ/2)/(1 + λ) are MGDA's (4/11, 7/11)
+    # since 4/11 lies within [λ/2, 1 + λ/2]/(1 + λ)
+    ("sdmgrad", {}, [CONFLICT] * 3, [1 / 11, 4 / 11, 7 / 11]),
+    # sdmgrad, G = diag(1, 9): MGDA's 0.9 exceeds (1 + λ/2)/(1 + λ) = 23/26, so w = (1, 0) and the
+    # effective weights are (23/26, 3/26)
+    ("sdmgrad", {}, [[[1.0, 0.0], [0.0, 3.0]]] * 3, [23 / 26, 9 / 26]),
+    # sdmgrad, one inner step, J1 = I, J2 = [[2, −1], [2, 2]], J3 = [[3, 1], [1, −1]]: G12 = [[2, 2],
+    # [−1, 2]], ‖G12‖₂ = 3; w0 − G12 (w0 + 0.15)/3 = (−0.3667, 0.2833) projects to (0.175, 0.825),
+    # effective weights (0.325, 0.975)/1.3 = (¼, ¾), d = ¼ (3, 1) + ¾ (1, −1)
+    ("sdmgrad", {"n_iter": 1}, [[[1.0, 0.0], [0.0, 1.0]], [[2.0, -1.0], [2.0, 2.0]], [[3.0, 1.0], [1.0, -1.0]]],
+     [1.5, -0.5]),
+    # db_mtl, first step (β₁ = 0.9, ĝ = 0.1 g/L), losses (1, 2): ĝ = 0.1 (2, 1, 0), 0.1 (−½, 0, ½),
+    # α = (1, √5/√(½)) = (1, √10): d = 0.1 (2 − √10/2, 1, √10/2)
+    ("db_mtl", {}, CONFLICT, [0.04188611699, 0.1, 0.1581138830], [1.0, 2.0]),
+    ("db_mtl", {}, ORTHO, [0.1, 0.1, 0.1], [1.0, 2.0, 3.0]),  # g_i/L_i = e_i: unit log-loss gradients
+    # moco, first step, losses (1, 2): rows rescaled to lengths 1, 2, Y = ½ Ĵ has rows u1/2 and
+    # (−1, 0, 1)/√2, YYᵀ = [[¼, −1/√10], [−1/√10, 1]]; λ − 0.1 YYᵀλ then Π shifts both entries
+    # equally: λ1 − λ2 = 0.1 · ½ · (1 − ¼) → λ = (0.51875, 0.48125), d = λ1 u1/2 + λ2 (−1, 0, 1)/√2
+    ("moco", {}, CONFLICT, [-0.1083030858, 0.1159960263, 0.3402951384], [1.0, 2.0]),
+    # moco, ORTHO, losses (1, 2, 3): Y = ½ diag(1, 2, 3), λ = ⅓ − (1/30)(¼, 1, 9/4) + 3.5/90
+    # = (32.75, 30.5, 26.75)/90, d = Yᵀλ = (32.75, 61, 80.25)/180
+    ("moco", {}, ORTHO, [0.1819444444, 0.3388888889, 0.4458333333], [1.0, 2.0, 3.0]),
+    # imtl, first step: s = 0, so the scaled gradients are the raw ones and the weights IMTL-G's
+    ("imtl", {}, CONFLICT, [0.1622776602, 0.3874258867, 0.6125741133], [1.0, 2.0]),
+    ("imtl", {}, MIXED, [0.06798926671, 0.2880071555, 0.06798926671], [3.0, 0.5, 1.0]),
 ]
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import io
-
 import pytest
 import torch
 
@@ -13,13 +11,6 @@ from lifelong.grad import MGDA, RGW, GradDrop, GradVac, PCGrad
 # Three tasks where the order of PCGrad's projections matters (g1 conflicts with g2 and g3).
 ORDERED = torch.tensor([[1.0, 0.0], [-0.9, 0.1], [-0.9, -0.1]], dtype=torch.float64)
 STOCHASTIC = ["graddrop", "gradvac", "pcgrad", "rgw"]
-
-
-def _roundtrip(module: torch.nn.Module) -> dict:
-    buffer = io.BytesIO()
-    torch.save(module.state_dict(), buffer)
-    buffer.seek(0)
-    return torch.load(buffer, weights_only=True)
 
 
 @pytest.mark.parametrize("name", STOCHASTIC)
@@ -32,11 +23,11 @@ def test_same_generator_seed_same_updates(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", STOCHASTIC)
-def test_state_dict_resumes_the_random_stream(name: str) -> None:
+def test_state_dict_resumes_the_random_stream(name: str, roundtrip) -> None:
     J = torch.randn(3, 5, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     a = AGGREGATORS.build(name, generator=torch.Generator().manual_seed(11))
     a(J)
-    state = _roundtrip(a)
+    state = roundtrip(a)
     expected = [a(J) for _ in range(3)]
     b = AGGREGATORS.build(name, generator=torch.Generator().manual_seed(999))
     b.load_state_dict(state)
@@ -68,12 +59,12 @@ def test_rgw_weights_are_random_points_of_the_simplex() -> None:
     assert float(draws.std(0).min()) > 0.05  # not constant
 
 
-def test_gradvac_targets_load_into_a_fresh_instance() -> None:
+def test_gradvac_targets_load_into_a_fresh_instance(roundtrip) -> None:
     J = torch.randn(3, 4, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
     vac = GradVac(generator=torch.Generator().manual_seed(0))
     vac(J)
     fresh = GradVac()
-    fresh.load_state_dict(_roundtrip(vac))
+    fresh.load_state_dict(roundtrip(vac))
     torch.testing.assert_close(fresh.targets, vac.targets)
     assert fresh.targets.shape == (3, 3) and float(fresh.targets.abs().sum()) > 0
 

@@ -76,6 +76,7 @@ class Aggregator(nn.Module):
     on_representation: bool = False
     needs_losses: bool = False
     samples: int = 1
+    lazy: tuple[str, ...] = ()  # buffers (or parameters) whose shapes are known only at the first call
 
     def __init__(self) -> None:
         super().__init__()
@@ -91,6 +92,35 @@ class Aggregator(nn.Module):
     def aggregate(self, J: Tensor, losses: Tensor | None = None) -> Tensor:
         """The update direction of a validated Jacobian (and the task losses when `needs_losses`)."""
         raise NotImplementedError
+
+    def task_scales(self, losses: Tensor) -> Tensor | None:
+        """Factors (k,) on each task's gradient of its own parameters (its head), or None to leave
+        them as they are; methods that transform the losses give the transform's derivative."""
+        return None
+
+    def lazy_state(self, name: str, shape: tuple[int, ...], fill: float = 0.0) -> Tensor:
+        """The state `name` (one of `lazy`), made `shape` and filled with `fill` at the first call;
+        a ShapeMismatchError when it was made for another shape (another model or task set)."""
+        current = getattr(self, name)
+        if not current.numel():
+            current = torch.full(shape, fill, dtype=current.dtype, device=current.device)
+            setattr(self, name, current)
+        if tuple(current.shape) != tuple(shape):
+            raise ShapeMismatchError(f"{type(self).__name__}: its state {name!r} has shape {tuple(current.shape)} "
+                                     f"but this Jacobian needs {tuple(shape)}; build a new aggregator for "
+                                     "another model or task set")
+        return current
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:  # noqa: ANN001
+        for name in self.lazy:  # take the saved shapes before loading into them
+            if prefix + name in state_dict:
+                current = getattr(self, name)
+                empty = torch.empty_like(state_dict[prefix + name], device=current.device)
+                if isinstance(current, nn.Parameter):
+                    current.data = empty
+                else:
+                    setattr(self, name, empty)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def extra_repr(self) -> str:
         public = {k: v for k, v in vars(self).items() if not k.startswith("_") and k != "training"}

@@ -44,6 +44,8 @@ class GradVac(GramianAggregator):
     and the generator's state live in `state_dict`.
     """
 
+    lazy = ("targets",)
+
     def __init__(self, beta: float = 0.01, generator: torch.Generator | None = None) -> None:
         super().__init__()
         self.beta = beta
@@ -56,8 +58,3 @@ class GradVac(GramianAggregator):
         w, targets = gradvac_weights(G, targets, self.beta, self.rng.generator)
         self.targets = targets.to(self.targets.device)
         return w
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:  # noqa: ANN001
-        if prefix + "targets" in state_dict:  # the number of tasks is known only once trained
-            self.targets = torch.empty_like(state_dict[prefix + "targets"])
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)

@@ -215,7 +215,8 @@ class MultiTaskTrainer:
         direction = self.weighting.aggregate(jacobian(losses, [z], retain_graph=True), losses.detach())
         shared = torch.autograd.grad(z, self.shared, grad_outputs=direction.view_as(z),
                                      retain_graph=True)
-        private = torch.autograd.grad(losses.sum(), self.private)
+        scales = self.weighting.task_scales(losses.detach())
+        private = torch.autograd.grad(losses.sum() if scales is None else scales.to(losses) @ losses, self.private)
         self._write(torch.cat([g.reshape(-1) for g in (*shared, *private)]))
 
     def _per_task_step(self) -> torch.Tensor:
@@ -259,11 +260,14 @@ class MultiTaskTrainer:
 
     def _apply_jacobian(self, jac: torch.Tensor, losses: torch.Tensor,
                         private: torch.Tensor | None = None) -> None:
-        """Write the aggregated shared update and each task's own gradient; `jac` is k × P, or a
-        stack of samples (then `private` is the k × P Jacobian the task parameters use)."""
+        """Write the aggregated shared update and each task's own gradient (times the aggregator's
+        `task_scales`, if any); `jac` is k × P, or a stack of samples (then `private` is the k × P
+        Jacobian the task parameters use)."""
         n_shared = sum(p.numel() for p in self.shared)
         shared = self.weighting.aggregate(jac[..., :n_shared], losses) if n_shared else jac.new_zeros(0)
-        own = (jac if private is None else private)[:, n_shared:].sum(0)
+        own = (jac if private is None else private)[:, n_shared:]
+        scales = self.weighting.task_scales(losses)
+        own = own.sum(0) if scales is None else scales.to(own) @ own
         self._write(torch.cat([shared.to(jac.dtype), own]))
 
     def _write(self, vector: torch.Tensor) -> None:

@@ -9,11 +9,13 @@ from typing import Any
 from lifelong.core.registries import WEIGHTINGS
 from lifelong.multitask.weighting.base import LossWeighting
 from lifelong.multitask.weighting.dwa import DWA
+from lifelong.multitask.weighting.famo import FAMO
 from lifelong.multitask.weighting.gls import GLS
 from lifelong.multitask.weighting.gradient import GradientWeighting
 from lifelong.multitask.weighting.gradnorm import GradNorm
 from lifelong.multitask.weighting.imtl_l import IMTLL
 from lifelong.multitask.weighting.rlw import RLW
+from lifelong.multitask.weighting.stch import STCH
 from lifelong.multitask.weighting.uncertainty import Uncertainty
 from lifelong.multitask.weighting.uniform import Uniform
 
@@ -25,6 +27,6 @@ def build_weighting(name: str, n_tasks: int, **kwargs: Any) -> LossWeighting | G
 
 
 __all__ = [
-    "DWA", "GLS", "GradNorm", "GradientWeighting", "IMTLL", "LossWeighting", "RLW",
-    "Uncertainty", "Uniform", "build_weighting",
+    "DWA", "FAMO", "GLS", "GradNorm", "GradientWeighting", "IMTLL", "LossWeighting", "RLW",
+    "STCH", "Uncertainty", "Uniform", "build_weighting",
 ]

@@ -54,6 +54,10 @@ class GradientWeighting(nn.Module):
             self.weights = self.aggregator.last_weights.to(self.weights)
         return update
 
+    def task_scales(self, losses: Tensor) -> Tensor | None:
+        """Factors on each task's head gradient (None: unscaled), from the aggregator."""
+        return self.aggregator.task_scales(losses)
+
     def end_epoch(self, mean_losses: Tensor) -> None:
         """Gradient weightings keep no epoch history."""
 

@@ -1,0 +1,38 @@
+"""Constant: fixed, user-given task weights (TorchJD's Constant): the update is wᵀJ at every step."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from lifelong.core.errors import ConfigError, ShapeMismatchError
+from lifelong.core.registries import AGGREGATORS
+from lifelong.grad.base import Aggregator
+
+
+def constant_update(J: Tensor, weights: Tensor) -> Tensor:
+    """d = Σ_i w_i g_i; raise unless there is one weight per row of J."""
+    if len(weights) != len(J):
+        raise ShapeMismatchError(f"Constant: {len(weights)} weights {weights.tolist()} but the Jacobian has "
+                                 f"{len(J)} task rows (shape {tuple(J.shape)}); give one weight per task")
+    return weights.to(dtype=J.dtype, device=J.device) @ J
+
+
+@AGGREGATORS.register("constant", aliases=("Constant",), paper="fixed weighting (TorchJD's Constant)")
+class Constant(Aggregator):
+    """A fixed linear combination of the task gradients: `weights` (one float per task) is required."""
+
+    def __init__(self, weights: Sequence[float] | Tensor) -> None:
+        super().__init__()
+        w = torch.as_tensor(weights, dtype=torch.float64).detach().cpu()
+        if w.dim() != 1 or len(w) == 0 or not torch.isfinite(w).all():
+            raise ConfigError(f"Constant: `weights` must be a non-empty list of finite floats, one per task; "
+                              f"got {w.tolist()}")
+        self.register_buffer("task_weights", w, persistent=False)
+
+    def aggregate(self, J: Tensor, losses: Tensor | None = None) -> Tensor:
+        update = constant_update(J, self.task_weights)
+        self.last_weights = self.task_weights.detach().clone()
+        return update
