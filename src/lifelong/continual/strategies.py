@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -12,8 +11,16 @@ from lifelong.core.registries import STRATEGIES
 
 
 def split_spec(spec: str) -> list[str]:
-    """The canonical names in a `a+b` strategy spec (a doubled `+` belongs to a name: `ewc+der++`)."""
-    names = [STRATEGIES.canonical(part.strip()) for part in re.split(r"(?<!\+)\+(?!\+)", spec) if part.strip()]
+    """The canonical names in a `a+b` strategy spec; the `+` signs that end a name stay with it, so
+    `ewc+der++`, `der+++hat` and `der++ + hat` all parse (each empty piece between two `+` is one
+    more `+` on the name before it)."""
+    parts: list[str] = []
+    for piece in (p.strip() for p in spec.split("+")):
+        if piece:
+            parts.append(piece)
+        elif parts:
+            parts[-1] += "+"
+    names = [STRATEGIES.canonical(part) for part in parts]
     if not names:
         raise ConfigError("empty strategy name; try 'naive' or see `lifelong list strategy`")
     return names

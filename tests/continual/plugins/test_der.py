@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from lifelong.continual.plugin import Plugin
 from lifelong.continual.plugins.der import DER, DERpp
-from lifelong.continual.strategies import build_strategy
+from lifelong.continual.strategies import build_strategy, split_spec
 from lifelong.core.errors import IncompatibleError
 
 
@@ -28,6 +28,9 @@ class Spy(Plugin):
 def test_names_and_aliases():
     assert [p.name for p in build_strategy("derpp")] == [p.name for p in build_strategy("der++")] == ["der++"]
     assert [p.name for p in build_strategy("replay+der++")] == ["replay", "der++"]
+    # a + after der++ separates: der+++hat is der++ then hat, however it is spaced
+    assert split_spec("der+++lwf") == split_spec("der++ + lwf") == ["der++", "lwf"]
+    assert split_spec("der++ +ewc+lwf") == ["der++", "ewc", "lwf"]
     assert isinstance(build_strategy("der")[0], DER) and not isinstance(build_strategy("der")[0], DERpp)
     (p,) = build_strategy("derpp", {"alpha": 0.1, "beta": 0.7, "buffer_size": 9})
     assert (p.alpha, p.beta, p.buffer.capacity) == (0.1, 0.7, 9)
