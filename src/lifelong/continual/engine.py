@@ -61,6 +61,32 @@ class Progress(Protocol):
     def stop(self) -> None: ...
 
 
+def composition_problems(plugins: Sequence[Plugin], multi_head: bool = False) -> list[str]:
+    """Why these strategies cannot train together (on a multi-head model or not), found before
+    training; empty when they can."""
+    def named(keep: Callable[[Plugin], bool]) -> str:
+        return " and ".join(repr(p.name) for p in plugins if keep(p))
+
+    routers = named(lambda p: p.routes_model)
+    runners = named(lambda p: p.runs_model or (multi_head and p.runs_model_per_head))
+    anchored, growers = named(lambda p: p.anchors_parameters), named(lambda p: p.grows_parameters)
+    predictors = [p.name for p in plugins if type(p).predict is not Plugin.predict]
+    problems = []
+    if routers and runners:
+        problems.append(
+            f"{runners} run the model on inputs of their own (a Fisher, distillation targets per head, "
+            f"memory gradients, difficulty scores or prototypes), which {routers} cannot route to each "
+            "task's parameters (only the engine's training forward is routed); use them apart, or "
+            "combine the architecture strategy with replay, der, der++ or si")
+    if anchored and growers:
+        problems.append(f"{anchored} keep a penalty over the model's parameters, but {growers} adds new "
+                        "parameter tensors for every task, which the penalty cannot follow; use them apart")
+    if len(predictors) > 1:
+        problems.append(f"{' and '.join(map(repr, predictors))} each define how the model predicts at test "
+                        "time (a classifier of their own, or per-task masks); keep one of them")
+    return problems
+
+
 class Engine:
     """Trains `model` over a stream with `plugins`; holds the accuracy matrix and counters."""
 
@@ -95,8 +121,14 @@ class Engine:
                 problems.append(f"strategy {p.name!r} needs task labels: use setting 'task'")
         if self._takes_task and stream.setting != "task":
             problems.append("a multi-head model needs task labels: use setting 'task' or head 'single'")
+        problems += composition_problems(self.plugins, self._takes_task)
         if problems:
             raise IncompatibleError("; ".join(problems))
+
+    def _structure_first(self) -> list[Plugin]:
+        """The plugins, architecture strategies first: the model's structure is settled (installed,
+        grown, pruned) before the other strategies look at it (a stable sort keeps the spec's order)."""
+        return sorted(self.plugins, key=lambda p: not p.restructures)
 
     def _forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return self.model(x, t) if self._takes_task else self.model(x)
@@ -149,7 +181,7 @@ class Engine:
         """Run every hook of one experience: adapt, train for `epochs`, after_experience."""
         exp = ctx.experience
         self.adapt(exp.classes)
-        for p in self.plugins:
+        for p in self._structure_first():
             p.before_experience(ctx)
         data = TrainData(exp.train_x, exp.train_y, exp.train_t())
         for p in self.plugins:
@@ -180,7 +212,7 @@ class Engine:
             steps = max(1, n_batches * self.epochs)
             self.log({"event": "trained", "experience": ctx.index, "steps": self.step,
                       "loss": {k: float(v) / steps for k, v in sums.items()}})
-        for p in self.plugins:
+        for p in self._structure_first():
             p.after_experience(ctx.advance(step=self.step))
 
     def _order(self, ctx: Context, data: TrainData) -> torch.Tensor:
@@ -191,7 +223,7 @@ class Engine:
         return torch.randperm(len(data), generator=self.generator).to(self.device)
 
     def _train_step(self, ctx: Context, batch: Batch, optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
-        for p in self.plugins:
+        for p in sorted(self.plugins, key=lambda p: p.restructures):  # routed after the batch is extended
             batch = p.extend_batch(ctx, batch)
         outputs = self._forward(batch.x, batch.t)
         logits = ctx.mask(outputs, batch.t)
@@ -209,7 +241,7 @@ class Engine:
             p.add_grads(ctx, batch)
         for p in self.plugins:
             p.observe_grads(ctx, batch)
-        for p in self.plugins:
+        for p in sorted(self.plugins, key=lambda p: p.restructures):  # masks after any projection
             p.after_backward(ctx, batch)
         optimizer.step()
         for p in self.plugins:

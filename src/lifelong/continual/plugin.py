@@ -98,13 +98,27 @@ class Context:
 class Plugin:
     """Base of every strategy: all hooks are no-ops; override only what the method needs.
 
-    Class attributes declare requirements the engine checks before training:
-    `needs_task_labels` (task identity at test time), `settings` (scenarios it supports).
+    Class attributes declare what the engine checks before training and how it orders hooks:
+    `needs_task_labels` (task identity at test time), `settings` (scenarios it supports);
+    `restructures` (an architecture strategy: it rebuilds, grows, masks or routes the model, so
+    its `before_experience` and `after_experience` run before the other strategies' and its
+    `extend_batch` and `after_backward` after theirs, whatever the order of the spec),
+    `routes_model` (only the engine's own forward of the batch is routed by task), `runs_model`
+    (it runs the model on inputs of its own: a Fisher, memory gradients, difficulty scores;
+    `runs_model_per_head`: only on a multi-head model, once per head),
+    `grows_parameters` (it adds parameter tensors for each task) and `anchors_parameters` (it
+    keeps state laid out over the parameters, e.g. a penalty's anchor).
     """
 
     name: ClassVar[str] = "plugin"
     needs_task_labels: ClassVar[bool] = False
     settings: ClassVar[tuple[str, ...]] = ("task", "domain", "class")
+    restructures: ClassVar[bool] = False
+    routes_model: ClassVar[bool] = False
+    runs_model: ClassVar[bool] = False
+    runs_model_per_head: ClassVar[bool] = False
+    grows_parameters: ClassVar[bool] = False
+    anchors_parameters: ClassVar[bool] = False
 
     def before_experience(self, ctx: Context) -> None:
         """Called before training on `ctx.experience` (after the model has adapted to it)."""

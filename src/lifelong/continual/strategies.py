@@ -33,7 +33,7 @@ def check_one_architecture(spec: str, names: list[str]) -> None:
         raise IncompatibleError(
             f"strategy {spec!r} combines the architecture strategies {rebuilders}; each rebuilds or "
             "masks the model for itself, so they do not stack: keep one of them (a replay strategy may "
-            "go before it, e.g. 'replay+hat')")
+            "go with it, e.g. 'replay+hat')")
 
 
 def build_strategy(spec: str, args: Mapping[str, Any] | None = None) -> list[Plugin]:

@@ -60,9 +60,10 @@ class CurriculumPlugin(Plugin):
         if not total > 0:
             raise ConfigError(f"curriculum: total={total} {unit}s must be > 0")
         self.unit = unit
-        self.curriculum = PacedCurriculum(
-            resolve(SCORERS, scorer, Scorer, scorer_args), resolve(PACINGS, pacing, Pacing, pacing_args),
-            total, anti=anti, balanced=balanced, rescore_every=rescore_every)
+        scorer = resolve(SCORERS, scorer, Scorer, scorer_args)
+        self.runs_model = scorer.needs_model  # a model-based scorer runs the model on the whole experience
+        self.curriculum = PacedCurriculum(scorer, resolve(PACINGS, pacing, Pacing, pacing_args), total,
+                                          anti=anti, balanced=balanced, rescore_every=rescore_every)
         self.start_step = 0
 
     def before_experience(self, ctx: Context) -> None:
@@ -90,6 +91,7 @@ class SelfPacedPlugin(Plugin):
     """
 
     name = "self-paced"
+    runs_model = True
 
     def __init__(self, lam: float | None = None, mu: float = 1.3, start_fraction: float = 0.5) -> None:
         self.selector = SelfPaced(lam, mu, start_fraction)

@@ -32,6 +32,7 @@ class PrototypePlugin(Plugin):
     """
 
     name = "prototypes"
+    runs_model = True
 
     def __init__(self, encoder: nn.Module | None = None, freeze: bool = True,
                  batch_size: int = 1024) -> None:

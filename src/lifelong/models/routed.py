@@ -6,7 +6,8 @@ wraps it in `Routed` and installs it as the model's backbone; before every forwa
 training batch in `extend_batch`, the evaluation inputs in `predict`) it sets the slots with
 `route`. A forward whose batch size differs from the routed slots fails loudly instead of
 using stale labels; strategies that run the model on data of their own (a Fisher, distillation
-targets) therefore do not combine with architecture strategies.
+targets) therefore do not combine with architecture strategies (the engine refuses them before
+training: `Plugin.runs_model`).
 """
 
 from __future__ import annotations
@@ -33,10 +34,9 @@ class Routed(nn.Module):
         if self.slots is None or self.slots.shape[0] != x.shape[0]:
             raise IncompatibleError(
                 f"an architecture strategy routed {None if self.slots is None else self.slots.shape[0]} "
-                f"task labels but the model got {x.shape[0]} inputs: a strategy listed after it changed "
-                "the batch, or another strategy ran the model on data of its own (ewc's Fisher, lwf's "
-                "targets); list the architecture strategy last (e.g. 'replay+hat') and do not combine "
-                "it with strategies that run the model themselves")
+                f"task labels but the model got {x.shape[0]} inputs: another strategy ran the model on "
+                "data of its own (a Fisher, distillation targets); a plugin that does so must declare "
+                "`runs_model = True`, so that the engine refuses the combination before training")
         return self.net(x, self.slots)
 
 

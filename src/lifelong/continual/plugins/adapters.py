@@ -40,6 +40,7 @@ class AdapterStrategy(Plugin):
 
     needs_task_labels = True
     settings = ("task",)
+    restructures = routes_model = grows_parameters = True
 
     def __init__(self, name: str, factory: AdapterFactory, train_backbone_first: bool = True,
                  infer_task: bool = False) -> None:

@@ -21,6 +21,7 @@ class AnchoredPenalty(Plugin):
     """
 
     flat_keys: ClassVar[tuple[str, ...]] = ("weight", "anchor")
+    anchors_parameters = True
 
     def __init__(self, strength: float) -> None:
         self.strength = strength

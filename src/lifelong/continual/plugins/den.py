@@ -75,6 +75,7 @@ class DEN(Plugin):
     """Selective retraining, expansion by k units, split/duplication and timestamps (MLP backbones)."""
 
     name = "den"
+    restructures = routes_model = grows_parameters = True
     needs_task_labels = True
     settings = ("task",)
 

@@ -132,6 +132,7 @@ class EWC(AnchoredPenalty):
     """
 
     name = "ewc"
+    runs_model = True
     flat_keys: ClassVar[tuple[str, ...]] = ("weight", "anchor", "fishers", "anchors")
 
     def __init__(self, ewc_lambda: float = 10.0, fisher: str = "true", samples: int | None = 128,

@@ -31,6 +31,8 @@ def memory_losses(ctx: Context, rows: dict[str, Tensor]) -> Tensor:
 class EpisodicMemory(Plugin):
     """Keeps `patterns_per_experience` random training samples of every finished experience."""
 
+    runs_model = True  # the memory's gradients
+
     def __init__(self, patterns_per_experience: int) -> None:
         self.per_experience = check_count(f"{self.name}: patterns_per_experience", patterns_per_experience)
         self.memory: BalancedBuffer | None = None

@@ -68,6 +68,7 @@ class GenerativeReplay(Plugin):
     """
 
     name = "generative"
+    runs_model = True
     settings = ("domain", "class")
 
     def __init__(self, hidden: int = 400, latent: int = 100, lr: float = 1e-3,

@@ -78,6 +78,7 @@ class HAT(Plugin):
     """
 
     name = "hat"
+    restructures = routes_model = True
     needs_task_labels = True
     settings = ("task",)
 

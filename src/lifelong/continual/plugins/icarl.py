@@ -58,6 +58,7 @@ class ICaRL(Plugin):
     """
 
     name = "icarl"
+    runs_model = True
     settings = ("class", "task")
 
     def __init__(self, memory_size: int = 2000) -> None:

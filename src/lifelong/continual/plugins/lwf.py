@@ -88,6 +88,7 @@ class LwF(Plugin):
     """
 
     name = "lwf"
+    runs_model_per_head = True  # a multi-head model distils each old head on the batch repeated
 
     def __init__(self, alpha: float = 1.0, temperature: float = 2.0) -> None:
         self.alpha = check_positive("lwf: alpha", alpha)

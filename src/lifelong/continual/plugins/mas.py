@@ -45,6 +45,7 @@ class MAS(AnchoredPenalty):
     """
 
     name = "mas"
+    runs_model = True
 
     def __init__(self, mas_lambda: float = 1.0, samples: int | None = 128, chunk_size: int = 16) -> None:
         super().__init__(check_positive("mas: mas_lambda", mas_lambda))

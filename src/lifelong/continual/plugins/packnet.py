@@ -86,6 +86,7 @@ class PackNet(Plugin):
     """
 
     name = "packnet"
+    restructures = True
     needs_task_labels = True
     settings = ("task",)
 

@@ -56,6 +56,7 @@ class PeftLoRA(Plugin):
     """peft's LoRA, one named adapter per task, activated by task label before each forward."""
 
     name = "lora"
+    restructures = routes_model = grows_parameters = True
     needs_task_labels = True
     settings = ("task",)
 

@@ -38,6 +38,7 @@ class Progressive(Plugin):
     """
 
     name = "progressive"
+    restructures = routes_model = grows_parameters = True
     needs_task_labels = True
     settings = ("task",)
 

@@ -164,5 +164,5 @@ def test_a_parameterless_backbone_is_refused_and_a_failing_probe_restores_the_mo
 def test_a_batch_changed_after_routing_fails_loudly():
     router = Routed(nn.Identity())
     router.route(torch.zeros(3, dtype=torch.long))
-    with pytest.raises(IncompatibleError, match="list the architecture strategy last"):
+    with pytest.raises(IncompatibleError, match="declare `runs_model = True`"):
         router(torch.zeros(4, 2))

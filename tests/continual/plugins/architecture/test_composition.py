@@ -1,0 +1,75 @@
+"""Architecture strategies with the others: the model's structure is settled first and routed last
+whatever the spec's order, and what cannot work together is refused before training."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lifelong.continual.engine import composition_problems
+from lifelong.continual.strategies import build_strategy
+from lifelong.core.errors import IncompatibleError
+
+SMALL = {"replay": {"buffer_size": 60}, "packnet": {"retrain_epochs": 1}, "gem": {"patterns_per_experience": 20}}
+
+
+def matrix(arch, spec: str, head: str = "multi") -> list[list[float]]:
+    stream = arch.digits(n=3)
+    names = [p for p in spec.split("+")]
+    plugins = build_strategy(spec, {n: SMALL[n] for n in names if n in SMALL})
+    eng = arch.engine(arch.mlp(stream, (16,), head=head), plugins, batch_size=32)
+    return eng.run(stream)
+
+
+@pytest.mark.parametrize(("first", "second"), [("hat+replay", "replay+hat"), ("hat+si", "si+hat"),
+                                               ("packnet+si", "si+packnet"), ("progressive+der", "der+progressive"),
+                                               ("packnet+gem", "gem+packnet")])
+def test_the_spec_order_of_an_architecture_strategy_does_not_matter(arch, first, second):
+    """Structure first (install, grow, prune before an anchor is taken), routing and masking last
+    (after the batch is extended, after GEM's projection): both orders train the very same model."""
+    assert matrix(arch, first) == matrix(arch, second)
+
+
+@pytest.mark.parametrize(("spec", "why"), [
+    ("ewc+hat", "'ewc' run the model on inputs of their own"),
+    ("icarl+progressive", "'icarl' run the model on inputs of their own"),
+    ("gem+adapters", "'gem' run the model on inputs of their own"),
+    ("curriculum+hat", "'curriculum' run the model on inputs of their own"),
+    ("si+adapters", "'si' keep a penalty over the model's parameters, but 'adapters' adds new parameter"),
+    ("mas+progressive", "'mas' run the model"),
+    ("lwf+hat", "'lwf' run the model on inputs of their own"),  # multi-head: once per old head
+    ("icarl+packnet", "'icarl' and 'packnet' each define how the model predicts"),
+])
+def test_what_cannot_work_together_is_refused_before_training(arch, spec, why):
+    stream = arch.digits(n=2)
+    model = arch.mlp(stream, (16,), head="multi")
+    before = arch.snapshot(model.named_parameters())
+    eng = arch.engine(model, build_strategy(spec))
+    with pytest.raises(IncompatibleError, match=why):
+        eng.run(stream)
+    assert eng.matrix == [] and arch.identical(before, arch.snapshot(model.named_parameters()))
+
+
+def test_a_scorer_that_needs_no_model_lets_a_curriculum_combine_with_routing():
+    plugins = build_strategy("curriculum+hat", {"curriculum": {"scorer": "precomputed",
+                                                               "scorer_args": {"scores": torch.zeros(10)}}})
+    assert composition_problems(plugins) == []
+
+
+def test_lwf_runs_with_a_routed_architecture_on_a_single_head():
+    assert composition_problems(build_strategy("lwf+hat")) == []
+    assert composition_problems(build_strategy("lwf+hat"), multi_head=True) != []
+
+
+def test_packnet_keeps_its_frozen_weights_under_gems_projection(arch):
+    """Masking runs after the projection whatever the order, so weights an earlier task owns never move."""
+    stream = arch.digits(n=2)
+    packnet, gem = build_strategy("packnet+gem", {"packnet": SMALL["packnet"], "gem": SMALL["gem"]})
+    eng = arch.engine(arch.mlp(stream, (16,), head="multi"), [packnet, gem], batch_size=32)
+    arch.train_one(eng, stream, 0)
+    owned = {n: o == 1 for n, o in packnet.owners.items()}
+    before = {n: p.detach()[owned[n]].clone() for n, p in eng.model.named_parameters() if n in owned}
+    arch.train_one(eng, stream, 1)
+    for n, p in eng.model.named_parameters():
+        if n in owned:
+            assert torch.equal(p.detach()[owned[n]], before[n]), n
