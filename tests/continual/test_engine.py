@@ -98,6 +98,18 @@ def test_multi_head_and_incremental_head(streams):
     assert engine.model.head.out_features == 10 and all_metrics(R)["acc"] > 0.85
 
 
+def test_an_incremental_head_grows_in_its_own_dtype_keeping_its_rows():
+    from lifelong.models.heads import IncrementalHead
+
+    head = IncrementalHead(4, 10, []).double()
+    head.adapt([0, 1])
+    rows = head.weight.detach().clone()
+    assert head.weight.dtype == torch.float64
+    assert head.adapt([0, 1, 2, 3]) and head.weight.shape == (4, 4)
+    assert head.weight.dtype == head.bias.dtype == torch.float64
+    assert torch.equal(head.weight[:2].detach(), rows)
+
+
 def test_multi_head_selects_each_samples_head_deterministically_with_threads():
     """Each row takes its task's head (other classes 0), and the backward pass gives the same
     gradient every time with 2 threads and a large mixed batch (a gather of weight rows did not)."""

@@ -73,12 +73,11 @@ class IncrementalHead(nn.Module):
         width = max(classes) + 1
         if width <= self.out_features:
             return False
-        new = nn.Linear(self.in_features, width)
+        new = nn.Linear(self.in_features, width, device=self.weight.device, dtype=self.weight.dtype)
         with torch.no_grad():
             new.weight[: self.out_features] = self.weight
             new.bias[: self.out_features] = self.bias
-        self.weight = nn.Parameter(new.weight.detach().to(self.weight.device))
-        self.bias = nn.Parameter(new.bias.detach().to(self.bias.device))
+        self.weight, self.bias = new.weight, new.bias
         return True
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # noqa: ANN001
