@@ -50,7 +50,7 @@ def run(
     from lifelong.cli_progress import RichProgress
     from lifelong.continual.run import run as run_config
     from lifelong.core.config import load_config, merge, parse_overrides
-    from lifelong.report.loggers import build_loggers, check_loggers, finished_record
+    from lifelong.report.loggers import LiveLoggers, check_loggers
     from lifelong.report.run_report import METRICS, write_run_report
 
     check_loggers(logger or [])
@@ -59,16 +59,15 @@ def run(
         "head": head, "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
         "out": out, "name": name, "data_root": data_root}.items() if v is not None}
     cfg = load_config(config, merge(flags, parse_overrides(overrides or [])))
-    live = build_loggers(logger, cfg.out, cfg.run_name()) if logger else []
+    live = LiveLoggers(logger, cfg.out, cfg.run_name()) if logger else None
     try:
         results = run_config(cfg, resume=resume, overwrite=overwrite,
-                             progress=None if quiet else RichProgress(console),
-                             on_record=lambda record: [lg.log(record) for lg in live])
-        for lg in live:
-            lg.log(finished_record(results))
+                             progress=None if quiet else RichProgress(console), on_record=live)
+        if live is not None:
+            live.finish(results)
     finally:
-        for lg in live:
-            lg.close()
+        if live is not None:
+            live.close()
     report = write_run_report(cfg.folder())
     if not quiet:
         table = Table(title=results["name"])

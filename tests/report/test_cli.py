@@ -256,3 +256,23 @@ def test_run_refuses_a_logger_whose_package_is_missing_before_training(cli_main,
     assert cli_main(["run", "--benchmark", "split-digits", "--out", str(tmp_path), "--logger", "tensorboard"]) == 2
     assert "needs the optional package tensorboard: pip install" in _error_line(capsys)
     assert not any(tmp_path.iterdir())
+
+
+def test_a_run_refused_before_training_opens_no_logger(cli_main, capsys, tmp_path, monkeypatch):
+    """An existing run folder is refused before any logger starts (no empty W&B run is created)."""
+    opened = []
+
+    class SummaryWriter:
+        def __init__(self, log_dir):
+            opened.append(log_dir)
+
+        def add_scalar(self, tag, value, step): ...
+
+        def close(self): ...
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", types.SimpleNamespace(SummaryWriter=SummaryWriter))
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "results.json").write_text("{}")
+    args = ["run", "--benchmark", "split-digits", "--out", str(tmp_path), "--name", "taken", "--logger", "tb", "-q"]
+    assert cli_main(args) == 2
+    assert "--resume" in _error_line(capsys) and opened == []

@@ -132,6 +132,39 @@ def finished_record(results: Mapping[str, Any]) -> dict[str, Any]:
             "peak_memory_mb": results["peak_memory_mb"]}
 
 
+def read_records(path: Path) -> list[dict[str, Any]]:
+    """The records of a metrics.jsonl file (none when it does not exist)."""
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+class LiveLoggers:
+    """Loggers for a run in progress, built at its first record, so that a run refused before
+    training (its folder exists, its configuration differs) opens none (no empty W&B run). A
+    resumed run logs the records from where it resumed; `log_run` replays a whole run."""
+
+    def __init__(self, names: Iterable[str], folder: str | Path, run: str) -> None:
+        self.names, self.folder, self.run = list(names), folder, run
+        self.loggers: list[Logger] | None = None
+
+    def __call__(self, record: Mapping[str, Any]) -> None:
+        if self.loggers is None:
+            self.loggers = build_loggers(self.names, self.folder, self.run)
+        for logger in self.loggers:
+            logger.log(record)
+
+    def finish(self, results: Mapping[str, Any]) -> None:
+        """Log the run's final record and close the loggers."""
+        self(finished_record(results))
+        self.close()
+
+    def close(self) -> None:
+        for logger in self.loggers or []:
+            logger.close()
+        self.loggers = []
+
+
 def log_run(run_folder: str | Path, names: Iterable[str], folder: str | Path, run: str | None = None) -> None:
     """Replay a finished run (its metrics.jsonl, then its final metrics) into the named loggers.
 
@@ -139,9 +172,7 @@ def log_run(run_folder: str | Path, names: Iterable[str], folder: str | Path, ru
     """
     run_folder = Path(run_folder)
     results = read_json(run_folder / "results.json")
-    log_path = run_folder / "metrics.jsonl"
-    records = [json.loads(line) for line in log_path.read_text(encoding="utf-8").splitlines()
-               if line.strip()] if log_path.exists() else []
+    records = read_records(run_folder / "metrics.jsonl")
     loggers = build_loggers(names, folder, run or results["name"])
     try:
         for logger in loggers:
