@@ -219,7 +219,7 @@ class BalancedBuffer(TensorStore):
         dropped = (~keep[: self.size]).nonzero().squeeze(1)
         free = torch.cat([dropped, torch.arange(self.size, self.capacity)])
         if len(new):
-            self._write(free[: len(new)], {k: v[new.to(v.device)] for k, v in rows.items()})
+            self._write(free[: len(new)], rows, rows=new)
         self.size = int(keep.sum())
 
     def counts(self) -> dict[int, int]:
