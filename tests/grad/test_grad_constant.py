@@ -29,7 +29,7 @@ def test_keeps_the_jacobians_dtype_and_accepts_a_tensor() -> None:
 
 
 def test_refuses_a_jacobian_with_another_number_of_rows() -> None:
-    with pytest.raises(ShapeMismatchError, match=r"3 weights \[1.0, 1.0, 1.0\] .* 2 task rows \(shape \(2, 3\)\)"):
+    with pytest.raises(ShapeMismatchError, match=r"3 weights \[1.0, 1.0, 1.0\] for 2 tasks"):
         Constant([1.0, 1.0, 1.0])(CONFLICT)
 
 

@@ -13,7 +13,7 @@ from lifelong.grad import MGDA, PCGrad, jacobian
 from lifelong.multitask.architectures import build_architecture
 from lifelong.multitask.engine import MultiTaskTrainer, TrainConfig
 from lifelong.multitask.presets import build_default
-from lifelong.multitask.weighting import build_weighting
+from lifelong.multitask.weighting import GradientWeighting, build_weighting
 
 
 def trainer(mtl, data, weighting="uniform", arch="hps", seed=0, **cfg):
@@ -212,17 +212,31 @@ def test_sampled_aggregators_get_one_jacobian_per_disjoint_part_of_the_batch(mtl
     torch.testing.assert_close(losses, whole.detach())
     torch.testing.assert_close(flat(tr.shared), expected_shared)
     torch.testing.assert_close(flat(tr.private), expected_private)
-    tr.config.batch_size = 2
-    with pytest.raises(IncompatibleError, match="only 2 rows; use batch_size >= 3"):
+    with pytest.raises(IncompatibleError, match="this batch has only 2 rows"):
         tr.train_step(torch.arange(2))
 
 
-def test_sampled_aggregators_refuse_per_task_data(mtl):
-    data = mtl.toy_per_task()
-    tr = trainer(mtl, data, "mgda")
-    tr.weighting.aggregator = SampleRecorder()
-    with pytest.raises(IncompatibleError, match="share inputs"):
-        tr.train_step()
+def test_sampled_aggregators_are_refused_before_training_where_they_cannot_run(mtl):
+    def build(data, **cfg):
+        model = build_architecture("hps", data, lambda: mtl.mlp(data.input_shape[0]))
+        weighting = GradientWeighting(len(data.tasks), SampleRecorder())
+        return MultiTaskTrainer(model, weighting, data, TrainConfig(**{"batch_size": 16, **cfg}),
+                                torch.Generator().manual_seed(0))
+
+    with pytest.raises(IncompatibleError, match="share inputs, not with per-task data"):
+        build(mtl.toy_per_task())
+    with pytest.raises(IncompatibleError, match="use batch_size >= 3, got 2"):
+        build(mtl.toy_shared(), batch_size=2)
+
+
+def test_an_epochs_tail_batch_too_short_to_split_is_dropped(mtl):
+    """64 rows in batches of 31: two steps of 31, and the tail of 2 rows (fewer than MoDo's three
+    parts) is left out of the epoch instead of failing mid-run."""
+    data = mtl.toy_shared()
+    tr = trainer(mtl, data, "modo", batch_size=31, epochs=2)
+    tr.fit()
+    assert tr.step == 4 and [h["step"] for h in tr.history] == [2, 4]
+    assert trainer(mtl, data, "uniform", batch_size=31).steps_per_epoch() == 3  # others keep it
 
 
 class AfterStepRecorder(torch.nn.Module):
@@ -300,3 +314,23 @@ def test_heads_learn_from_the_transformed_losses_when_the_aggregator_transforms_
     expected = private0 - 0.1 * (1 / (losses.detach() + 1e-8)) @ jac_p
     torch.testing.assert_close(flat(tr.private), expected)
     assert not torch.allclose(flat(tr.private), private0 - 0.1 * jac_p.sum(0))
+
+
+@pytest.mark.parametrize("name", ["imtl", "excess_mtl"])
+def test_heads_follow_the_aggregators_task_weights_from_the_second_step(mtl, name):
+    """IMTL's learned scales e^s (moved by the first step) and ExcessMTL's weights (moved by the
+    second call) multiply each head's gradient, as back-propagating Σ_t w_t L_t would."""
+    data = mtl.toy_shared()
+    tr = trainer(mtl, data, name)
+    tr.train_step(torch.arange(16))
+    agg = tr.weighting.aggregator
+    s_before = agg.log_scale.detach().clone() if name == "imtl" else None
+    idx = torch.arange(16, 32)
+    private0 = flat(tr.private)
+    out = tr.model(data.splits["a"].train_x[idx])
+    losses = torch.stack([tr.kinds[t].loss(out[t], data.splits[t].train_y[idx]) for t in tr.tasks])
+    jac_p = jacobian(losses, tr.private)
+    tr.train_step(idx)
+    scales = s_before.exp() if name == "imtl" else agg.task_weights
+    assert not torch.allclose(scales, torch.ones_like(scales))
+    torch.testing.assert_close(flat(tr.private), private0 - 0.1 * scales.to(jac_p) @ jac_p)

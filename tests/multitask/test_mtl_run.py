@@ -140,7 +140,8 @@ def test_resume_with_per_task_data_is_bit_identical(tmp_path, mtl, sampler, weig
     assert not all(torch.equal(first["model"][k], b["model"][k]) for k in b["model"])
 
 
-@pytest.mark.parametrize("weighting", ["imtl", "famo", "modo", "moco", "stch"])
+@pytest.mark.parametrize("weighting", ["imtl", "famo", "modo", "moco", "stch", "db_mtl", "sdmgrad", "excess_mtl",
+                                       "cr_mogm"])
 def test_stateful_weightings_resume_bit_identically(tmp_path, weighting):
     """Learned loss scales (IMTL, in the optimiser), after-step logits (FAMO), sampled weights (MoDo),
     a tracked Jacobian (MoCo) and a nadir from a warm-up epoch (STCH) all survive an interruption."""

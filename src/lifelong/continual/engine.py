@@ -130,6 +130,11 @@ class Engine:
         grown, pruned) before the other strategies look at it (a stable sort keeps the spec's order)."""
         return sorted(self.plugins, key=lambda p: not p.restructures)
 
+    def _structure_last(self) -> list[Plugin]:
+        """The plugins, architecture strategies last: they route or mask what the others have made
+        of the data, the batch and the gradient."""
+        return sorted(self.plugins, key=lambda p: p.restructures)
+
     def _forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return self.model(x, t) if self._takes_task else self.model(x)
 
@@ -184,7 +189,7 @@ class Engine:
         for p in self._structure_first():
             p.before_experience(ctx)
         data = TrainData(exp.train_x, exp.train_y, exp.train_t())
-        for p in self.plugins:
+        for p in self._structure_last():  # an architecture sees the data the others chose (cumulative)
             data = p.train_data(ctx, data)
         if len(data):
             ctx = ctx.advance(data=data)
@@ -223,7 +228,7 @@ class Engine:
         return torch.randperm(len(data), generator=self.generator).to(self.device)
 
     def _train_step(self, ctx: Context, batch: Batch, optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
-        for p in sorted(self.plugins, key=lambda p: p.restructures):  # routed after the batch is extended
+        for p in self._structure_last():
             batch = p.extend_batch(ctx, batch)
         outputs = self._forward(batch.x, batch.t)
         logits = ctx.mask(outputs, batch.t)
@@ -241,7 +246,7 @@ class Engine:
             p.add_grads(ctx, batch)
         for p in self.plugins:
             p.observe_grads(ctx, batch)
-        for p in sorted(self.plugins, key=lambda p: p.restructures):  # masks after any projection
+        for p in self._structure_last():  # masks after any projection
             p.after_backward(ctx, batch)
         optimizer.step()
         for p in self.plugins:

@@ -102,7 +102,7 @@ class Plugin:
     `needs_task_labels` (task identity at test time), `settings` (scenarios it supports);
     `restructures` (an architecture strategy: it rebuilds, grows, masks or routes the model, so
     its `before_experience` and `after_experience` run before the other strategies' and its
-    `extend_batch` and `after_backward` after theirs, whatever the order of the spec),
+    `train_data`, `extend_batch` and `after_backward` after theirs, whatever the order of the spec),
     `routes_model` (only the engine's own forward of the batch is routed by task), `runs_model`
     (it runs the model on inputs of its own: a Fisher, memory gradients, difficulty scores;
     `runs_model_per_head`: only on a multi-head model, once per head),

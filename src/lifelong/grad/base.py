@@ -27,7 +27,8 @@ def check_jacobian(J: Tensor, where: str, samples: int = 1) -> None:
 
 
 def check_losses(losses: Tensor | None, k: int, where: str) -> Tensor:
-    """The task losses (k,) as a detached tensor; raise unless they are k finite values."""
+    """The task losses (k,) as a detached tensor; raise unless they are k finite values ≥ 0 (the
+    aggregators that take them use their magnitudes: logs, lengths, scales)."""
     if losses is None:
         raise IncompatibleError(f"{where} weighs the task gradients by the task losses; call it as "
                                 "aggregator(J, losses) (the multi-task engine passes them)")
@@ -38,6 +39,9 @@ def check_losses(losses: Tensor | None, k: int, where: str) -> Tensor:
     if not torch.isfinite(losses).all():
         raise DataError(f"{where}: the task losses {losses.tolist()} are not all finite; lower the "
                         "learning rate or check the tasks' targets")
+    if (losses < 0).any():
+        raise DataError(f"{where}: the task losses {losses.tolist()} must be >= 0 (it uses their "
+                        "magnitudes: logs, lengths or scales); shift or rescale the negative ones")
     return losses
 
 
@@ -92,6 +96,9 @@ class Aggregator(nn.Module):
     def aggregate(self, J: Tensor, losses: Tensor | None = None) -> Tensor:
         """The update direction of a validated Jacobian (and the task losses when `needs_losses`)."""
         raise NotImplementedError
+
+    def check_tasks(self, k: int) -> None:
+        """Raise, before training, when the aggregator cannot work with `k` tasks (no-op here)."""
 
     def task_scales(self, losses: Tensor) -> Tensor | None:
         """Factors (k,) on each task's gradient of its own parameters (its head), or None to leave

@@ -12,11 +12,16 @@ from lifelong.core.registries import AGGREGATORS
 from lifelong.grad.base import Aggregator
 
 
+def check_weight_count(weights: Tensor, k: int) -> None:
+    """Raise unless there is one weight per task."""
+    if len(weights) != k:
+        raise ShapeMismatchError(f"Constant: {len(weights)} weights {weights.tolist()} for {k} tasks "
+                                 "(rows of the Jacobian); give one weight per task")
+
+
 def constant_update(J: Tensor, weights: Tensor) -> Tensor:
     """d = Σ_i w_i g_i; raise unless there is one weight per row of J."""
-    if len(weights) != len(J):
-        raise ShapeMismatchError(f"Constant: {len(weights)} weights {weights.tolist()} but the Jacobian has "
-                                 f"{len(J)} task rows (shape {tuple(J.shape)}); give one weight per task")
+    check_weight_count(weights, len(J))
     return weights.to(dtype=J.dtype, device=J.device) @ J
 
 
@@ -31,6 +36,9 @@ class Constant(Aggregator):
             raise ConfigError(f"Constant: `weights` must be a non-empty list of finite floats, one per task; "
                               f"got {w.tolist()}")
         self.register_buffer("task_weights", w, persistent=False)
+
+    def check_tasks(self, k: int) -> None:
+        check_weight_count(self.task_weights, k)
 
     def aggregate(self, J: Tensor, losses: Tensor | None = None) -> Tensor:
         update = constant_update(J, self.task_weights)

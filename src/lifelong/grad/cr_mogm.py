@@ -44,11 +44,20 @@ class CRMOGM(GramianAggregator):
         if not isinstance(self.base, GramianAggregator) or self.base.needs_losses or self.base.samples != 1:
             raise IncompatibleError(f"CR-MOGM averages the weights a Gramian aggregator computes from J Jᵀ; "
                                     f"{base!r} is not one. Choose base among {gramian_bases()}")
-        if not 0 <= alpha <= 1:
-            raise ConfigError(f"CR-MOGM: alpha must be in [0, 1] (0: no smoothing), got {alpha}")
         self.alpha = alpha
         self.on_representation = self.base.on_representation
         self.register_buffer("running", torch.zeros(0, dtype=torch.float64))
+
+    @property
+    def alpha(self) -> float:
+        """The EMA rate α ∈ [0, 1]; set it between steps to follow a schedule."""
+        return self._alpha
+
+    @alpha.setter
+    def alpha(self, value: float) -> None:
+        if not 0 <= value <= 1:
+            raise ConfigError(f"CR-MOGM: alpha must be in [0, 1] (0: no smoothing), got {value}")
+        self._alpha = float(value)
 
     def weights(self, G: Tensor) -> Tensor:
         if len(self.running) not in (0, len(G)):

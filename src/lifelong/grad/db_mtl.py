@@ -43,8 +43,9 @@ class DBMTL(Aggregator):
 
     def __init__(self, beta: float = 0.9, beta_sigma: float = 0.5, eps: float = 1e-8) -> None:
         super().__init__()
-        if not 0 <= beta < 1 or beta_sigma < 0 or eps < 0:
-            raise ConfigError(f"DB-MTL: need 0 <= beta < 1, beta_sigma >= 0 and eps >= 0, got beta={beta}, "
+        if not 0 <= beta < 1 or beta_sigma < 0 or eps <= 0:
+            raise ConfigError(f"DB-MTL: need 0 <= beta < 1, beta_sigma >= 0 and eps > 0 (a zero loss has no "
+                              f"log), got beta={beta}, "
                               f"beta_sigma={beta_sigma}, eps={eps}")
         self.beta, self.beta_sigma, self.eps = beta, beta_sigma, eps
         self.register_buffer("ema", torch.zeros(0, 0))

@@ -66,3 +66,7 @@ class ExcessMTL(Aggregator):
         self.initial, self.task_weights = initial.to(self.initial.device), w.to(self.task_weights.device)
         self.last_weights = w
         return w.to(dtype=J.dtype, device=J.device) @ J
+
+    def task_scales(self, losses: Tensor) -> Tensor | None:
+        """The heads learn from the weighted sum Σ w_i L_i too, as in the authors' code."""
+        return self.task_weights.detach().clone() if self.task_weights.numel() else None

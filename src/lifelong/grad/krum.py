@@ -19,13 +19,7 @@ def krum_weights(G: Tensor, n_byzantine: int = 0, n_selected: int = 1) -> Tensor
     choice is deterministic but not invariant to reordering the tasks.
     """
     k, f, m = len(G), n_byzantine, n_selected
-    if k - f - 2 < 1:
-        raise IncompatibleError(f"Krum scores each task gradient by its k - f - 2 nearest others, so it needs "
-                                f"k >= f + 3 = {f + 3} tasks; got k = {k} with n_byzantine f = {f}. Give it more "
-                                "tasks (or a lower n_byzantine), or use another aggregator (mean, mgda)")
-    if m > k - f:
-        raise IncompatibleError(f"Krum: n_selected = {m} exceeds k - f = {k - f} (k = {k} tasks, n_byzantine "
-                                f"f = {f}), so Byzantine gradients could be averaged in; lower n_selected")
+    check_krum(k, f, m)
     sq = G.diagonal()
     dist = (sq[:, None] + sq[None, :] - 2 * G).clamp_min(0)
     dist.fill_diagonal_(float("inf"))
@@ -36,13 +30,24 @@ def krum_weights(G: Tensor, n_byzantine: int = 0, n_selected: int = 1) -> Tensor
     return w
 
 
+def check_krum(k: int, f: int, m: int) -> None:
+    """Raise unless Krum can score k gradients with f Byzantine ones and average m of them."""
+    if k - f - 2 < 1:
+        raise IncompatibleError(f"Krum scores each task gradient by its k - f - 2 nearest others, so it needs "
+                                f"k >= f + 3 = {f + 3} tasks; got k = {k} with n_byzantine f = {f}. Give it more "
+                                "tasks (or a lower n_byzantine), or use another aggregator (mean, mgda)")
+    if m > k - f:
+        raise IncompatibleError(f"Krum: n_selected = {m} exceeds k - f = {k - f} (k = {k} tasks, n_byzantine "
+                                f"f = {f}), so Byzantine gradients could be averaged in; lower n_selected")
+
+
 @AGGREGATORS.register("krum", aliases=("Krum", "multi_krum", "MultiKrum", "Multi-Krum"),
                       paper="Blanchard et al. 2017")
 class Krum(GramianAggregator):
     """Krum, and Multi-Krum when `n_selected` m > 1: the mean of the m task gradients closest to their
     k − f − 2 nearest neighbours (Blanchard et al. 2017), robust to f = `n_byzantine` outliers.
 
-    Defaults f = 0 and m = 1 (plain Krum, as TorchJD). Scores use squared distances as in the
+    Defaults f = 0 and m = 1 (plain Krum; TorchJD requires f). Scores use squared distances as in the
     paper (TorchJD sums plain distances). It needs k ≥ f + 3 tasks to score anything and refuses
     fewer (IncompatibleError); the paper's resilience guarantee further asks 2f + 2 < k.
     """
@@ -53,6 +58,9 @@ class Krum(GramianAggregator):
             raise ConfigError(f"Krum: n_byzantine must be >= 0 and n_selected >= 1; got n_byzantine = "
                               f"{n_byzantine}, n_selected = {n_selected}")
         self.n_byzantine, self.n_selected = n_byzantine, n_selected
+
+    def check_tasks(self, k: int) -> None:
+        check_krum(k, self.n_byzantine, self.n_selected)
 
     def weights(self, G: Tensor) -> Tensor:
         return krum_weights(G, self.n_byzantine, self.n_selected)

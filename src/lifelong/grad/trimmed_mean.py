@@ -10,6 +10,14 @@ from lifelong.core.registries import AGGREGATORS
 from lifelong.grad.base import Aggregator
 
 
+def check_trim(k: int, b: int) -> None:
+    """Raise unless k task values per coordinate leave some after dropping b at each end."""
+    if k <= 2 * b:
+        raise IncompatibleError(f"TrimmedMean drops the {b} largest and {b} smallest of the k task values "
+                                f"of each parameter, so it needs k > 2b = {2 * b} tasks; got k = {k}. "
+                                "Lower trim_number")
+
+
 def trimmed_mean(J: Tensor, trim_number: int = 0) -> tuple[Tensor, Tensor]:
     """Coordinate-wise trimmed mean of the rows of J and the fraction of each row's entries kept
     ("Byzantine-Robust Distributed Learning: Towards Optimal Statistical Rates", Yin et al. 2018).
@@ -18,10 +26,7 @@ def trimmed_mean(J: Tensor, trim_number: int = 0) -> tuple[Tensor, Tensor]:
     k − 2b others averaged; equal values are ordered by task index (a stable sort).
     """
     k, b = len(J), trim_number
-    if k <= 2 * b:
-        raise IncompatibleError(f"TrimmedMean drops the {b} largest and {b} smallest of the k task values "
-                                f"of each parameter, so it needs k > 2b = {2 * b} tasks; got k = {k}. "
-                                "Lower trim_number")
+    check_trim(k, b)
     if b == 0:
         return J.mean(0), torch.ones(k, dtype=J.dtype, device=J.device)
     values, order = J.T.contiguous().sort(dim=1, stable=True)  # rows of k values sort twice as fast
@@ -43,6 +48,9 @@ class TrimmedMean(Aggregator):
         if trim_number < 0:
             raise ConfigError(f"TrimmedMean: trim_number must be >= 0, got {trim_number}")
         self.trim_number = trim_number
+
+    def check_tasks(self, k: int) -> None:
+        check_trim(k, self.trim_number)
 
     def aggregate(self, J: Tensor, losses: Tensor | None = None) -> Tensor:
         update, kept = trimmed_mean(J, self.trim_number)

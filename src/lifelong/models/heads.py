@@ -73,7 +73,8 @@ class IncrementalHead(nn.Module):
         width = max(classes) + 1
         if width <= self.out_features:
             return False
-        new = nn.Linear(self.in_features, width, device=self.weight.device, dtype=self.weight.dtype)
+        new = nn.Linear(self.in_features, width, dtype=self.weight.dtype)  # CPU draws: resumable
+        new.to(self.weight.device)
         with torch.no_grad():
             new.weight[: self.out_features] = self.weight
             new.bias[: self.out_features] = self.bias

@@ -108,6 +108,7 @@ class MultiTaskTrainer:
                 )
             sizes = [data.n_train(t) for t in self.tasks]
             self.sampler = build_sampler(config.sampler, sizes, **config.sampler_args)
+        self._check_samples(weighting)
         self.monitor = ConflictMonitor(self.tasks, config.conflict_threshold) \
             if config.conflict_every > 0 else None
         self.epoch = 0
@@ -117,6 +118,22 @@ class MultiTaskTrainer:
         self._cursors = {t: [torch.empty(0, dtype=torch.long), 0] for t in self.tasks}
         self._step_batches: dict[str, list[torch.Tensor]] = {}  # this step's rows per task (per-task data)
         self._checked: set[str] = set()
+
+    def _check_samples(self, weighting: nn.Module) -> None:
+        """Refuse, before training, what an aggregator needing several samples of J cannot run on."""
+        samples = getattr(weighting, "samples", 1)
+        if samples == 1:
+            return
+        name = type(weighting.aggregator).__name__
+        if not self.data.shared:
+            raise IncompatibleError(f"{name} needs {samples} independent Jacobians, the disjoint parts of one "
+                                    "batch; it works with tasks that share inputs, not with per-task data")
+        if getattr(weighting, "on_representation", False):
+            raise IncompatibleError(f"{name} needs several samples of the Jacobian and cannot work on the "
+                                    "shared representation")
+        if self.batch_size(self.tasks[0]) < samples:
+            raise IncompatibleError(f"{name} splits every batch into {samples} disjoint parts; use "
+                                    f"batch_size >= {samples}, got {self.batch_size(self.tasks[0])}")
 
     # ---- batches ---------------------------------------------------------------------------
     def batch_size(self, task: str) -> int:
@@ -182,15 +199,12 @@ class MultiTaskTrainer:
     def _sampled_step(self, idx: torch.Tensor, samples: int) -> torch.Tensor:
         """Aggregators that need independent estimates of J (MoDo, SDMGrad): the batch is split into
         `samples` disjoint parts, one forward and one batched backward each; the task heads take
-        the size-weighted mean of the parts' gradients, i.e. the whole batch's gradient."""
-        if getattr(self.weighting, "on_representation", False):
-            raise IncompatibleError("an aggregator that needs several samples of the Jacobian cannot "
-                                    "work on the shared representation")
+        the size-weighted mean of the parts' gradients, i.e. the whole batch's gradient (`fit`
+        drops an epoch's tail batch too short to split)."""
         parts = idx.tensor_split(samples)
         if min(len(part) for part in parts) == 0:
             raise IncompatibleError(f"{type(self.weighting.aggregator).__name__} splits every batch into "
-                                    f"{samples} disjoint parts, but a batch has only {len(idx)} rows; "
-                                    f"use batch_size >= {samples}")
+                                    f"{samples} disjoint parts, but this batch has only {len(idx)} rows")
         params = [*self.shared, *self.private]
         share = torch.tensor([len(part) / len(idx) for part in parts])
         losses, rows = zip(*((part_losses.detach(), jacobian(part_losses, params))
@@ -246,10 +260,6 @@ class MultiTaskTrainer:
         if getattr(self.weighting, "on_representation", False):
             raise IncompatibleError("representation-based aggregators need tasks sharing inputs")
         if self.weighting.kind == "gradient":
-            if getattr(self.weighting, "samples", 1) > 1:
-                raise IncompatibleError(f"{type(self.weighting.aggregator).__name__} needs several "
-                                        "independent Jacobians of one batch; it works with tasks that "
-                                        "share inputs, not with per-task data")
             self._apply_jacobian(jac, losses.to(jac.dtype))
             return losses
         # chain rule: ∂combine/∂L_t from a leaf copy of the losses, times each task's gradient
@@ -336,9 +346,11 @@ class MultiTaskTrainer:
                 n_steps = math.ceil(len(order) / self.batch_size(self.tasks[0]))
             elif self.data.shared:
                 order = torch.randperm(self.data.n_train(self.tasks[0]), generator=self.generator)
+            bs = self.batch_size(self.tasks[0])
+            if order is not None and 0 < len(order) % bs < getattr(self.weighting, "samples", 1):
+                n_steps = min(n_steps, len(order) // bs)  # a tail batch too short to split in parts
             sums = torch.zeros(len(self.tasks), dtype=torch.float64)
             for i in range(n_steps):
-                bs = self.batch_size(self.tasks[0])
                 idx = order[i * bs:(i + 1) * bs] if order is not None else None
                 if before_step is not None:
                     before_step(self, idx)

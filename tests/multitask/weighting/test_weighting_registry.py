@@ -46,7 +46,19 @@ def test_both_kinds_build_from_one_name() -> None:
     assert isinstance(grad, GradientWeighting) and grad.kind == "gradient"
     assert set(AGGREGATORS.names()) <= set(ALL)
     for name in ALL:
-        assert WEIGHTINGS.meta(name)["kind"] == _build(name, 2).kind
+        assert WEIGHTINGS.meta(name)["kind"] == _build(name, 3).kind
+
+
+@pytest.mark.parametrize(("name", "kwargs", "why"), [
+    ("constant", {"weights": [1.0, 2.0]}, "2 weights .* for 3 tasks"),
+    ("krum", {}, "needs k >= f \\+ 3 = 3 tasks; got k = 2"),
+    ("trimmed_mean", {"trim_number": 1}, "needs k > 2b = 2 tasks; got k = 2"),
+])
+def test_an_aggregator_that_cannot_work_with_this_many_tasks_is_refused_when_built(name, kwargs, why) -> None:
+    from lifelong.core.errors import IncompatibleError
+
+    with pytest.raises((ShapeMismatchError, IncompatibleError), match=why):
+        build_weighting(name, 3 if name == "constant" else 2, **kwargs)
 
 
 def test_gradient_weighting_passes_keywords_to_its_aggregator() -> None:

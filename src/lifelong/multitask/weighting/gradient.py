@@ -30,6 +30,7 @@ class GradientWeighting(nn.Module):
     def __init__(self, n_tasks: int, aggregator: Aggregator) -> None:
         super().__init__()
         check_n_tasks(n_tasks, "GradientWeighting")
+        aggregator.check_tasks(n_tasks)
         self.n_tasks, self.aggregator = n_tasks, aggregator
         self.register_buffer("weights", torch.ones(n_tasks), persistent=False)
 
