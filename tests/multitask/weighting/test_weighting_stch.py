@@ -20,46 +20,39 @@ def _past_warmup(nadir: list[float], **kwargs: object) -> STCH:
     return stch
 
 
-def _total_and_grad(stch: STCH, losses: list[float]) -> tuple[float, torch.Tensor]:
-    leaf = torch.tensor(losses, dtype=torch.float64, requires_grad=True)
-    total = stch.combine(leaf)
-    (grad,) = torch.autograd.grad(total, leaf)
-    return float(total.detach()), grad
-
-
-def test_hand_values_after_warmup() -> None:
+def test_hand_values_after_warmup(total_and_grad) -> None:
     # L = (1, 2), n = (2, 1): f = log(L/n) = (−log 2, log 2); μ = 1, λ = (1, 1), k = 2.
     # total = 2 log(e^{−log 2} + e^{log 2}) = 2 log 2.5; softmax(f) = (0.5, 2)/2.5 = (0.2, 0.8);
     # ∂total/∂L_t = 2 · softmax_t / L_t = (0.4, 0.8).
     stch = _past_warmup([2.0, 1.0])
-    total, grad = _total_and_grad(stch, [1.0, 2.0])
+    total, grad = total_and_grad(stch, [1.0, 2.0])
     assert total == pytest.approx(2 * math.log(2.5), rel=1e-12)
     torch.testing.assert_close(grad, torch.tensor([0.4, 0.8], dtype=torch.float64))
     torch.testing.assert_close(stch.weights, torch.tensor([0.4, 0.8]))
 
 
-def test_hand_values_with_mu_and_preference() -> None:
+def test_hand_values_with_mu_and_preference(total_and_grad) -> None:
     # μ = ½: total = 2 · ½ log(e^{−2 log 2} + e^{2 log 2}) = log 4.25, softmax = (1/17, 16/17),
     # weights = 2 · (1/17 / 1, 16/17 / 2) = (2/17, 16/17).
     stch = _past_warmup([2.0, 1.0], mu=0.5)
-    total, grad = _total_and_grad(stch, [1.0, 2.0])
+    total, grad = total_and_grad(stch, [1.0, 2.0])
     assert total == pytest.approx(math.log(4.25), rel=1e-12)
     torch.testing.assert_close(grad, torch.tensor([2 / 17, 16 / 17], dtype=torch.float64))
     # preference (1, 3) scales to sum k = 2: λ = (½, 3/2); λf = (−½ log 2, 3/2 log 2);
     # total = 2 log(2^{−½} + 2^{3/2}); softmax ∝ (2^{−½}, 2^{3/2}) = (0.2, 0.8); weights = 2λ·soft/L.
     stch = _past_warmup([2.0, 1.0], preference=[1.0, 3.0])
-    total, grad = _total_and_grad(stch, [1.0, 2.0])
+    total, grad = total_and_grad(stch, [1.0, 2.0])
     assert total == pytest.approx(2 * math.log(2**-0.5 + 2**1.5), rel=1e-12)
     torch.testing.assert_close(grad, torch.tensor([2 * 0.5 * 0.2 / 1, 2 * 1.5 * 0.8 / 2], dtype=torch.float64))
     torch.testing.assert_close(stch.weights, grad.float())
 
 
-def test_small_mu_tends_to_the_weighted_max_and_stays_finite() -> None:
+def test_small_mu_tends_to_the_weighted_max_and_stays_finite(total_and_grad) -> None:
     # k · max_t λ_t f_t = 2 · max(½ · (−log 2), 3/2 · log 2) = 3 log 2, and the gap is at most k μ log k.
     target = 3 * math.log(2)
     gaps = []
     for mu in (1.0, 0.3, 0.1, 1e-3, 1e-8):  # 1e-8: exp(λf/μ) alone would overflow
-        total, grad = _total_and_grad(_past_warmup([2.0, 1.0], mu=mu, preference=[1.0, 3.0]), [1.0, 2.0])
+        total, grad = total_and_grad(_past_warmup([2.0, 1.0], mu=mu, preference=[1.0, 3.0]), [1.0, 2.0])
         assert math.isfinite(total) and torch.isfinite(grad).all()
         assert -1e-12 <= total - target <= 2 * mu * math.log(2) + 1e-12
         gaps.append(total - target)
@@ -77,17 +70,17 @@ def test_smooth_tchebycheff_bounds() -> None:
         assert top <= value <= top + mu * math.log(3)
 
 
-def test_warmup_trains_on_log_losses_then_measures_the_nadir() -> None:
+def test_warmup_trains_on_log_losses_then_measures_the_nadir(total_and_grad) -> None:
     stch = STCH(2, warmup_epochs=1)
     for epoch_means in ([4.0, 4.0], [2.0, 1.0]):  # epochs 1 (warm-up) and 2 (nadir epoch)
         assert stch.warming_up
-        total, grad = _total_and_grad(stch, [1.0, 2.0])
+        total, grad = total_and_grad(stch, [1.0, 2.0])
         assert total == pytest.approx(math.log(2.0))  # log 1 + log 2
         torch.testing.assert_close(grad, torch.tensor([1.0, 0.5], dtype=torch.float64))  # 1/L_t
         stch.end_epoch(torch.tensor(epoch_means))
     assert not stch.warming_up
     torch.testing.assert_close(stch.nadir, torch.tensor([2.0, 1.0], dtype=torch.float64))
-    total, _ = _total_and_grad(stch, [1.0, 2.0])
+    total, _ = total_and_grad(stch, [1.0, 2.0])
     assert total == pytest.approx(2 * math.log(2.5))  # the hand value above
     stch.end_epoch(torch.tensor([9.0, 9.0]))  # later epochs leave the nadir alone
     torch.testing.assert_close(stch.nadir, torch.tensor([2.0, 1.0], dtype=torch.float64))
@@ -103,22 +96,22 @@ def test_defaults_follow_the_authors() -> None:
     assert not stch.warming_up
 
 
-def test_state_dict_resumes_the_schedule_and_the_nadir() -> None:
+def test_state_dict_resumes_the_schedule_and_the_nadir(total_and_grad) -> None:
     stch = STCH(2, warmup_epochs=1)
     stch.end_epoch(torch.tensor([4.0, 4.0]))
     fresh, unrestored = STCH(2, warmup_epochs=1), STCH(2, warmup_epochs=1)
     fresh.load_state_dict(stch.state_dict())
     for w in (stch, fresh, unrestored):
         w.end_epoch(torch.tensor([2.0, 1.0]))
-    total, grad = _total_and_grad(fresh, [1.0, 2.0])
-    want_total, want_grad = _total_and_grad(stch, [1.0, 2.0])
+    total, grad = total_and_grad(fresh, [1.0, 2.0])
+    want_total, want_grad = total_and_grad(stch, [1.0, 2.0])
     assert total == want_total and torch.equal(grad, want_grad)
     # negative control: without the saved epoch count the run is still in its warm-up
-    assert unrestored.warming_up and _total_and_grad(unrestored, [1.0, 2.0])[0] != want_total
+    assert unrestored.warming_up and total_and_grad(unrestored, [1.0, 2.0])[0] != want_total
 
 
-def test_a_loss_at_zero_stays_finite() -> None:
-    total, grad = _total_and_grad(_past_warmup([1.0, 1.0]), [0.0, 1.0])
+def test_a_loss_at_zero_stays_finite(total_and_grad) -> None:
+    total, grad = total_and_grad(_past_warmup([1.0, 1.0]), [0.0, 1.0])
     assert math.isfinite(total) and torch.isfinite(grad).all()
 
 
