@@ -286,14 +286,15 @@ def test_after_step_weightings_refuse_a_task_sampler(mtl):
 ENGINE_ARGS = {"constant": {"weights": [1.0, 1.0, 1.0]}, "stch": {"warmup_epochs": 1}, "krum": {"n_selected": 2}}
 
 
-@pytest.mark.parametrize("name", WEIGHTINGS.names())
-def test_every_weighting_trains_through_the_engine_on_digits(name):
+@pytest.mark.parametrize(("name", "kwargs"), [(n, ENGINE_ARGS.get(n, {})) for n in WEIGHTINGS.names()]
+                         + [("mgda", {"upper_bound": True})])
+def test_every_weighting_trains_through_the_engine_on_digits(name, kwargs):
     """Each registered weighting, through the trainer's own step (losses, sample splits, after-step
-    losses, head scales): three tasks of the embedded digits, 4 epochs."""
+    losses, head scales, MGDA-UB on the representation): three tasks of the embedded digits, 4 epochs."""
     data = load_benchmark("multi-digits")
     torch.manual_seed(0)
     model = build_default("hps", data, width=64)
-    tr = MultiTaskTrainer(model, build_weighting(name, 3, **ENGINE_ARGS.get(name, {})), data,
+    tr = MultiTaskTrainer(model, build_weighting(name, 3, **kwargs), data,
                           TrainConfig(epochs=4, batch_size=64, lr=3e-3), torch.Generator().manual_seed(0))
     tr.fit()
     after = tr.history[-1]["test"]

@@ -1,8 +1,8 @@
-"""Every registered weighting, by name: building, state round trips, and learning on real data."""
+"""Every registered weighting, by name: building, arguments and state round trips (learning on real
+data, through the trainer: tests/multitask/test_mtl_engine.py)."""
 
 from __future__ import annotations
 
-import functools
 import io
 
 import pytest
@@ -11,7 +11,7 @@ from torch import nn
 
 from lifelong.core.errors import ShapeMismatchError
 from lifelong.core.registries import AGGREGATORS, WEIGHTINGS
-from lifelong.grad import jacobian, write_grad
+from lifelong.grad import jacobian
 from lifelong.multitask.weighting import GradientWeighting, LossWeighting, build_weighting
 
 ALL = WEIGHTINGS.names()
@@ -111,69 +111,3 @@ def test_state_dict_resumes_bit_exactly(name: str) -> None:
     second.load_state_dict(state)
     for got, want in zip(_run(second, later), expected, strict=True):
         torch.testing.assert_close(got, want, rtol=0, atol=0)
-
-
-@functools.lru_cache(maxsize=1)
-def _digits() -> tuple[torch.Tensor, ...]:
-    from lifelong.data.sources import load_source
-
-    d = load_source("digits")
-    return d.train_x, d.train_y, d.test_x, d.test_y
-
-
-def _train_two_tasks(weighting: nn.Module, steps: int = 150) -> tuple[float, float]:
-    """A hand-written multi-task loop on digits: task 0 the digit, task 1 whether it is ≥ 5."""
-    x, y, tx, ty = _digits()
-    torch.manual_seed(0)
-    shared = nn.Sequential(nn.Flatten(), nn.Linear(64, 64), nn.ReLU())
-    heads = nn.ModuleList([nn.Linear(64, 10), nn.Linear(64, 2)])
-    shared_params, head_params = list(shared.parameters()), list(heads.parameters())
-    opt = torch.optim.Adam([*shared_params, *head_params, *weighting.parameters()], lr=0.01)
-    gen = torch.Generator().manual_seed(0)
-    epoch = []
-    for step in range(steps):
-        idx = torch.randint(0, len(x), (128,), generator=gen)
-
-        def task_losses(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            z = shared(x[rows])
-            return z, torch.stack([nn.functional.cross_entropy(heads[0](z), y[rows]),
-                                   nn.functional.cross_entropy(heads[1](z), (y[rows] >= 5).long())])
-
-        z, losses = task_losses(idx)
-        opt.zero_grad()
-        if weighting.kind == "loss":
-            weighting.combine(losses, shared=shared_params, step=step).backward()
-        else:
-            head_grads = torch.autograd.grad(losses.sum(), head_params, retain_graph=True)
-            write_grad(head_params, torch.cat([g.reshape(-1) for g in head_grads]))
-            if weighting.on_representation:  # MGDA-UB, GradDrop: aggregate ∂L/∂z, back-propagate it
-                update = weighting.aggregate(jacobian(losses, [z], retain_graph=True))
-                z.backward(update.view_as(z))
-            elif weighting.samples > 1:  # independent Jacobians of disjoint parts of the batch
-                J = torch.stack([jacobian(task_losses(part)[1], shared_params)
-                                 for part in idx.tensor_split(weighting.samples)])
-                write_grad(shared_params, weighting.aggregate(J, losses.detach()))
-            else:
-                write_grad(shared_params, weighting.aggregate(jacobian(losses, shared_params), losses.detach()))
-        opt.step()
-        if getattr(weighting, "needs_losses_after_step", False):  # FAMO: same batch, updated model
-            with torch.no_grad():
-                weighting.after_step(task_losses(idx)[1])
-        epoch.append(losses.detach())
-        if len(epoch) == 10:  # "epochs" of 10 steps for DWA
-            weighting.end_epoch(torch.stack(epoch).mean(0))
-            epoch = []
-    with torch.no_grad():
-        z = shared(tx)
-        return (float((heads[0](z).argmax(1) == ty).float().mean()),
-                float((heads[1](z).argmax(1) == (ty >= 5).long()).float().mean()))
-
-
-# not krum: it needs k >= 3 tasks to score a gradient by its nearest others (tests/grad/test_grad_krum.py)
-@pytest.mark.parametrize(("name", "kwargs"),
-                         [(n, {}) for n in ALL if n != "krum"] + [("mgda", {"upper_bound": True})])
-def test_every_weighting_learns_both_tasks_on_digits(name: str, kwargs: dict) -> None:
-    digit, high = _train_two_tasks(_build(name, 2, **kwargs))
-    # chance is 0.10 and ~0.50; every weighting reaches 0.96–0.97 on both here
-    assert digit > 0.9, f"{name}: digit accuracy {digit:.3f}"
-    assert high > 0.9, f"{name}: ≥5 accuracy {high:.3f}"
