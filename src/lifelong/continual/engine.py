@@ -23,7 +23,12 @@ The loop, with every hook in place (`P` = each plugin, in order)::
         R[i + 1] = evaluate on every experience's test set (P.predict may supply scores)
         on_experience_end(i, engine)                       # the run layer checkpoints here
 
-Task-incremental streams mask logits to the task's classes, in training and in evaluation.
+Plugins run in the spec's order, except architecture strategies (`Plugin.restructures`): they
+come first in before_experience and after_experience (the structure is settled before anyone
+looks at it) and last in train_data, extend_batch and after_backward (they route or mask what the
+others made). `check` refuses, before training, combinations that cannot work
+(`composition_problems`). Task-incremental streams mask logits to the task's classes, in training
+and in evaluation.
 """
 
 from __future__ import annotations
