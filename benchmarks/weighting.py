@@ -2,8 +2,10 @@
 the batched Jacobian (one backward) beside T separate backward passes.
 
 Run: `.venv/bin/python benchmarks/weighting.py [--steps 10] [--tasks 2,4,8] [--names pcgrad,mgda]`.
-Prints two markdown tables and returns their rows. The weightings run on a shared MLP
-(64-256-256, ReLU) with one linear regression head per task, batch 256, SGD. The Jacobian is
+Prints two markdown tables and returns their rows. Each weighting runs through the multi-task
+trainer's own step (`MultiTaskTrainer.train_step`: the Jacobian, the aggregation, sample splits,
+after-step losses, checks) on a shared MLP (64-256-256, ReLU) with one linear regression head per
+task, batch 256, SGD; the hand-written loop trains the same network with summed losses. The Jacobian is
 timed on three sizes of that model (`SIZES`) with 1 and 2 threads, the two ways interleaved
 (fastest of 8 rounds).
 """
@@ -16,11 +18,15 @@ import time
 from collections.abc import Callable, Sequence
 
 import torch
+import torch.nn.functional as F
 from common import markdown_table, microseconds
 from torch import nn
 
 from lifelong.core.registries import WEIGHTINGS
-from lifelong.grad import jacobian, write_grad
+from lifelong.data.multitask import TaskSpec, shared_inputs
+from lifelong.grad import jacobian
+from lifelong.multitask.architectures import build_architecture
+from lifelong.multitask.engine import MultiTaskTrainer, TrainConfig
 from lifelong.multitask.weighting import build_weighting
 
 MEDIUM = (256, 64, 256)  # batch, inputs, hidden units
@@ -35,8 +41,7 @@ MIN_TASKS = {"krum": 3}  # Krum scores each gradient against its k − 2 nearest
 class Problem:
     """Data, shared trunk, heads and optimiser for k regression tasks (seeded)."""
 
-    def __init__(self, k: int, extra: Sequence[nn.Parameter] = (), seed: int = 0,
-                 size: tuple[int, int, int] = MEDIUM) -> None:
+    def __init__(self, k: int, seed: int = 0, size: tuple[int, int, int] = MEDIUM) -> None:
         gen = torch.Generator().manual_seed(seed)
         torch.manual_seed(seed)
         batch, inputs, hidden = size
@@ -45,43 +50,33 @@ class Problem:
         self.shared = nn.Sequential(nn.Linear(inputs, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU())
         self.heads = nn.Linear(hidden, k)  # k heads of one output each, as one matrix
         self.shared_params, self.head_params = list(self.shared.parameters()), list(self.heads.parameters())
-        self.opt = torch.optim.SGD([*self.shared_params, *self.head_params, *extra], lr=1e-3)
+        self.opt = torch.optim.SGD([*self.shared_params, *self.head_params], lr=1e-3)
 
     def forward(self, rows: slice = slice(None)) -> tuple[torch.Tensor, torch.Tensor]:
         z = self.shared(self.x[rows])
         return z, ((self.heads(z) - self.y[rows]) ** 2).mean(0)
 
 
-def hand_written_step(problem: Problem) -> None:
-    """The baseline: sum the task losses, backward, step."""
-    problem.opt.zero_grad(set_to_none=True)
-    problem.forward()[1].sum().backward()
-    problem.opt.step()
+def hand_written_step(model: nn.Module, x: torch.Tensor, ys: dict[str, torch.Tensor],
+                      opt: torch.optim.Optimizer) -> None:
+    """The baseline on the trainer's network: sum the task losses, backward, step."""
+    opt.zero_grad(set_to_none=True)
+    out = model(x)
+    sum(F.mse_loss(out[t], y) for t, y in ys.items()).backward()
+    opt.step()
 
 
-def library_step(problem: Problem, weighting: nn.Module, step: int) -> None:
-    """One step as the multi-task engine takes it, for either kind of weighting."""
-    problem.opt.zero_grad(set_to_none=True)
-    z, losses = problem.forward()
-    if weighting.kind == "loss":
-        weighting.combine(losses, shared=problem.shared_params, step=step).backward()
-    else:
-        head_grads = torch.autograd.grad(losses.sum(), problem.head_params, retain_graph=True)
-        write_grad(problem.head_params, torch.cat([g.reshape(-1) for g in head_grads]))
-        if weighting.on_representation:
-            z.backward(weighting.aggregate(jacobian(losses, [z], retain_graph=True), losses.detach()).view_as(z))
-        elif weighting.samples > 1:  # MoDo, SDMGrad: one Jacobian per disjoint part of the batch
-            parts = torch.arange(len(problem.x)).tensor_split(weighting.samples)
-            J = torch.stack([jacobian(problem.forward(slice(int(p[0]), int(p[-1]) + 1))[1], problem.shared_params)
-                             for p in parts])
-            write_grad(problem.shared_params, weighting.aggregate(J, losses.detach()))
-        else:
-            write_grad(problem.shared_params,
-                       weighting.aggregate(jacobian(losses, problem.shared_params), losses.detach()))
-    problem.opt.step()
-    if getattr(weighting, "needs_losses_after_step", False):  # FAMO: the same batch's losses after the step
-        with torch.no_grad():
-            weighting.after_step(problem.forward()[1])
+def trainer(k: int, weighting: nn.Module, seed: int = 0) -> MultiTaskTrainer:
+    """The multi-task trainer on the same problem as `Problem(k)`: one batch of shared inputs, the
+    64-256-256 trunk, one linear regression head per task, SGD."""
+    problem = Problem(k, seed=seed)
+    tasks = [TaskSpec(f"t{i}", "mse", 1) for i in range(k)]
+    targets = {f"t{i}": problem.y[:, i:i + 1] for i in range(k)}
+    data = shared_inputs("bench", tasks, problem.x, targets, problem.x[:1], {t: y[:1] for t, y in targets.items()})
+    torch.manual_seed(seed)
+    model = build_architecture("hps", data, lambda: problem.shared)
+    config = TrainConfig(batch_size=len(problem.x), lr=1e-3, optimizer="sgd")
+    return MultiTaskTrainer(model, weighting, data, config, torch.Generator().manual_seed(seed))
 
 
 def seconds_per_call(fn: Callable[[int], None], calls: int, repeats: int = 3, warmup: int = 3) -> float:
@@ -101,16 +96,18 @@ def seconds_per_call(fn: Callable[[int], None], calls: int, repeats: int = 3, wa
 def weighting_rows(tasks: Sequence[int], names: Sequence[str], steps: int) -> list[dict]:
     rows = []
     for k in tasks:
-        base = Problem(k)
-        uniform = seconds_per_call(lambda _i, p=base: hand_written_step(p), steps)
+        base = trainer(k, build_weighting("uniform", k))
+        x, ys = base.train["t0"][0], {t: base.train[t][1] for t in base.tasks}
+        opt = torch.optim.SGD(base.model.parameters(), lr=1e-3)
+        uniform = seconds_per_call(lambda _i, m=base.model, x=x, ys=ys, o=opt: hand_written_step(m, x, ys, o), steps)
         rows.append({"method": "hand-written uniform loop", "tasks": k,
                      "ms/step": 1e3 * uniform, "vs uniform": 1.0})
+        batch = torch.arange(len(x))
         for name in names:
             if k < MIN_TASKS.get(name, 1):
                 continue
-            weighting = build_weighting(name, k, **ARGS.get(name, lambda _k: {})(k))
-            problem = Problem(k, extra=list(weighting.parameters()))
-            seconds = seconds_per_call(lambda i, p=problem, w=weighting: library_step(p, w, i), steps)
+            tr = trainer(k, build_weighting(name, k, **ARGS.get(name, lambda _k: {})(k)))
+            seconds = seconds_per_call(lambda _i, t=tr, b=batch: t.train_step(b), steps)
             rows.append({"method": name, "tasks": k, "ms/step": 1e3 * seconds,
                          "vs uniform": seconds / uniform})
     return rows

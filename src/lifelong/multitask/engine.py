@@ -308,7 +308,8 @@ class MultiTaskTrainer:
 
     def train_step(self, idx: torch.Tensor | None = None) -> torch.Tensor:
         """One optimiser update; returns the per-task losses (k,)."""
-        self.model.train()
+        if not self.model.training:  # train() walks every module: only after an evaluation
+            self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
         self._step_batches = {}
         losses = self._shared_step(idx) if self.data.shared else self._per_task_step()
