@@ -35,7 +35,7 @@ def test_refuses_a_jacobian_with_another_number_of_rows() -> None:
 
 @pytest.mark.parametrize("weights", [[], [1.0, float("nan")], [[1.0, 2.0]]])
 def test_refuses_weights_that_are_not_one_finite_float_per_task(weights: list) -> None:
-    with pytest.raises(ConfigError, match="non-empty list of finite floats"):
+    with pytest.raises(ConfigError, match="non-empty list of finite numbers"):
         Constant(weights)
 
 

@@ -132,7 +132,7 @@ def test_clear_errors() -> None:
     sdm(STACK)
     with pytest.raises(ShapeMismatchError, match=r"has shape \(2,\) but this Jacobian needs \(3,\)"):
         sdm(torch.ones(3, 3, 2))
-    with pytest.raises(ConfigError, match="n_iter >= 1"):
+    with pytest.raises(ConfigError, match="n_iter must be a positive integer"):
         SDMGrad(n_iter=0)
     with pytest.raises(ConfigError, match="momentum < 1"):
         SDMGrad(momentum=1.0)

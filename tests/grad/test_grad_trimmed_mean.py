@@ -59,5 +59,5 @@ def test_without_trimming_it_is_the_mean() -> None:
 def test_refuses_too_few_tasks_and_negative_trim_numbers() -> None:
     with pytest.raises(IncompatibleError, match=r"needs k > 2b = 4 tasks; got k = 4"):
         TrimmedMean(2)(torch.ones(4, 3))
-    with pytest.raises(ConfigError, match="trim_number must be >= 0"):
+    with pytest.raises(ConfigError, match="trim_number must be an integer ≥ 0"):
         TrimmedMean(-1)

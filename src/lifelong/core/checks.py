@@ -4,18 +4,50 @@ ConfigError that names the argument and says what it must be."""
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+
+import torch
 
 from lifelong.core.errors import ConfigError
 
 
-def check_count(what: str, value: int | None, *, allow_none: bool = False) -> int | None:
-    """`value` when it is a positive integer (or None where allowed), else a ConfigError naming `what`."""
+def check_count(what: str, value: int | None, *, allow_none: bool = False, allow_zero: bool = False) -> int | None:
+    """`value` when it is a positive integer (0 too where allowed, or None), else a ConfigError naming `what`."""
     if value is None and allow_none:
         return None
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        hint = " or None" if allow_none else ""
-        raise ConfigError(f"{what} must be a positive integer{hint}, got {value!r}")
+    if not isinstance(value, int) or isinstance(value, bool) or value < (0 if allow_zero else 1):
+        kind = "an integer ≥ 0" if allow_zero else "a positive integer"
+        raise ConfigError(f"{what} must be {kind}{' or None' if allow_none else ''}, got {value!r}")
     return value
+
+
+def check_numbers(where: str, **values: float) -> list[float]:
+    """`values` as floats, in order, or a ConfigError naming the first that is not a finite number
+    (range checks are the caller's)."""
+    out = []
+    for name, value in values.items():
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: {name} must be a number, got {value!r}") from None
+        if not math.isfinite(number):
+            raise ConfigError(f"{where}: {name} must be finite, got {value!r}")
+        out.append(number)
+    return out
+
+
+def check_vector(what: str, values: Sequence[float] | torch.Tensor, length: int | None = None) -> torch.Tensor:
+    """`values` as a float64 CPU vector of finite numbers (of `length` entries when given), or a
+    ConfigError naming `what`."""
+    try:
+        vector = torch.as_tensor(values, dtype=torch.float64).detach().cpu()
+    except (TypeError, ValueError, RuntimeError):
+        raise ConfigError(f"{what} must be a list of numbers, got {values!r}") from None
+    if vector.dim() != 1 or len(vector) == 0 or not torch.isfinite(vector).all() \
+            or (length is not None and len(vector) != length):
+        size = f"{length} " if length is not None else "a non-empty list of "
+        raise ConfigError(f"{what} must be {size}finite numbers (one per task), got {values!r}")
+    return vector
 
 
 def check_positive(what: str, value: float, *, allow_zero: bool = True) -> float:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
 from torch import Tensor
 
-from lifelong.core.errors import ConfigError, ShapeMismatchError
+from lifelong.core.checks import check_vector
+from lifelong.core.errors import ShapeMismatchError
 from lifelong.core.registries import AGGREGATORS
 from lifelong.grad.base import Aggregator
 
@@ -31,11 +31,7 @@ class Constant(Aggregator):
 
     def __init__(self, weights: Sequence[float] | Tensor) -> None:
         super().__init__()
-        w = torch.as_tensor(weights, dtype=torch.float64).detach().cpu()
-        if w.dim() != 1 or len(w) == 0 or not torch.isfinite(w).all():
-            raise ConfigError(f"Constant: `weights` must be a non-empty list of finite floats, one per task; "
-                              f"got {w.tolist()}")
-        self.register_buffer("task_weights", w, persistent=False)
+        self.register_buffer("task_weights", check_vector("Constant: weights", weights), persistent=False)
 
     def check_tasks(self, k: int) -> None:
         check_weight_count(self.task_weights, k)

@@ -7,6 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from lifelong.core.checks import check_numbers
 from lifelong.core.errors import ConfigError, IncompatibleError, ShapeMismatchError
 from lifelong.core.registries import AGGREGATORS
 from lifelong.grad.base import GramianAggregator
@@ -55,9 +56,10 @@ class CRMOGM(GramianAggregator):
 
     @alpha.setter
     def alpha(self, value: float) -> None:
-        if not 0 <= value <= 1:
+        (alpha,) = check_numbers("CR-MOGM", alpha=value)
+        if not 0 <= alpha <= 1:
             raise ConfigError(f"CR-MOGM: alpha must be in [0, 1] (0: no smoothing), got {value}")
-        self._alpha = float(value)
+        self._alpha = alpha
 
     def weights(self, G: Tensor) -> Tensor:
         if len(self.running) not in (0, len(G)):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from lifelong.core.checks import check_numbers
 from lifelong.core.errors import ConfigError
 from lifelong.core.registries import AGGREGATORS
 from lifelong.grad.base import Aggregator
@@ -43,6 +44,7 @@ class DBMTL(Aggregator):
 
     def __init__(self, beta: float = 0.9, beta_sigma: float = 0.5, eps: float = 1e-8) -> None:
         super().__init__()
+        beta, beta_sigma, eps = check_numbers("DB-MTL", beta=beta, beta_sigma=beta_sigma, eps=eps)
         if not 0 <= beta < 1 or beta_sigma < 0 or eps <= 0:
             raise ConfigError(f"DB-MTL: need 0 <= beta < 1, beta_sigma >= 0 and eps > 0 (a zero loss has no "
                               f"log), got beta={beta}, "

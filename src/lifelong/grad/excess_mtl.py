@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from lifelong.core.checks import check_numbers
 from lifelong.core.errors import ConfigError
 from lifelong.core.registries import AGGREGATORS
 from lifelong.grad.base import Aggregator
@@ -49,6 +50,7 @@ class ExcessMTL(Aggregator):
 
     def __init__(self, robust_step_size: float = 0.01, eps: float = 1e-7) -> None:
         super().__init__()
+        robust_step_size, eps = check_numbers("ExcessMTL", robust_step_size=robust_step_size, eps=eps)
         if robust_step_size < 0 or eps <= 0:
             raise ConfigError(f"ExcessMTL: robust_step_size must be >= 0 and eps > 0, got {robust_step_size} "
                               f"and {eps}")

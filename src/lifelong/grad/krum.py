@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from lifelong.core.errors import ConfigError, IncompatibleError
+from lifelong.core.checks import check_count
+from lifelong.core.errors import IncompatibleError
 from lifelong.core.registries import AGGREGATORS
 from lifelong.grad.base import GramianAggregator
 
@@ -54,10 +55,8 @@ class Krum(GramianAggregator):
 
     def __init__(self, n_byzantine: int = 0, n_selected: int = 1) -> None:
         super().__init__()
-        if n_byzantine < 0 or n_selected < 1:
-            raise ConfigError(f"Krum: n_byzantine must be >= 0 and n_selected >= 1; got n_byzantine = "
-                              f"{n_byzantine}, n_selected = {n_selected}")
-        self.n_byzantine, self.n_selected = n_byzantine, n_selected
+        self.n_byzantine = check_count("Krum: n_byzantine", n_byzantine, allow_zero=True)
+        self.n_selected = check_count("Krum: n_selected", n_selected)
 
     def check_tasks(self, k: int) -> None:
         check_krum(k, self.n_byzantine, self.n_selected)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from lifelong.core.checks import check_numbers
 from lifelong.core.errors import ConfigError
 from lifelong.core.registries import AGGREGATORS
 from lifelong.grad.base import Aggregator, gramian
@@ -45,6 +46,8 @@ class MoCo(Aggregator):
                  gamma_sigma: float = 0.5, rho: float = 0.0, normalize: bool = True,
                  eps: float = 1e-8) -> None:
         super().__init__()
+        beta, beta_sigma, gamma, gamma_sigma, rho, eps = check_numbers(
+            "MoCo", beta=beta, beta_sigma=beta_sigma, gamma=gamma, gamma_sigma=gamma_sigma, rho=rho, eps=eps)
         if not 0 < beta <= 1 or gamma < 0 or rho < 0 or beta_sigma < 0 or gamma_sigma < 0 or eps < 0:
             raise ConfigError(f"MoCo: need 0 < beta <= 1 and gamma, rho, the decay rates and eps >= 0, got "
                               f"beta={beta}, gamma={gamma}, rho={rho}, beta_sigma={beta_sigma}, "

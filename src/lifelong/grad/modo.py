@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from lifelong.core.checks import check_numbers
 from lifelong.core.errors import ConfigError
 from lifelong.core.registries import AGGREGATORS
 from lifelong.grad.base import Aggregator
@@ -36,6 +37,7 @@ class MoDo(Aggregator):
 
     def __init__(self, gamma: float = 1e-3, rho: float = 0.1) -> None:
         super().__init__()
+        gamma, rho = check_numbers("MoDo", gamma=gamma, rho=rho)
         if gamma < 0 or rho < 0:
             raise ConfigError(f"MoDo: need gamma >= 0 and rho >= 0, got gamma={gamma}, rho={rho}")
         self.gamma, self.rho = gamma, rho

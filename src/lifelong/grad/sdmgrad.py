@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from lifelong.core.checks import check_count, check_numbers
 from lifelong.core.errors import ConfigError
 from lifelong.core.registries import AGGREGATORS
 from lifelong.grad.base import Aggregator
@@ -51,8 +52,10 @@ class SDMGrad(Aggregator):
 
     def __init__(self, lamda: float = 0.3, n_iter: int = 20, lr: float = 1.0, momentum: float = 0.0) -> None:
         super().__init__()
-        if lamda < 0 or n_iter < 1 or lr <= 0 or not 0 <= momentum < 1:
-            raise ConfigError(f"SDMGrad: need lamda >= 0, n_iter >= 1, lr > 0 and 0 <= momentum < 1, got "
+        n_iter = check_count("SDMGrad: n_iter", n_iter)
+        lamda, lr, momentum = check_numbers("SDMGrad", lamda=lamda, lr=lr, momentum=momentum)
+        if lamda < 0 or lr <= 0 or not 0 <= momentum < 1:
+            raise ConfigError(f"SDMGrad: need lamda >= 0, lr > 0 and 0 <= momentum < 1, got "
                               f"lamda={lamda}, n_iter={n_iter}, lr={lr}, momentum={momentum}")
         self.lamda, self.n_iter, self.lr, self.momentum = lamda, n_iter, lr, momentum
         self.register_buffer("w", torch.zeros(0, dtype=torch.float64))

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from lifelong.core.errors import ConfigError, IncompatibleError
+from lifelong.core.checks import check_count
+from lifelong.core.errors import IncompatibleError
 from lifelong.core.registries import AGGREGATORS
 from lifelong.grad.base import Aggregator
 
@@ -45,9 +46,7 @@ class TrimmedMean(Aggregator):
 
     def __init__(self, trim_number: int = 0) -> None:
         super().__init__()
-        if trim_number < 0:
-            raise ConfigError(f"TrimmedMean: trim_number must be >= 0, got {trim_number}")
-        self.trim_number = trim_number
+        self.trim_number = check_count("TrimmedMean: trim_number", trim_number, allow_zero=True)
 
     def check_tasks(self, k: int) -> None:
         check_trim(k, self.trim_number)

@@ -138,5 +138,5 @@ def test_errors() -> None:
         FAMO(2, w_lr=0.0)
     with pytest.raises(ConfigError, match=r"gamma .* must be a finite number ≥ 0"):
         FAMO(2, gamma=-1.0)
-    with pytest.raises(ConfigError, match="lower_bounds must hold 2 finite values"):
+    with pytest.raises(ConfigError, match="lower_bounds must be 2 finite numbers"):
         FAMO(2, lower_bounds=[0.0])

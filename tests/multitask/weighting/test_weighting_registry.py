@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from lifelong.core.errors import ShapeMismatchError
+from lifelong.core.errors import ConfigError, ShapeMismatchError
 from lifelong.core.registries import AGGREGATORS, WEIGHTINGS
 from lifelong.grad import jacobian
 from lifelong.multitask.weighting import GradientWeighting, LossWeighting, build_weighting
@@ -111,3 +111,22 @@ def test_state_dict_resumes_bit_exactly(name: str) -> None:
     second.load_state_dict(state)
     for got, want in zip(_run(second, later), expected, strict=True):
         torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(("name", "kwargs", "why"), [
+    ("constant", {"weights": ["a", "b", "c"]}, "weights must be a list of numbers"),
+    ("krum", {"n_byzantine": "x"}, "n_byzantine must be an integer ≥ 0"),
+    ("trimmed_mean", {"trim_number": 1.5}, "trim_number must be an integer ≥ 0"),
+    ("cr_mogm", {"alpha": "x"}, "alpha must be a number"),
+    ("moco", {"beta": "x"}, "beta must be a number"),
+    ("sdmgrad", {"n_iter": 2.5}, "n_iter must be a positive integer"),
+    ("modo", {"gamma": None}, "gamma must be a number"),
+    ("excess_mtl", {"robust_step_size": float("nan")}, "robust_step_size must be finite"),
+    ("db_mtl", {"beta": None}, "beta must be a number"),
+    ("stch", {"preference": [1, "a", 2]}, "preference must be a list of numbers"),
+    ("famo", {"lower_bounds": ["a"]}, "lower_bounds must be a list of numbers"),
+])
+def test_weighting_arguments_of_the_wrong_type_get_a_config_error(name, kwargs, why):
+    """A string, None or NaN where a number or a list of numbers belongs is named, not a TypeError."""
+    with pytest.raises(ConfigError, match=why):
+        build_weighting(name, 3, **kwargs)

@@ -118,11 +118,11 @@ def test_a_loss_at_zero_stays_finite(total_and_grad) -> None:
 def test_errors() -> None:
     with pytest.raises(ConfigError, match=r"mu .* must be a finite number > 0"):
         STCH(2, mu=0.0)
-    with pytest.raises(ConfigError, match="warmup_epochs must be a non-negative integer"):
+    with pytest.raises(ConfigError, match="warmup_epochs must be an integer ≥ 0"):
         STCH(2, warmup_epochs=-1)
     with pytest.raises(ConfigError, match="preference must hold 2 positive weights"):
         STCH(2, preference=[1.0, 0.0])
-    with pytest.raises(ConfigError, match="preference must hold 2 positive weights"):
+    with pytest.raises(ConfigError, match="preference must be 2 finite numbers"):
         STCH(2, preference=[1.0, 1.0, 1.0])
     with pytest.raises(DataError, match="non-negative losses"):
         STCH(2).combine(torch.tensor([-0.5, 1.0]))

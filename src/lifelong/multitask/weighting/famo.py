@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from lifelong.core.checks import check_positive
-from lifelong.core.errors import ConfigError, DataError, IncompatibleError, NonFiniteLossError, ShapeMismatchError
+from lifelong.core.checks import check_positive, check_vector
+from lifelong.core.errors import DataError, IncompatibleError, NonFiniteLossError, ShapeMismatchError
 from lifelong.core.registries import WEIGHTINGS
 from lifelong.multitask.weighting.base import LossWeighting
 
@@ -54,10 +54,7 @@ class FAMO(LossWeighting):
         w_lr = check_positive("famo: w_lr (the authors use 0.025)", w_lr, allow_zero=False)
         gamma = check_positive("famo: gamma (LibMTL uses 1e-3)", gamma)
         bounds = torch.zeros(n_tasks, dtype=torch.float64) if lower_bounds is None else \
-            torch.as_tensor(lower_bounds, dtype=torch.float64).reshape(-1)
-        if len(bounds) != n_tasks or not torch.isfinite(bounds).all():
-            raise ConfigError(f"famo: lower_bounds must hold {n_tasks} finite values, one per task, "
-                              f"got {lower_bounds!r}")
+            check_vector("famo: lower_bounds", lower_bounds, n_tasks)
         self.w_lr, self.gamma = w_lr, gamma
         self.register_buffer("lower_bounds", bounds, persistent=False)
         for name in ("logits", "exp_avg", "exp_avg_sq", "last_losses"):

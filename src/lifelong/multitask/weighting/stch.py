@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from lifelong.core.checks import check_positive
+from lifelong.core.checks import check_count, check_positive, check_vector
 from lifelong.core.errors import ConfigError, DataError, ShapeMismatchError
 from lifelong.core.registries import WEIGHTINGS
 from lifelong.multitask.weighting.base import LossWeighting
@@ -43,11 +43,10 @@ class STCH(LossWeighting):
                  preference: Sequence[float] | None = None) -> None:
         super().__init__(n_tasks)
         mu = check_positive("stch: mu (the authors use 1.0)", mu, allow_zero=False)
-        if isinstance(warmup_epochs, bool) or not isinstance(warmup_epochs, int) or warmup_epochs < 0:
-            raise ConfigError(f"stch: warmup_epochs must be a non-negative integer, got {warmup_epochs!r}")
+        check_count("stch: warmup_epochs", warmup_epochs, allow_zero=True)
         pref = torch.ones(n_tasks, dtype=torch.float64) if preference is None else \
-            torch.as_tensor(preference, dtype=torch.float64).reshape(-1)
-        if len(pref) != n_tasks or not (torch.isfinite(pref).all() and (pref > 0).all()):
+            check_vector("stch: preference", preference, n_tasks)
+        if not (pref > 0).all():
             raise ConfigError(f"stch: preference must hold {n_tasks} positive weights, one per task, "
                               f"got {preference!r}")
         self.mu = mu
