@@ -18,7 +18,8 @@ import torch.nn.functional as F
 from common import best_of, markdown_table
 
 from lifelong.data.multitask import MultiTaskData, load_benchmark
-from lifelong.multitask.engine import MultiTaskTrainer, TrainConfig
+from lifelong.multitask.config import TrainConfig
+from lifelong.multitask.engine import MultiTaskTrainer
 from lifelong.multitask.presets import build_default
 from lifelong.multitask.weighting import build_weighting
 

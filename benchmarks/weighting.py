@@ -26,7 +26,8 @@ from lifelong.core.registries import WEIGHTINGS
 from lifelong.data.multitask import TaskSpec, shared_inputs
 from lifelong.grad import jacobian
 from lifelong.multitask.architectures import build_architecture
-from lifelong.multitask.engine import MultiTaskTrainer, TrainConfig
+from lifelong.multitask.config import TrainConfig
+from lifelong.multitask.engine import MultiTaskTrainer
 from lifelong.multitask.weighting import build_weighting
 
 MEDIUM = (256, 64, 256)  # batch, inputs, hidden units

@@ -6,7 +6,8 @@ from torch import nn
 from lifelong.curriculum import CurriculumSampler, Linear
 from lifelong.data.multitask import TaskSpec, shared_inputs
 from lifelong.multitask.architectures import build_architecture
-from lifelong.multitask.engine import MultiTaskTrainer, TrainConfig
+from lifelong.multitask.config import TrainConfig
+from lifelong.multitask.engine import MultiTaskTrainer
 from lifelong.multitask.weighting import build_weighting
 
 

@@ -11,7 +11,8 @@ from lifelong.core.registries import WEIGHTINGS
 from lifelong.data.multitask import load_benchmark, shared_inputs
 from lifelong.grad import MGDA, PCGrad, jacobian
 from lifelong.multitask.architectures import build_architecture
-from lifelong.multitask.engine import MultiTaskTrainer, TrainConfig
+from lifelong.multitask.config import TrainConfig
+from lifelong.multitask.engine import MultiTaskTrainer
 from lifelong.multitask.presets import build_default
 from lifelong.multitask.weighting import GradientWeighting, build_weighting
 

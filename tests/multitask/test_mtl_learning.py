@@ -9,7 +9,8 @@ from torch import nn
 
 from lifelong.data.multitask import load_benchmark
 from lifelong.multitask.architectures import build_architecture
-from lifelong.multitask.engine import MultiTaskTrainer, TrainConfig
+from lifelong.multitask.config import TrainConfig
+from lifelong.multitask.engine import MultiTaskTrainer
 from lifelong.multitask.presets import build_default, n_parameters
 from lifelong.multitask.weighting import build_weighting
 

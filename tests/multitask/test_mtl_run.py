@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 
 from lifelong.core.errors import CheckpointError, RunExistsError
 from lifelong.multitask.cli import register
+from lifelong.multitask.config import TrainConfig
 from lifelong.multitask.diagnose import diagnose
-from lifelong.multitask.engine import TrainConfig
 from lifelong.multitask.run import MTLConfig, run_mtl
 
 

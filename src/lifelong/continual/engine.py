@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lifelong.continual.plugin import Batch, Context, Plugin, TrainData
+from lifelong.continual.strategies import composition_problems
 from lifelong.core.errors import IncompatibleError, NonFiniteLossError
 from lifelong.core.optimizers import build_optimizer, check_optimizer
 from lifelong.data.stream import Stream
@@ -64,32 +65,6 @@ class Progress(Protocol):
     def start(self, label: str, total: int) -> None: ...
     def advance(self) -> None: ...
     def stop(self) -> None: ...
-
-
-def composition_problems(plugins: Sequence[Plugin], multi_head: bool = False) -> list[str]:
-    """Why these strategies cannot train together (on a multi-head model or not), found before
-    training; empty when they can."""
-    def named(keep: Callable[[Plugin], bool]) -> str:
-        return " and ".join(repr(p.name) for p in plugins if keep(p))
-
-    routers = named(lambda p: p.routes_model)
-    runners = named(lambda p: p.runs_model or (multi_head and p.runs_model_per_head))
-    anchored, growers = named(lambda p: p.anchors_parameters), named(lambda p: p.grows_parameters)
-    predictors = [p.name for p in plugins if type(p).predict is not Plugin.predict]
-    problems = []
-    if routers and runners:
-        problems.append(
-            f"{runners} run the model on inputs of their own (a Fisher, distillation targets per head, "
-            f"memory gradients, difficulty scores or prototypes), which {routers} cannot route to each "
-            "task's parameters (only the engine's training forward is routed); use them apart, or "
-            "combine the architecture strategy with replay, der, der++ or si")
-    if anchored and growers:
-        problems.append(f"{anchored} keep a penalty over the model's parameters, but {growers} adds new "
-                        "parameter tensors for every task, which the penalty cannot follow; use them apart")
-    if len(predictors) > 1:
-        problems.append(f"{' and '.join(map(repr, predictors))} each define how the model predicts at test "
-                        "time (a classifier of their own, or per-task masks); keep one of them")
-    return problems
 
 
 class Engine:

@@ -8,7 +8,7 @@ from typing import Any
 
 _LAZY = {
     "MultiTaskTrainer": "lifelong.multitask.engine",
-    "TrainConfig": "lifelong.multitask.engine",
+    "TrainConfig": "lifelong.multitask.config",
     "MTLConfig": "lifelong.multitask.run",
     "run_mtl": "lifelong.multitask.run",
     "diagnose": "lifelong.multitask.diagnose",

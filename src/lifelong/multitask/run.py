@@ -26,7 +26,8 @@ from lifelong.core.errors import CheckpointError, ConfigError, RunExistsError
 from lifelong.core.records import append_jsonl, atomic_write_json, atomic_write_text, atomic_write_yaml
 from lifelong.core.seeding import resolve_device, seed_everything
 from lifelong.data.multitask import MultiTaskData, load_benchmark
-from lifelong.multitask.engine import MultiTaskTrainer, TrainConfig
+from lifelong.multitask.config import TrainConfig
+from lifelong.multitask.engine import MultiTaskTrainer
 from lifelong.multitask.losses import task_kind
 from lifelong.multitask.presets import build_default, n_parameters
 from lifelong.multitask.report import write_report

@@ -6,8 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lifelong.continual.engine import composition_problems
-from lifelong.continual.strategies import build_strategy
+from lifelong.continual.strategies import build_strategy, composition_problems
 from lifelong.core.errors import IncompatibleError
 
 SMALL = {"replay": {"buffer_size": 60}, "packnet": {"retrain_epochs": 1}, "gem": {"patterns_per_experience": 20}}

@@ -1,0 +1,165 @@
+"""How the multi-task trainer computes one update's gradients: losses from shared inputs or each
+task's own batches, the Jacobian, the weighting's aggregation (sample splits, representation
+gradients, head scales), the after-step losses FAMO asks for."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from lifelong.core.errors import IncompatibleError, NonFiniteLossError
+from lifelong.grad import jacobian, write_grad
+from lifelong.multitask.losses import check_output
+from lifelong.multitask.sampling import accumulated_gradient
+
+
+class UpdateSteps:
+    """The gradient half of `MultiTaskTrainer` (model, weighting, data, tasks, shared and private
+    parameters, sampler, monitor and counters are the trainer's attributes)."""
+
+    def _task_loss(self, task: str, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if task not in self._checked:
+            check_output(self.specs[task], out, y)
+            self._checked.add(task)
+        return self.kinds[task].loss(out, y)
+
+    def _check_finite(self, losses: torch.Tensor) -> None:
+        bad = [t for t, v in zip(self.tasks, losses.detach().tolist(), strict=True) if not math.isfinite(v)]
+        if bad:
+            raise NonFiniteLossError(
+                f"the loss of task(s) {bad} became non-finite at step {self.step} (epoch "
+                f"{self.epoch}); lower the learning rate or check the targets"
+            )
+
+    def _losses(self, idx: torch.Tensor) -> torch.Tensor:
+        """The task losses (k,) of the shared-input rows `idx`, from one forward."""
+        out = self.model(self.train[self.tasks[0]][0][idx])
+        losses = torch.stack([self._task_loss(t, out[t], self.train[t][1][idx]) for t in self.tasks])
+        self._check_finite(losses)
+        return losses
+
+    def _shared_step(self, idx: torch.Tensor) -> torch.Tensor:
+        if getattr(self.weighting, "samples", 1) > 1:
+            return self._sampled_step(idx, self.weighting.samples)
+        losses = self._losses(idx)
+        if self._monitor_due() and self.shared:
+            self.monitor.update(jacobian(losses, self.shared, retain_graph=True), self.step)
+        if getattr(self.weighting, "on_representation", False):
+            self._representation_update(losses)
+        elif self.weighting.kind == "gradient":
+            self._apply_jacobian(jacobian(losses, [*self.shared, *self.private]), losses.detach())
+        else:
+            total = self.weighting.combine(losses, shared=self.shared, step=self.step)
+            (total + self.model.penalty()).backward()
+        return losses.detach()
+
+    def _sampled_step(self, idx: torch.Tensor, samples: int) -> torch.Tensor:
+        """Aggregators that need independent estimates of J (MoDo, SDMGrad): the batch is split into
+        `samples` disjoint parts, one forward and one batched backward each; the task heads take
+        the size-weighted mean of the parts' gradients, i.e. the whole batch's gradient (`fit`
+        drops an epoch's tail batch too short to split)."""
+        parts = idx.tensor_split(samples)
+        if min(len(part) for part in parts) == 0:
+            raise IncompatibleError(f"{type(self.weighting.aggregator).__name__} splits every batch into "
+                                    f"{samples} disjoint parts, but this batch has only {len(idx)} rows")
+        params = [*self.shared, *self.private]
+        share = torch.tensor([len(part) / len(idx) for part in parts])
+        losses, rows = zip(*((part_losses.detach(), jacobian(part_losses, params))
+                             for part_losses in map(self._losses, parts)), strict=True)
+        jac = torch.stack(rows)
+        mean = torch.einsum("s,skp->kp", share.to(jac), jac)
+        if self._monitor_due() and self.shared:
+            self.monitor.update(mean[:, :sum(p.numel() for p in self.shared)], self.step)
+        losses = share.to(losses[0]) @ torch.stack(losses)
+        self._apply_jacobian(jac, losses, private=mean)
+        return losses
+
+    def _representation_update(self, losses: torch.Tensor) -> None:
+        """Aggregate the gradients w.r.t. the shared representation z and back-propagate the
+        result through the trunk (MGDA-UB, Sener & Koltun, 2018; GradDrop)."""
+        z = self.model.representation
+        if z is None:
+            raise IncompatibleError(
+                f"{type(self.weighting).__name__} works on the shared representation, which "
+                f"{type(self.model).__name__} does not expose; use the 'hps' architecture"
+            )
+        direction = self.weighting.aggregate(jacobian(losses, [z], retain_graph=True), losses.detach())
+        shared = torch.autograd.grad(z, self.shared, grad_outputs=direction.view_as(z),
+                                     retain_graph=True)
+        scales = self.weighting.task_scales(losses.detach())
+        private = torch.autograd.grad(losses.sum() if scales is None else scales.to(losses) @ losses, self.private)
+        self._write(torch.cat([g.reshape(-1) for g in (*shared, *private)]))
+
+    def _per_task_step(self) -> torch.Tensor:
+        k = len(self.tasks)
+        drawn = self.sampler.sample(self.step, self.config.tasks_per_step, self.generator) \
+            if self.sampler else torch.arange(k)
+        counts = torch.bincount(drawn, minlength=k)
+        params = [*self.shared, *self.private]
+        jac = torch.zeros(k, sum(p.numel() for p in params), device=self.device)
+        losses = torch.zeros(k, dtype=torch.float64)
+        for i, task in enumerate(self.tasks):
+            x, y = self.train[task]
+
+            def loss_fn(xb: torch.Tensor, yb: torch.Tensor, task: str = task) -> torch.Tensor:
+                return self._task_loss(task, self.model(xb)[task], yb)
+
+            for _ in range(int(counts[i])):
+                idx = self._next_indices(task)
+                self._step_batches.setdefault(task, []).append(idx)
+                loss, grad = accumulated_gradient(loss_fn, params, x[idx], y[idx],
+                                                  self.config.micro_batch)
+                losses[i] += loss / counts[i]
+                jac[i] += grad / counts[i]
+        self._check_finite(losses)
+        if self._monitor_due() and self.shared and bool((counts > 0).all()):
+            self.monitor.update(jac[:, :sum(p.numel() for p in self.shared)], self.step)
+        if getattr(self.weighting, "on_representation", False):
+            raise IncompatibleError("representation-based aggregators need tasks sharing inputs")
+        if self.weighting.kind == "gradient":
+            self._apply_jacobian(jac, losses.to(jac.dtype))
+            return losses
+        # chain rule: ∂combine/∂L_t from a leaf copy of the losses, times each task's gradient
+        proxy = losses.to(jac.dtype).requires_grad_(True)
+        self.weighting.combine(proxy, shared=None, step=self.step).backward()
+        self._write(proxy.grad @ jac)
+        return losses
+
+    def _apply_jacobian(self, jac: torch.Tensor, losses: torch.Tensor,
+                        private: torch.Tensor | None = None) -> None:
+        """Write the aggregated shared update and each task's own gradient (times the aggregator's
+        `task_scales`, if any); `jac` is k × P, or a stack of samples (then `private` is the k × P
+        Jacobian the task parameters use)."""
+        n_shared = sum(p.numel() for p in self.shared)
+        shared = self.weighting.aggregate(jac[..., :n_shared], losses) if n_shared else jac.new_zeros(0)
+        own = (jac if private is None else private)[:, n_shared:]
+        scales = self.weighting.task_scales(losses)
+        own = own.sum(0) if scales is None else scales.to(own) @ own
+        self._write(torch.cat([shared.to(jac.dtype), own]))
+
+    def _write(self, vector: torch.Tensor) -> None:
+        """Set the model's gradients to `vector` (+ the penalty's gradient)."""
+        params = [*self.shared, *self.private]
+        penalty = self.model.penalty()
+        if penalty.requires_grad:
+            grads = torch.autograd.grad(penalty, params, allow_unused=True, materialize_grads=True)
+            vector = vector + torch.cat([g.reshape(-1) for g in grads])
+        write_grad(params, vector)
+
+    @torch.no_grad()
+    def _losses_after_step(self, idx: torch.Tensor | None) -> torch.Tensor:
+        """The step's task losses recomputed on the same batches with the updated model (FAMO);
+        the model stays in training mode, as for the losses before the step."""
+        if self.data.shared:
+            return self._losses(idx)
+
+        def mean_loss(task: str) -> torch.Tensor:
+            x, y = self.train[task]
+            return torch.stack([self._task_loss(task, self.model(x[i])[task], y[i])
+                                for i in self._step_batches[task]]).mean()
+
+        return torch.stack([mean_loss(t) for t in self.tasks]).double()
+
+    def _monitor_due(self) -> bool:
+        return self.monitor is not None and self.step % self.config.conflict_every == 0
