@@ -9,14 +9,13 @@ the command that installs it.
 from __future__ import annotations
 
 import importlib
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Protocol
 
 from lifelong.core.errors import MissingExtraError
-from lifelong.core.records import append_jsonl, read_json
+from lifelong.core.records import append_jsonl, read_json, read_jsonl
 from lifelong.core.registries import LOGGERS
 
 
@@ -132,13 +131,6 @@ def finished_record(results: Mapping[str, Any]) -> dict[str, Any]:
             "peak_memory_mb": results["peak_memory_mb"]}
 
 
-def read_records(path: Path) -> list[dict[str, Any]]:
-    """The records of a metrics.jsonl file (none when it does not exist)."""
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
 class LiveLoggers:
     """Loggers for a run in progress, built at its first record, so that a run refused before
     training (its folder exists, its configuration differs) opens none (no empty W&B run). A
@@ -172,7 +164,7 @@ def log_run(run_folder: str | Path, names: Iterable[str], folder: str | Path, ru
     """
     run_folder = Path(run_folder)
     results = read_json(run_folder / "results.json")
-    records = read_records(run_folder / "metrics.jsonl")
+    records = read_jsonl(run_folder / "metrics.jsonl")
     loggers = build_loggers(names, folder, run or results["name"])
     try:
         for logger in loggers:
