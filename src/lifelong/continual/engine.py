@@ -131,7 +131,8 @@ class Engine:
     def context(self, stream: Stream, index: int, epoch: int = 0) -> Context:
         """The record handed to plugins for experience `index`."""
         return Context(self.model, stream, stream[index], index, epoch, self.step, self.generator,
-                       self.device, stream.setting, self._forward, self._masker(stream))
+                       self.device, stream.setting, self._forward, self._masker(stream),
+                       routed=any(p.routes_model for p in self.plugins))
 
     # -- the loop ------------------------------------------------------------------------------
     def run(self, stream: Stream, on_experience_end: Callable[[int, Engine], None] | None = None) -> list[list[float]]:

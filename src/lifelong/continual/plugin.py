@@ -74,7 +74,9 @@ class Context:
     `stream` is the full stream; only the `joint` and `cumulative` baselines look past
     `experience`. `forward(x, t)` runs the model as the engine does (task-conditioned models get
     the task labels); `mask(logits, t)` applies the task-incremental class mask. During training
-    `data` is what the experience trains on (after every plugin's `train_data`).
+    `data` is what the experience trains on (after every plugin's `train_data`). `routed` says an
+    architecture strategy routes the model by the task labels of each batch it builds, so the
+    model's output on a row depends on the batch it sits in.
     """
 
     model: nn.Module
@@ -89,6 +91,7 @@ class Context:
     forward: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     mask: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     data: TrainData | None = None
+    routed: bool = False
 
     def advance(self, **changes: Any) -> Context:
         """A copy with some counters changed."""

@@ -1,11 +1,12 @@
 """Learning without Forgetting (Li & Hoiem 2017): distil the previous model's outputs on new data.
 
 Before each experience the model's parameters and buffers are copied once. As in the paper's
-Algorithm 1, that frozen copy's output on each training sample of the experience is recorded once:
-the first time the sample's batch is seen (the frozen copy runs on the batch as the engine built
-it, so strategies that route batches keep working), then looked up by row in later epochs; a batch
-with rows another plugin appended (replay) runs the frozen copy whole. The current model's outputs
-for the old tasks' classes are pulled towards them with a temperature-softened distillation loss.
+Algorithm 1, that frozen copy's outputs on the experience's training data are recorded once, in
+chunks, when the first batch needs them, and looked up by row; rows another plugin appended
+(replay) run the frozen copy. Where an architecture strategy routes the model by each batch's task
+labels, a row's output depends on its batch, so the frozen copy runs on every batch as built. The
+current model's outputs for the old tasks' classes are pulled towards the recorded ones with a
+temperature-softened distillation loss.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from lifelong.continual.plugin import Batch, Context, Plugin, TrainData
 from lifelong.core.checks import check_positive
 from lifelong.core.errors import ShapeMismatchError
 from lifelong.core.registries import STRATEGIES
+
+RECORD_ROWS = 512  # rows per forward of the frozen model when recording (per head on multi-head models)
 
 
 def check_distillation_shapes(new_logits: torch.Tensor, old_logits: torch.Tensor,
@@ -84,7 +87,7 @@ class LwF(Plugin):
     (task-incremental) distil every old task's head on the new inputs, one batched forward over
     the heads; single-head models distil the old classes' logits (per old task in the task
     setting). The old model runs in eval mode without gradients; its outputs on the experience's
-    data are recorded once per sample (the first epoch runs it on every batch, later ones look up).
+    data are recorded once, at the first batch, and looked up by row.
     """
 
     name = "lwf"
@@ -96,8 +99,8 @@ class LwF(Plugin):
         self.old: dict[str, torch.Tensor] | None = None
         self.tasks: torch.Tensor | None = None
         self.masks: torch.Tensor | None = None
-        # (data, old outputs (heads, N, C), which rows are recorded) for this experience's data
-        self.recorded: tuple[TrainData, torch.Tensor, torch.Tensor] | None = None
+        # (data, the frozen model's outputs (heads, N, C) on it) for this experience
+        self.recorded: tuple[TrainData, torch.Tensor] | None = None
 
     def before_experience(self, ctx: Context) -> None:
         self.recorded = None
@@ -126,23 +129,23 @@ class LwF(Plugin):
             return call_model(ctx.model, self.old, xs, ts).view(heads, len(x), -1)
 
     def targets(self, ctx: Context, batch: Batch) -> torch.Tensor:
-        """The frozen model's outputs on the batch, looked up where every row is recorded."""
-        n_cur = len(batch) if batch.n_current < 0 else batch.n_current
-        if ctx.data is None or batch.index is None:
+        """The frozen model's outputs (heads, B, C) on the batch: its rows of the experience looked
+        up in the recorded outputs, appended rows run afresh."""
+        if ctx.data is None or batch.index is None or ctx.routed:
             return self.old_outputs(ctx, batch.x, batch.t)
         if self.recorded is None or self.recorded[0] is not ctx.data:
-            self.recorded = ctx.data, torch.empty(0), torch.zeros(len(ctx.data), dtype=torch.bool)
-        data, outputs, done = self.recorded
-        rows = batch.index.cpu()
-        if n_cur == len(batch) and bool(done[rows].all()):
-            return outputs[:, rows.to(outputs.device)]
-        old = self.old_outputs(ctx, batch.x, batch.t)
-        if not outputs.numel():
-            outputs = old.new_empty(old.shape[0], len(data), old.shape[2])
-        outputs[:, rows.to(outputs.device)] = old[:, :n_cur]
-        done[rows] = True
-        self.recorded = data, outputs, done
-        return old
+            self.recorded = ctx.data, self.record(ctx, ctx.data)
+        outputs = self.recorded[1]
+        n_cur = len(batch) if batch.n_current < 0 else batch.n_current
+        looked_up = outputs[:, batch.index.to(outputs.device)]
+        if n_cur == len(batch):
+            return looked_up
+        return torch.cat([looked_up, self.old_outputs(ctx, batch.x[n_cur:], batch.t[n_cur:])], dim=1)
+
+    def record(self, ctx: Context, data: TrainData) -> torch.Tensor:
+        """The frozen model's outputs (heads, N, C) on every row of `data`, `RECORD_ROWS` at a time."""
+        return torch.cat([self.old_outputs(ctx, data.x[s:s + RECORD_ROWS], data.t[s:s + RECORD_ROWS])
+                          for s in range(0, len(data), RECORD_ROWS)], dim=1)
 
     def loss_terms(self, ctx: Context, batch: Batch, outputs: torch.Tensor) -> dict[str, torch.Tensor]:
         if self.old is None:

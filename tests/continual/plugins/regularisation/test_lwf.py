@@ -136,12 +136,14 @@ def test_state_round_trip_and_config_errors(reg):
 
 
 @pytest.mark.parametrize("head,setting", [("single", "class"), ("multi", "task")])
-def test_old_outputs_are_recorded_once_per_sample_and_looked_up_later(reg, head, setting):
-    """Li & Hoiem 2017, Alg. 1: the frozen model's output on a training sample is computed once (on
-    the batch as the engine built it) and looked up in later epochs; a batch with replayed rows or
-    with rows not yet recorded runs the frozen model; every answer equals running it afresh."""
+def test_old_outputs_are_recorded_once_for_the_experience_and_looked_up(reg, head, setting, monkeypatch):
+    """Li & Hoiem 2017, Alg. 1: the frozen model's outputs on the experience's data are computed once
+    (in chunks, at the first batch) and looked up by row; only rows another plugin appended run the
+    frozen model, and every model routed by batch runs it whole; every answer equals running it afresh."""
     from lifelong.continual.plugin import Batch, TrainData
+    from lifelong.continual.plugins import lwf
 
+    monkeypatch.setattr(lwf, "RECORD_ROWS", 7)
     model, stream = reg.tiny_model(head), reg.tiny_stream(setting)
     plugin = LwF()
     e = stream[1]
@@ -153,37 +155,41 @@ def test_old_outputs_are_recorded_once_per_sample_and_looked_up_later(reg, head,
             p.add_(0.3 * torch.randn_like(p))  # the model moves away from the frozen copy
     runs = []
     model.register_forward_hook(lambda m, i, o: runs.append(len(i[0])))
+    student = 0 if head == "single" else 1  # a multi-head student runs again over the old task's head
     old = stream[0]
 
     def batch(rows, replay=False):
         b = Batch(data.x[rows], data.y[rows], data.t[rows], index=rows)
         return b.append(old.train_x[:3], old.train_y[:3], old.train_t()[:3]) if replay else b
 
-    for rows, replay, frozen_runs in (([4, 0, 7, 2], False, 1),  # first sight: run and record
-                                      ([0, 7], False, 0),         # recorded: looked up
-                                      ([2, 4], True, 1),          # replayed rows appended: run whole
-                                      ([7, 1], False, 1)):        # row 1 not yet recorded: run
+    chunks = [min(7, len(data) - s) for s in range(0, len(data), 7)]
+    for rows, replay, routed, frozen_runs in (([4, 0, 7, 2], False, False, chunks),  # first batch: record all
+                                              ([0, 7], False, False, []),            # looked up
+                                              ([2, 4], True, False, [3]),            # appended rows run
+                                              ([7, 1], False, True, [2])):           # routed: batch runs
         b = batch(torch.tensor(rows), replay)
         outputs = model(b.x, b.t) if head == "multi" else model(b.x)
         runs.clear()
-        got = plugin.loss_terms(ctx, b, outputs)["distill"]
-        assert len(runs) - (1 if head == "multi" else 0) == frozen_runs  # multi-head: one student pass
+        got = plugin.loss_terms(ctx.advance(routed=routed), b, outputs)["distill"]
+        assert runs[student:] == frozen_runs
         fresh = Batch(b.x, b.y, b.t, n_current=b.n_current)  # no index: the frozen copy runs
         torch.testing.assert_close(got, plugin.loss_terms(reg.context(model, stream, 1), fresh, outputs)["distill"])
         assert got.item() > 0
-    assert plugin.recorded[2].tolist() == [i in (0, 1, 2, 4, 7) for i in range(len(data))]
+    assert plugin.recorded[1].shape == (1, len(data), stream.n_classes)  # one old head
     plugin.after_experience(ctx)
     assert plugin.recorded is None
 
 
 def test_lwf_composes_with_strategies_that_route_batches(digits, engine_on):
     """Architecture strategies route each batch's task labels; LwF's frozen copy must see the
-    batch as routed (recording whole experiences at once broke `hat+lwf`)."""
+    batch as routed (recording whole experiences at once broke `hat+lwf`): the engine says so."""
     from lifelong.continual.strategies import build_strategy
 
     stream = split(load_source("digits"), "task")[:3]
+    assert not engine_on(stream, build_strategy("lwf")).context(stream, 0).routed
     for name in ("hat+lwf", "adapters+lwf"):
         engine = engine_on(stream, build_strategy(name), epochs=2)
+        assert engine.context(stream, 0).routed
         engine.lr = 0.01
         matrix = engine.run(stream)
         assert min(matrix[-1]) > 0.65  # task-IL chance is 0.5 on two classes
