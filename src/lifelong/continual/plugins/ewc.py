@@ -95,20 +95,27 @@ def diagonal_fisher(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = 
                            chunk_size=chunk_size)
 
 
-def merge_penalties(fishers: torch.Tensor, anchors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float]:
-    """(A, m, c) with Σ_t F_t (θ − θ*_t)² = A (θ − m)² + c summed over parameters, for any θ.
+def add_penalty(weight: torch.Tensor | None, anchor: torch.Tensor | None, offset: float,
+                fisher: torch.Tensor, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """(A', m', c') with Σ A' (θ − m')² + c' = Σ A (θ − m)² + c + Σ F (θ − θ*)² for any θ.
 
-    A = Σ_t F_t, m = Σ_t F_t θ*_t / A (the latest anchor where A = 0), c = Σ_t F_t (m − θ*_t)²:
-    the per-task penalties of EWC cost one O(params) expression per step instead of O(T·params).
+    A' = A + F, m' = (A m + F θ*) / A' (θ* where A' = 0) and c' = c + Σ A (m − m')² + F (θ* − m')²
+    (the parallel-axis identity, summed in float64). Folding in one task costs O(params) however
+    many came before, and the merged penalty one O(params) expression per step, not O(T · params).
     """
-    if fishers.shape != anchors.shape or fishers.ndim != 2:
-        raise ShapeMismatchError(f"merge_penalties needs stacked (tasks, params) Fishers and anchors "
-                                 f"of one shape, got {tuple(fishers.shape)} and {tuple(anchors.shape)}")
-    total = fishers.sum(0)
-    weighted = (fishers * anchors).sum(0)
-    anchor = torch.where(total > 0, weighted / total.clamp_min(torch.finfo(total.dtype).tiny), anchors[-1])
-    offset = float(quadratic_penalty(anchor.double(), anchors.double(), fishers.double()))
-    return total, anchor, offset
+    if weight is None or anchor is None:
+        return fisher, theta, offset
+    if not weight.shape == anchor.shape == fisher.shape == theta.shape:
+        raise ShapeMismatchError(f"add_penalty needs flat importances and anchors of one shape, got "
+                                 f"{tuple(weight.shape)}, {tuple(anchor.shape)}, {tuple(fisher.shape)} "
+                                 f"and {tuple(theta.shape)}")
+    total = weight + fisher
+    merged = torch.where(total > 0, (weight * anchor + fisher * theta) / total.clamp_min(torch.finfo(total.dtype).tiny),
+                         theta)
+    centre = merged.double()
+    offset += float(quadratic_penalty(centre, anchor.double(), weight.double())
+                    + quadratic_penalty(centre, theta.double(), fisher.double()))
+    return total, merged, offset
 
 
 def online_fisher(old: torch.Tensor | None, new: torch.Tensor, gamma: float) -> torch.Tensor:
@@ -159,10 +166,10 @@ class EWC(AnchoredPenalty):
         self.shapes = param_shapes(ctx.model)
 
     def consolidate(self, fisher: torch.Tensor, theta: torch.Tensor) -> None:
-        """Store (F_t, θ*_t) for this task and merge all tasks' penalties into one quadratic."""
+        """Store (F_t, θ*_t) for this task and fold its penalty into the merged quadratic."""
         self.fishers = fisher[None] if self.fishers is None else torch.cat([self.fishers, fisher[None]])
         self.anchors = theta[None] if self.anchors is None else torch.cat([self.anchors, theta[None]])
-        self.weight, self.anchor, self.offset = merge_penalties(self.fishers, self.anchors)
+        self.weight, self.anchor, self.offset = add_penalty(self.weight, self.anchor, self.offset, fisher, theta)
 
 
 @STRATEGIES.register("online_ewc", aliases=("ewc_on", "onlineewc", "online-ewc", "oewc"),

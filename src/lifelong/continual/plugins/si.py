@@ -13,16 +13,11 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from lifelong.continual.importance import FlatBuffer, param_shapes
+from lifelong.continual.importance import param_shapes, param_views
 from lifelong.continual.plugin import Batch, Context
 from lifelong.continual.plugins.anchored import AnchoredPenalty
 from lifelong.core.checks import check_positive
 from lifelong.core.registries import STRATEGIES
-
-
-def path_integral_step(omega: torch.Tensor, grad: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
-    """ω − g·Δθ: one step's contribution to SI's path integral (in place on `omega`)."""
-    return omega.addcmul_(grad, delta, value=-1.0)
 
 
 def si_importance(omega: torch.Tensor, total_change: torch.Tensor, xi: float) -> torch.Tensor:
@@ -30,31 +25,42 @@ def si_importance(omega: torch.Tensor, total_change: torch.Tensor, xi: float) ->
     return omega / (total_change.square() + xi)
 
 
-class StepRecord:
-    """θ and g before an optimiser step and θ after it, as flat vectors in buffers made once for
-    a set of parameters (each step copies into them instead of concatenating every parameter)."""
+class PathIntegral:
+    """SI's ω (Zenke et al. 2017, eq. 3) over a model's parameters, laid out flat in `omega`.
 
-    def __init__(self, params: Sequence[torch.Tensor]) -> None:
-        self.before, self.grad, self.after = (FlatBuffer(params) for _ in range(3))
+    Each step's ω −= g Δθ is added as + g θ(before) in `record` and − g θ(after) in `step_taken`:
+    two fused multiply-adds that read θ in place, so no copy of the parameters is made. The two
+    terms cancel to the step's contribution up to float rounding of about ε |θ| / |Δθ| of it.
+    """
 
-    def holds(self, params: Sequence[torch.Tensor]) -> bool:
-        """Whether these are the very parameter tensors the record was made for."""
-        return self.before.holds(params)
+    def __init__(self, omega: torch.Tensor, params: Sequence[torch.Tensor]) -> None:
+        self.omega, self.params = omega, list(params)
+        self.views = param_views(omega, self.params)
+        self.grads: list[torch.Tensor] = []  # this step's g, for the parameters that have a gradient
+        self.omegas: list[torch.Tensor] = []
+        self.thetas: list[torch.Tensor] = []
+
+    def holds(self, omega: torch.Tensor, params: Sequence[torch.Tensor]) -> bool:
+        """Whether this accumulates into `omega` for exactly these parameters."""
+        return omega is self.omega and len(params) == len(self.params) and all(
+            a is b and a.shape == v.shape for a, b, v in zip(params, self.params, self.views, strict=True))
 
     @torch.no_grad()
-    def record_before(self) -> None:
-        """Copy the parameters and their gradients (zeros where none) into `before` and `grad`."""
-        self.before.copy_params()
-        pairs = [(v, p.grad) for v, p in zip(self.grad.views, self.grad.params, strict=True) if p.grad is not None]
-        if len(pairs) < len(self.grad.views):
-            self.grad.flat.zero_()
-        if pairs:
-            torch._foreach_copy_([v for v, _ in pairs], [g for _, g in pairs])
+    def record(self, pull: Sequence[torch.Tensor] | None = None, alpha: float = 0.0) -> None:
+        """Keep g = .grad (+ alpha · pull), zero where a parameter has no gradient, and add g θ to ω."""
+        has = [i for i, p in enumerate(self.params) if p.grad is not None]
+        grads = [self.params[i].grad for i in has]
+        # a copy either way: later plugins may project or mask .grad in place before the step
+        self.grads = (torch._foreach_add(grads, [pull[i] for i in has], alpha=alpha) if pull is not None
+                      else torch._foreach_mul(grads, 1.0))
+        self.omegas, self.thetas = [self.views[i] for i in has], [self.params[i] for i in has]
+        torch._foreach_addcmul_(self.omegas, self.grads, self.thetas)
 
     @torch.no_grad()
-    def step_taken(self) -> torch.Tensor:
-        """Δθ = θ(now) − θ(before), in the `after` buffer."""
-        return self.after.copy_params().sub_(self.before.flat)
+    def step_taken(self) -> None:
+        """Subtract g θ(after the step) from ω, completing ω −= g Δθ for the recorded step."""
+        torch._foreach_addcmul_(self.omegas, self.grads, self.thetas, value=-1.0)
+        self.grads, self.omegas, self.thetas = [], [], []
 
 
 @STRATEGIES.register("si", aliases=("synaptic_intelligence", "synapticintelligence"),
@@ -79,37 +85,38 @@ class SI(AnchoredPenalty):
         self.xi = check_positive("si: xi", xi, allow_zero=False)
         self.omega: torch.Tensor | None = None
         self.start: torch.Tensor | None = None
-        self._step: StepRecord | None = None
+        self._path: PathIntegral | None = None
 
     def before_experience(self, ctx: Context) -> None:
         theta = self.theta(ctx.model).detach()
         self.start, self.omega = theta, torch.zeros_like(theta)
         self.shapes = param_shapes(ctx.model)
-        self._step = None
+        self._path = None
 
-    def recorder(self, model: nn.Module) -> StepRecord:
-        """The step record of `model`'s parameters, remade when they were replaced."""
+    def path(self, model: nn.Module) -> PathIntegral:
+        """The path integral into `omega` over `model`'s parameters, remade when either was replaced."""
         params = list(model.parameters())
-        if self._step is None or not self._step.holds(params):
-            self._step = StepRecord(params)
-        return self._step
+        if self._path is None or not self._path.holds(self.omega, params):
+            self._path = PathIntegral(self.omega, params)
+        return self._path
 
     def observe_grads(self, ctx: Context, batch: Batch) -> None:
-        step = self.recorder(ctx.model)
-        step.record_before()
+        path = self.path(ctx.model)
         if self.pulled:  # this step's Ω(θ − θ*) is in pull.half
-            step.grad.flat.add_(self.pull.half.flat, alpha=-2.0 * self.strength)
+            path.record(self.pull.half.views, -2.0 * self.strength)
+        else:
+            path.record()
 
     def after_step(self, ctx: Context, batch: Batch) -> None:
-        path_integral_step(self.omega, self._step.grad.flat, self._step.step_taken())
+        self._path.step_taken()
 
     def after_experience(self, ctx: Context) -> None:
         theta = self.theta(ctx.model).detach()
         importance = si_importance(self.omega, theta - self.start, self.xi)
         self.weight = importance if self.weight is None else self.weight + importance
         self.anchor = theta
-        self.omega = self.start = self._step = None
+        self.omega = self.start = self._path = None
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
-        self._step = None
+        self._path = None

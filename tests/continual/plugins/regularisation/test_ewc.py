@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lifelong.continual.importance import flat_params
-from lifelong.continual.plugins.ewc import EWC, OnlineEWC, diagonal_fisher, merge_penalties, online_fisher
+from lifelong.continual.plugins.ewc import EWC, OnlineEWC, add_penalty, diagonal_fisher, online_fisher
 from lifelong.continual.strategies import build_strategy
 from lifelong.core.errors import (
     ConfigError,
@@ -138,19 +138,24 @@ def test_online_ewc_accumulates_gamma_f_old_plus_f_new(reg):
     assert torch.equal(online_fisher(None, f2, 0.6), f2)
 
 
-def test_merge_penalties_is_exact_for_any_theta():
+def test_add_penalty_folds_tasks_exactly_for_any_theta():
+    """Parallel-axis merging: after folding three tasks in, one quadratic plus a constant equals the
+    sum of the separate penalties at every θ (a parameter no task cares about keeps the last anchor)."""
     gen = torch.Generator().manual_seed(3)
     fishers = torch.rand(3, 8, generator=gen, dtype=torch.float64)
-    fishers[:, 0] = 0  # a parameter no task cares about
+    fishers[:, 0] = 0
     anchors = torch.randn(3, 8, generator=gen, dtype=torch.float64)
-    weight, anchor, offset = merge_penalties(fishers, anchors)
+    weight, anchor, offset = None, None, 0.0
+    for fisher, theta in zip(fishers, anchors, strict=True):
+        weight, anchor, offset = add_penalty(weight, anchor, offset, fisher, theta)
+    assert torch.equal(weight, fishers.sum(0)) and anchor[0] == anchors[-1, 0]
     for _ in range(5):
         theta = torch.randn(8, generator=gen, dtype=torch.float64)
         direct = (fishers * (theta - anchors) ** 2).sum()
         merged = (weight * (theta - anchor) ** 2).sum() + offset
         assert merged.item() == pytest.approx(direct.item(), rel=1e-12)
     with pytest.raises(ShapeMismatchError):
-        merge_penalties(fishers, anchors[:2])
+        add_penalty(weight, anchor, offset, fishers[0, :2], anchors[0])
 
 
 def test_fisher_budget_uses_the_engine_generator(reg):

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from lifelong.continual.plugins.si import SI, StepRecord, path_integral_step, si_importance
+from lifelong.continual.plugins.si import SI, PathIntegral, si_importance
 from lifelong.continual.strategies import build_strategy
 from lifelong.core.errors import ConfigError
 
@@ -80,9 +80,6 @@ def test_si_path_uses_gradient_without_its_own_penalty(reg):
 
 
 def test_importance_accumulates_over_tasks(reg):
-    omega = torch.tensor([2.0, -1.0])
-    path_integral_step(omega, torch.tensor([1.0, 2.0]), torch.tensor([-0.5, 0.25]))
-    assert omega.tolist() == [2.5, -1.5]
     torch.testing.assert_close(si_importance(torch.tensor([1.0]), torch.tensor([2.0]), 0.5), torch.tensor([1 / 4.5]))
 
     model = Scalar(0.0)
@@ -106,18 +103,29 @@ def test_aliases_and_config_errors():
         SI(c=-0.1)
 
 
-def test_step_record_copies_gradients_and_zeros_missing_ones():
+def test_path_integral_adds_minus_g_times_the_step_from_a_copy_of_g():
+    """ω −= g Δθ with g as recorded (a later in-place projection of .grad does not reach it, a
+    parameter without a gradient adds nothing) and an optional pull subtracted from g."""
     a, b = torch.nn.Parameter(torch.ones(2, 2)), torch.nn.Parameter(torch.zeros(3))
-    record = StepRecord([a, b])
-    a.grad, b.grad = torch.full((2, 2), 2.0), torch.full((3,), 3.0)
-    record.record_before()
-    assert record.grad.flat.tolist() == [2.0] * 4 + [3.0] * 3 and record.before.flat.tolist() == [1.0] * 4 + [0.0] * 3
-    b.grad = None  # e.g. a head the loss did not reach: its stale gradient must not stay
-    record.record_before()
-    assert record.grad.flat.tolist() == [2.0] * 4 + [0.0] * 3
+    omega = torch.tensor([1.0] * 4 + [2.0] * 3)
+    path = PathIntegral(omega, [a, b])
+    assert path.holds(omega, [a, b]) and not path.holds(omega.clone(), [a, b]) and not path.holds(omega, [b, a])
+    a.grad, b.grad = torch.full((2, 2), 2.0), None  # b: a head the loss did not reach
+    path.record()
+    a.grad.mul_(0.0)  # e.g. a projection after SI read the gradient
     with torch.no_grad():
         a.add_(0.5)
-    assert record.step_taken().tolist() == [0.5] * 4 + [0.0] * 3
+        b.add_(0.25)
+    path.step_taken()
+    assert omega.tolist() == [1.0 - 2.0 * 0.5] * 4 + [2.0] * 3
+    pull = [torch.full((2, 2), 4.0), torch.full((3,), 8.0)]
+    a.grad, b.grad = torch.full((2, 2), 3.0), torch.full((3,), 1.0)
+    path.record(pull, alpha=-0.5)  # g = .grad − 0.5 · pull
+    with torch.no_grad():
+        a.sub_(0.25)
+        b.sub_(0.5)
+    path.step_taken()
+    assert omega.tolist() == [0.0 - (3.0 - 2.0) * -0.25] * 4 + [2.0 - (1.0 - 4.0) * -0.5] * 3
 
 
 def test_si_reads_the_gradient_before_a_projection_whatever_the_order(digits, engine_on):
@@ -133,3 +141,32 @@ def test_si_reads_the_gradient_before_a_projection_whatever_the_order(digits, en
     (w1, p1), (w2, p2) = finals
     assert torch.equal(w1, w2) and all(torch.equal(a, b) for a, b in zip(p1, p2, strict=True))
     assert w1.abs().sum() > 0
+
+
+def test_path_integral_in_float32_matches_the_direct_sum_over_a_real_run(digits, engine_on):
+    """On a float32 MLP trained through the engine, ω equals −Σ_k g_k (θ_k+1 − θ_k) summed in
+    float64 from copies of θ (the fused form's rounding stays far below ω's scale)."""
+    from lifelong.continual.plugin import Plugin
+
+    class Direct(Plugin):
+        name = "direct"
+
+        def observe_grads(self, ctx, batch):
+            self.g = [p.grad.double().clone() for p in ctx.model.parameters()]
+            self.before = [p.detach().double().clone() for p in ctx.model.parameters()]
+
+        def after_step(self, ctx, batch):
+            for w, g, b, p in zip(self.omega, self.g, self.before, ctx.model.parameters(), strict=True):
+                w -= g * (p.detach().double() - b)
+
+        def after_experience(self, ctx):  # listed first: SI's ω is still there
+            self.si_omega = si.omega.clone()
+
+    si, direct = SI(), Direct()
+    engine = engine_on(digits[:2], [direct, si])
+    engine.lr = 0.01
+    direct.omega = [torch.zeros_like(p, dtype=torch.float64) for p in engine.model.parameters()]
+    engine.run(digits[:1])
+    expected = torch.cat([w.flatten() for w in direct.omega])
+    assert expected.abs().max() > 1e-3
+    torch.testing.assert_close(direct.si_omega.double(), expected, rtol=1e-5, atol=1e-8 * expected.abs().max().item())
