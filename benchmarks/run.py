@@ -25,7 +25,7 @@ START, END = "<!-- benchmarks:start -->", "<!-- benchmarks:end -->"
 # Benchmark script → (title, arguments), in the order the page shows them.
 SUITE: dict[str, tuple[str, list[str]]] = {
     "continual": ("Continual engine vs the hand-written loop", ["--repeats", "3"]),
-    "regularisation": ("Regularisation strategies (EWC, online EWC, SI, MAS, LwF)", ["--repeats", "3"]),
+    "regularisation": ("Regularisation strategies (EWC, online EWC, SI, MAS, LwF)", ["--repeats", "5"]),
     "replay": ("Replay strategies and buffers", ["--repeats", "3"]),
     "architecture": ("Architecture strategies (parameters and peak memory per task)", []),
     "weighting": ("Multi-task weightings and the batched Jacobian", []),
