@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from lifelong.core.errors import DataError, IncompatibleError, ShapeMismatchError
+from lifelong.core.errors import ConfigError, DataError, IncompatibleError, ShapeMismatchError
 
 
 def check_jacobian(J: Tensor, where: str, samples: int = 1) -> None:
@@ -56,6 +56,8 @@ class GeneratorState(nn.Module):
 
     def __init__(self, generator: torch.Generator | None = None) -> None:
         super().__init__()
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise ConfigError(f"generator must be a torch.Generator (or None for a fresh one), got {generator!r}")
         self.generator = generator if generator is not None else torch.Generator()
 
     def get_extra_state(self) -> Tensor:

@@ -125,6 +125,11 @@ def test_state_dict_resumes_bit_exactly(name: str) -> None:
     ("db_mtl", {"beta": None}, "beta must be a number"),
     ("stch", {"preference": [1, "a", 2]}, "preference must be a list of numbers"),
     ("famo", {"lower_bounds": ["a"]}, "lower_bounds must be a list of numbers"),
+    ("dwa", {"temperature": "x"}, "temperature must be a number"),
+    ("dwa", {"temperature": 0}, "temperature must be a finite number > 0"),
+    ("gradnorm", {"alpha": float("nan")}, "alpha must be a finite number ≥ 0"),
+    ("rlw", {"generator": 3}, "generator must be a torch.Generator"),
+    ("uncertainty", {"task_types": "regression"}, "task_types must be a list"),
 ])
 def test_weighting_arguments_of_the_wrong_type_get_a_config_error(name, kwargs, why):
     """A string, None or NaN where a number or a list of numbers belongs is named, not a TypeError."""

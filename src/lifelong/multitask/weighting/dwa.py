@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from lifelong.core.checks import check_positive
 from lifelong.core.errors import ShapeMismatchError
 from lifelong.core.registries import WEIGHTINGS
 from lifelong.multitask.weighting.base import LossWeighting
@@ -22,7 +23,7 @@ class DWA(LossWeighting):
 
     def __init__(self, n_tasks: int, temperature: float = 2.0) -> None:
         super().__init__(n_tasks)
-        self.temperature = temperature
+        self.temperature = check_positive("dwa: temperature", temperature, allow_zero=False)
         self.register_buffer("history", torch.ones(2, n_tasks, dtype=torch.float64))
         self.register_buffer("epochs_seen", torch.zeros((), dtype=torch.long))
 

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from lifelong.core.checks import check_positive
 from lifelong.core.errors import IncompatibleError
 from lifelong.core.registries import WEIGHTINGS
 from lifelong.grad.jacobian import jacobian
@@ -27,7 +28,7 @@ class GradNorm(LossWeighting):
 
     def __init__(self, n_tasks: int, alpha: float = 1.5) -> None:
         super().__init__(n_tasks)
-        self.alpha = alpha
+        self.alpha = check_positive("gradnorm: alpha", alpha)
         self.task_weights = nn.Parameter(torch.ones(n_tasks))
         self.register_buffer("initial_losses", torch.zeros(n_tasks))
         self.register_buffer("started", torch.zeros((), dtype=torch.bool))

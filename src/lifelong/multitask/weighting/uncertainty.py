@@ -26,6 +26,8 @@ class Uncertainty(LossWeighting):
 
     def __init__(self, n_tasks: int, task_types: Sequence[str] | None = None) -> None:
         super().__init__(n_tasks)
+        if task_types is not None and (isinstance(task_types, str) or not isinstance(task_types, Sequence)):
+            raise ConfigError(f"uncertainty: task_types must be a list naming each task's type, got {task_types!r}")
         types = list(task_types) if task_types is not None else ["regression"] * n_tasks
         unknown = sorted({t for t in types} - set(PRECISION_FACTOR))
         if len(types) != n_tasks or unknown:
