@@ -14,6 +14,8 @@ def split_spec(spec: str) -> list[str]:
     """The canonical names in a `a+b` strategy spec; the `+` signs that end a name stay with it, so
     `ewc+der++`, `der+++hat` and `der++ + hat` all parse (each empty piece between two `+` is one
     more `+` on the name before it)."""
+    if not isinstance(spec, str):
+        raise ConfigError(f"a strategy spec is a string of names joined by '+' (e.g. 'ewc+replay'), got {spec!r}")
     parts: list[str] = []
     for piece in (p.strip() for p in spec.split("+")):
         if piece:

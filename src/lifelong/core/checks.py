@@ -62,6 +62,13 @@ def check_positive(what: str, value: float, *, allow_zero: bool = True) -> float
     return value
 
 
+def check_flag(what: str, value: bool) -> bool:
+    """`value` when it is a bool, else a ConfigError naming `what` (the string "false" would read as true)."""
+    if not isinstance(value, bool):
+        raise ConfigError(f"{what} must be true or false, got {value!r}")
+    return value
+
+
 def check_counts(where: str, **counts: int) -> None:
     """Raise a ConfigError naming the first of `counts` that is not a positive integer."""
     for name, value in counts.items():

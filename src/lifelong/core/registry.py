@@ -53,6 +53,9 @@ class Registry(Generic[T]):
     def canonical(self, name: str) -> str:
         """The registered name for `name` or one of its aliases (case-insensitive fallback)."""
         self._load()
+        if not isinstance(name, str):
+            raise UnknownNameError(f"a {self.kind} is chosen by name, a string; got {name!r}. "
+                                   f"Known: {', '.join(sorted(self._builders)) or '(none)'}")
         if name in self._builders:
             return name
         if name in self._aliases:
@@ -87,7 +90,7 @@ class Registry(Generic[T]):
             return False
         return True
 
-    def build(self, name: str, *args: Any, **kwargs: Any) -> Any:
+    def build(self, name: str, /, *args: Any, **kwargs: Any) -> Any:
         """Call the builder after checking every keyword against its signature at once."""
         builder = self.get(name)
         check_kwargs(builder, kwargs, f"{self.kind} {self.canonical(name)!r}", n_positional=len(args))

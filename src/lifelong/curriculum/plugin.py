@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 
 from lifelong.continual.plugin import Context, Plugin, TrainData
+from lifelong.core.checks import check_flag, check_positive
 from lifelong.core.errors import ConfigError
 from lifelong.core.registries import PACINGS, SCORERS, STRATEGIES
 from lifelong.core.registry import Registry
@@ -20,6 +22,8 @@ UNITS = ("epoch", "step")
 
 def resolve(registry: Registry, value: Any, kind: type, args: dict[str, Any] | None) -> Any:
     """`value` when it is already a built `kind` (no `args` then), else `registry.build(value, **args)`."""
+    if args is not None and not isinstance(args, Mapping):
+        raise ConfigError(f"{registry.kind} arguments must be a mapping of names to values, got {args!r}")
     if not isinstance(value, kind):
         return registry.build(value, **(args or {}))
     if args:
@@ -57,8 +61,10 @@ class CurriculumPlugin(Plugin):
                  pacing_args: dict[str, Any] | None = None) -> None:
         if unit not in UNITS:
             raise ConfigError(f"curriculum: unit={unit!r} must be one of {UNITS}")
-        if not total > 0:
-            raise ConfigError(f"curriculum: total={total} {unit}s must be > 0")
+        check_positive(f"curriculum: total ({unit}s)", total, allow_zero=False)
+        check_positive("curriculum: rescore_every", rescore_every)
+        check_flag("curriculum: anti", anti)
+        check_flag("curriculum: balanced", balanced)
         self.unit = unit
         scorer = resolve(SCORERS, scorer, Scorer, scorer_args)
         self.runs_model = scorer.needs_model  # a model-based scorer runs the model on the whole experience

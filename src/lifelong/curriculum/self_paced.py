@@ -6,6 +6,7 @@ from typing import Any
 
 import torch
 
+from lifelong.core.checks import check_positive
 from lifelong.core.errors import ConfigError, DataError
 from lifelong.curriculum.samplers import shuffled_prefix
 
@@ -27,6 +28,9 @@ class SelfPaced:
     """
 
     def __init__(self, lam: float | None = None, mu: float = 1.3, start_fraction: float = 0.5) -> None:
+        mu = check_positive("self-paced: mu", mu)
+        start_fraction = check_positive("self-paced: start_fraction", start_fraction)
+        lam = None if lam is None else check_positive("self-paced: lam", lam)
         if mu < 1.0 or not 0.0 < start_fraction <= 1.0 or (lam is not None and lam <= 0):
             raise ConfigError(f"SelfPaced: need mu >= 1 (got {mu}), start_fraction in (0, 1] (got "
                               f"{start_fraction}) and lam > 0 or None (got {lam})")

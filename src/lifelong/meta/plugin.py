@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from lifelong.continual.plugin import Context, Plugin, TrainData
+from lifelong.core.checks import check_count, check_flag
 from lifelong.core.errors import ConfigError, IncompatibleError
 from lifelong.core.registries import STRATEGIES
 from lifelong.meta.prototypes import ClassPrototypes
@@ -36,11 +37,11 @@ class PrototypePlugin(Plugin):
 
     def __init__(self, encoder: nn.Module | None = None, freeze: bool = True,
                  batch_size: int = 1024) -> None:
-        if batch_size < 1:
-            raise ConfigError(f"prototypes: batch_size={batch_size} must be positive")
+        if encoder is not None and not callable(encoder):
+            raise ConfigError(f"prototypes: encoder must be a module mapping inputs to embeddings, got {encoder!r}")
         self.encoder = encoder
-        self.freeze = freeze
-        self.batch_size = batch_size
+        self.freeze = check_flag("prototypes: freeze", freeze)
+        self.batch_size = check_count("prototypes: batch_size", batch_size)
         self.prototypes: ClassPrototypes | None = None
 
     @torch.no_grad()

@@ -27,7 +27,7 @@ from lifelong.continual.task_identity import (
     freeze_other_classes,
     route_or_infer,
 )
-from lifelong.core.checks import check_count, check_positive
+from lifelong.core.checks import check_count, check_flag, check_positive
 from lifelong.core.errors import ConfigError
 from lifelong.core.registries import STRATEGIES
 from lifelong.models.adapters import AdaptedNet, AdapterFactory, Bottleneck, LoRA
@@ -46,8 +46,8 @@ class AdapterStrategy(Plugin):
                  infer_task: bool = False) -> None:
         self.name = name
         self.factory = factory
-        self.train_backbone_first = bool(train_backbone_first)
-        self.infer_task = bool(infer_task)
+        self.train_backbone_first = check_flag(f"{name}: train_backbone_first", train_backbone_first)
+        self.infer_task = check_flag(f"{name}: infer_task", infer_task)
         if self.infer_task:
             self.needs_task_labels, self.settings = False, ("task", "class")
         self.slots = TaskSlots()

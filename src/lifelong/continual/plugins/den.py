@@ -28,7 +28,7 @@ from torch import nn
 from lifelong.continual.phases import fit, mean_loss
 from lifelong.continual.plugin import Batch, Context, Plugin
 from lifelong.continual.task_identity import TaskSlots, route_or_infer
-from lifelong.core.checks import check_count, check_positive
+from lifelong.core.checks import check_count, check_flag, check_positive
 from lifelong.core.errors import IncompatibleError
 from lifelong.core.registries import STRATEGIES
 from lifelong.models.expandable import ExpandableMLP
@@ -92,7 +92,7 @@ class DEN(Plugin):
         self.phase_epochs = check_count("den: phase_epochs", phase_epochs)
         self.phase_lr = check_positive("den: phase_lr", phase_lr, allow_zero=False)
         self.batch_size = check_count("den: batch_size", batch_size)
-        self.infer_task = bool(infer_task)
+        self.infer_task = check_flag("den: infer_task", infer_task)
         if self.infer_task:
             self.needs_task_labels, self.settings = False, ("task", "domain", "class")
         self.slots = TaskSlots()

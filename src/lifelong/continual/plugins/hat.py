@@ -25,7 +25,7 @@ from lifelong.continual.task_identity import (
     freeze_other_classes,
     route_or_infer,
 )
-from lifelong.core.checks import check_positive
+from lifelong.core.checks import check_flag, check_positive
 from lifelong.core.errors import IncompatibleError
 from lifelong.core.registries import STRATEGIES
 from lifelong.models.gated import GatedNet
@@ -87,7 +87,7 @@ class HAT(Plugin):
         self.s_max = check_positive("hat: s_max", s_max, allow_zero=False)
         self.c = check_positive("hat: c", c)
         self.clamp = check_positive("hat: clamp", clamp, allow_zero=False)
-        self.infer_task = bool(infer_task)
+        self.infer_task = check_flag("hat: infer_task", infer_task)
         if self.infer_task:
             self.needs_task_labels, self.settings = False, ("task", "class")
         self.slots = TaskSlots()

@@ -27,7 +27,7 @@ from lifelong.continual.task_identity import (
     infer_by_entropy,
     slot_classes,
 )
-from lifelong.core.checks import check_count, check_positive
+from lifelong.core.checks import check_count, check_flag, check_positive
 from lifelong.core.errors import ConfigError, IncompatibleError
 from lifelong.core.registries import STRATEGIES
 from lifelong.models.adapters import per_slot
@@ -96,7 +96,7 @@ class PackNet(Plugin):
         self.retrain_epochs = check_count("packnet: retrain_epochs", retrain_epochs) if retrain_epochs else 0
         self.retrain_lr = check_positive("packnet: retrain_lr", retrain_lr, allow_zero=False)
         self.batch_size = check_count("packnet: batch_size", batch_size)
-        self.infer_task = bool(infer_task)
+        self.infer_task = check_flag("packnet: infer_task", infer_task)
         if self.infer_task:
             self.needs_task_labels, self.settings = False, ("task", "class")
         self.slots = TaskSlots()

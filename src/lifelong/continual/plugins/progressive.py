@@ -18,7 +18,7 @@ from torch import nn
 
 from lifelong.continual.plugin import Batch, Context, Plugin
 from lifelong.continual.task_identity import TaskSlots, infer_by_entropy, slot_classes
-from lifelong.core.checks import check_count
+from lifelong.core.checks import check_count, check_flag
 from lifelong.core.registries import STRATEGIES
 from lifelong.models.lateral import ProgressiveNet
 from lifelong.models.layer_list import device_of, layer_list, reset_parameters
@@ -44,7 +44,7 @@ class Progressive(Plugin):
 
     def __init__(self, lateral_width: int | None = None, infer_task: bool = False) -> None:
         self.lateral_width = None if lateral_width is None else check_count("progressive: lateral_width", lateral_width)
-        self.infer_task = bool(infer_task)
+        self.infer_task = check_flag("progressive: infer_task", infer_task)
         if self.infer_task:
             self.needs_task_labels, self.settings = False, ("task", "domain", "class")
         self.slots = TaskSlots()

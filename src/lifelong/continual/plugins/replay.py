@@ -79,7 +79,7 @@ class Replay(Plugin):
         capacity = check_count(f"{self.name}: buffer_size", buffer_size)
         self.replay_batch_size = check_count(f"{self.name}: replay_batch_size", replay_batch_size, allow_none=True)
         self.weight = check_positive(f"{self.name}: weight", weight)
-        if policy not in POLICIES:
+        if not isinstance(policy, str) or policy not in POLICIES:
             raise ConfigError(f"{self.name}: unknown policy {policy!r}; "
                               f"choose one of {sorted(POLICIES)}")
         self.policy = POLICIES[policy]
