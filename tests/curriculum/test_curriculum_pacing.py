@@ -86,3 +86,11 @@ def test_bad_parameters_and_length_raise():
 def test_aliases():
     assert PACINGS.canonical("sqrt") == "root"
     assert PACINGS.canonical("platanios") == "competence"
+
+
+def test_a_starting_fraction_that_is_not_a_number_is_named():
+    from lifelong.core.registries import PACINGS
+
+    for name in PACINGS.names():
+        with pytest.raises(ConfigError, match=r"c0 must be a number, got 'abc'"):
+            PACINGS.build(name, c0="abc")

@@ -110,3 +110,17 @@ def test_periodic_rescoring_every_n_units():
     assert fresh == [True, False, False, True, False, False, True, False] and len(calls) == 3
     once = PeriodicScores(Counting([1.0, 2.0]), every=0)
     assert [once.refresh(t, None, X, Y) is not None for t in range(4)] == [True, False, False, False]
+
+
+@pytest.mark.parametrize(("name", "args", "error", "why"), [
+    ("loss", {"batch_size": "abc"}, ConfigError, "LossScorer: batch_size must be a positive integer"),
+    ("margin", {"batch_size": None}, ConfigError, "MarginScorer: batch_size must be a positive integer"),
+    ("length", {"pad": "x"}, ConfigError, "LengthScorer: pad must be a number"),
+    ("precomputed", {"scores": "abc"}, DataError, "scores must be numbers, one per example"),
+    ("transfer", {"teacher": "abc"}, ConfigError, "teacher must be a trained nn.Module"),
+])
+def test_scorer_arguments_of_the_wrong_type_are_named(name, args, error, why):
+    from lifelong.core.registries import SCORERS
+
+    with pytest.raises(error, match=why):
+        SCORERS.build(name, **args)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, fields
 
+from lifelong.core.checks import check_numbers
 from lifelong.core.errors import ConfigError
 from lifelong.core.registries import PACINGS
 
@@ -35,6 +36,7 @@ class Pacing:
 
     def __post_init__(self) -> None:
         name = type(self).__name__
+        check_numbers(name, c0=self.c0)
         if not 0.0 < self.c0 <= 1.0:
             raise ConfigError(f"{name}: starting fraction c0={self.c0} must lie in (0, 1]; "
                               "e.g. c0=0.01 starts with the easiest 1% of the data")

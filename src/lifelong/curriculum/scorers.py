@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lifelong.core.checks import check_count, check_numbers
 from lifelong.core.errors import ConfigError, DataError, LabelOutOfRangeError, ShapeMismatchError
 from lifelong.core.registries import SCORERS
 
@@ -62,9 +63,7 @@ class ModelScorer(Scorer):
     """A difficulty computed from the model's logits and the labels, batch by batch."""
 
     def __init__(self, batch_size: int = BATCH) -> None:
-        if batch_size < 1:
-            raise ConfigError(f"{type(self).__name__}: batch_size={batch_size} must be >= 1")
-        self.batch_size = batch_size
+        self.batch_size = check_count(f"{type(self).__name__}: batch_size", batch_size)
 
     def difficulty(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Per-example difficulty of one batch."""
@@ -126,7 +125,7 @@ class LengthScorer(Scorer):
     needs_model = False
 
     def __init__(self, pad: float = 0) -> None:
-        self.pad = pad
+        (self.pad,) = check_numbers("LengthScorer", pad=pad)
 
     def __call__(self, model: nn.Module | None, x: torch.Tensor, y: torch.Tensor,
                  forward: Forward | None = None) -> torch.Tensor:
@@ -144,7 +143,10 @@ class PrecomputedScorer(Scorer):
     needs_model = False
 
     def __init__(self, scores: Any) -> None:
-        scores = torch.as_tensor(scores, dtype=torch.float32)
+        try:
+            scores = torch.as_tensor(scores, dtype=torch.float32)
+        except (TypeError, ValueError, RuntimeError):
+            raise DataError(f"PrecomputedScorer: scores must be numbers, one per example; got {scores!r}") from None
         if scores.ndim != 1 or not bool(torch.isfinite(scores).all()):
             raise DataError(f"PrecomputedScorer: scores must be a 1-D tensor of finite numbers; "
                             f"got shape {tuple(scores.shape)}")
@@ -174,6 +176,8 @@ class TransferScorer(Scorer):
         if not (isinstance(builder, type) and issubclass(builder, ModelScorer)):
             raise ConfigError(f"TransferScorer: signal {signal!r} is not a model-based scorer; "
                               "use 'loss', 'confidence' or 'margin'")
+        if not isinstance(teacher, nn.Module):
+            raise ConfigError(f"TransferScorer: teacher must be a trained nn.Module, got {teacher!r}")
         self.teacher = teacher
         self.inner = builder(batch_size=batch_size)
 

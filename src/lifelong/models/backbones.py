@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lifelong.core.checks import check_count, check_positive
+from lifelong.core.errors import ConfigError
 from lifelong.core.registries import BACKBONES
 
 
@@ -19,6 +21,12 @@ class MLP(nn.Module):
     def __init__(self, input_shape: Sequence[int], hidden: Sequence[int] = (400, 400),
                  dropout: float = 0.0) -> None:
         super().__init__()
+        if isinstance(hidden, str) or not isinstance(hidden, Sequence):
+            raise ConfigError(f"mlp: hidden must be a list of layer widths, e.g. [400, 400]; got {hidden!r}")
+        hidden = [check_count("mlp: each hidden width", h) for h in hidden]
+        dropout = check_positive("mlp: dropout", dropout)
+        if dropout >= 1:
+            raise ConfigError(f"mlp: dropout is a probability in [0, 1), got {dropout}")
         layers: list[nn.Module] = [nn.Flatten()]
         width = math.prod(input_shape)
         for h in hidden:
@@ -39,6 +47,7 @@ class LeNet(nn.Module):
 
     def __init__(self, input_shape: Sequence[int], width: int = 500) -> None:
         super().__init__()
+        check_count("lenet: width", width)
         channels, height, wide = input_shape
         pad = 2 if min(height, wide) < 16 else 0
         self.conv = nn.Sequential(
@@ -79,6 +88,7 @@ class ReducedResNet18(nn.Module):
 
     def __init__(self, input_shape: Sequence[int], nf: int = 20) -> None:
         super().__init__()
+        check_count("resnet18: nf", nf)
         self.stem = nn.Sequential(nn.Conv2d(input_shape[0], nf, 3, 1, 1, bias=False),
                                   nn.BatchNorm2d(nf), nn.ReLU())
         blocks, cin = [], nf
