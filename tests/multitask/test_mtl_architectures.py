@@ -176,3 +176,23 @@ def test_heads_follow_the_task_kinds():
     z = torch.randn(2, 5, 8, 8)
     assert tuple(heads["segment"](z).shape) == (2, 3, 8, 8)
     assert tuple(heads["count"](z).shape) == (2, 4)
+
+
+@pytest.mark.parametrize(("arch", "args", "why"), [
+    ("mmoe", {"n_experts": "abc"}, "MMoE n_experts must be a positive integer, got 'abc'"),
+    ("mmoe", {"n_experts": 0}, "MMoE n_experts must be a positive integer, got 0"),
+    ("ple", {"levels": None}, "PLE: levels must be a positive integer"),
+    ("ple", {"n_shared": 1.5}, "PLE: n_shared must be a positive integer"),
+    ("cgc", {"n_specific": "x"}, "n_specific must be a positive integer"),
+    ("cross_stitch", {"self_weight": "x"}, "cross-stitch: self_weight must be a number"),
+    ("cross_stitch", {"stitch_after": 2}, "cross-stitch: stitch_after must be a list of child indices"),
+    ("soft", {"coupling": ["l2"]}, "soft sharing: coupling"),
+    ("soft", {"weight": "x"}, "soft sharing: weight must be a number"),
+    ("hps", {"width": "abc"}, "multi-task trunk: width must be a positive integer"),
+    ("hps", {"depth": -1}, "multi-task trunk: depth must be a positive integer"),
+])
+def test_architecture_arguments_of_the_wrong_type_are_named(arch, args, why):
+    data = load_benchmark("multi-digits")
+    width = {k: args.pop(k) for k in ("width", "depth") if k in args}
+    with pytest.raises(ConfigError, match=why):
+        build_default(arch, data, **width, **args)

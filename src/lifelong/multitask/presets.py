@@ -10,6 +10,7 @@ from typing import Any
 
 from torch import nn
 
+from lifelong.core.checks import check_counts
 from lifelong.core.registries import ARCHITECTURES
 from lifelong.data.multitask import MultiTaskData
 from lifelong.models import MLP
@@ -35,6 +36,7 @@ def needs_dense(data: MultiTaskData) -> bool:
 def default_trunks(data: MultiTaskData, width: int = 64, depth: int = 2
                    ) -> tuple[ModuleFactory, ModuleFactory]:
     """(trunk, upper trunk): the first reads the inputs, the second its own outputs (PLE levels)."""
+    check_counts("multi-task trunk", width=width, depth=depth)
     shape: Sequence[int] = data.input_shape
     if needs_dense(data):
         return (lambda: conv_trunk(shape[0], width, depth)), (lambda: conv_trunk(width, width, 1))

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
+from lifelong.core.checks import check_numbers
 from lifelong.core.errors import ConfigError
 from lifelong.core.registries import ARCHITECTURES
 from lifelong.multitask.architectures.base import ModuleFactory, MultiTaskModel, build
@@ -42,6 +43,11 @@ class CrossStitch(MultiTaskModel):
     def __init__(self, backbone: ModuleFactory, heads: Mapping[str, nn.Module],
                  self_weight: float = 0.9, stitch_after: Sequence[int] | None = None) -> None:
         super().__init__(heads)
+        (self_weight,) = check_numbers("cross-stitch", self_weight=self_weight)
+        indices = isinstance(stitch_after, Sequence) and not isinstance(stitch_after, str) and all(
+            isinstance(i, int) and not isinstance(i, bool) for i in stitch_after)
+        if stitch_after is not None and not indices:
+            raise ConfigError(f"cross-stitch: stitch_after must be a list of child indices, got {stitch_after!r}")
         columns = [build(backbone, "backbone") for _ in self.task_names]
         if not isinstance(columns[0], nn.Sequential):
             raise ConfigError(

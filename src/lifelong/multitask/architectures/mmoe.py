@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
-from lifelong.core.errors import ConfigError
+from lifelong.core.checks import check_count
 from lifelong.core.registries import ARCHITECTURES
 from lifelong.multitask.architectures.base import ModuleFactory, MultiTaskModel, build
 
@@ -29,12 +29,6 @@ class Gate(nn.Module):
         return torch.softmax(self.linear(h.flatten(1)), dim=-1)
 
 
-def check_experts(n: int, what: str) -> None:
-    """Raise a ConfigError unless `n` experts is a positive count."""
-    if n < 1:
-        raise ConfigError(f"{what} must be at least 1, got {n}")
-
-
 @ARCHITECTURES.register("mmoe", aliases=("MMoE", "MMOE"), paper="Ma et al., 2018")
 class MMoE(MultiTaskModel):
     """Shared experts E_i and one softmax gate per task: f_t(x) = Σ_i g_t(x)_i E_i(x).
@@ -47,7 +41,7 @@ class MMoE(MultiTaskModel):
     def __init__(self, expert: ModuleFactory, heads: Mapping[str, nn.Module],
                  input_shape: Sequence[int], n_experts: int = 8) -> None:
         super().__init__(heads)
-        check_experts(n_experts, "MMoE n_experts")
+        check_count("MMoE n_experts", n_experts)
         self.experts = nn.ModuleList(build(expert, "expert") for _ in range(n_experts))
         d = math.prod(input_shape)
         self.gates = nn.ModuleDict({t: Gate(d, n_experts) for t in self.task_names})

@@ -8,10 +8,11 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
+from lifelong.core.checks import check_counts
 from lifelong.core.errors import ConfigError
 from lifelong.core.registries import ARCHITECTURES
 from lifelong.multitask.architectures.base import ModuleFactory, MultiTaskModel, build
-from lifelong.multitask.architectures.mmoe import Gate, check_experts, mix
+from lifelong.multitask.architectures.mmoe import Gate, mix
 from lifelong.multitask.heads import feature_shape
 
 
@@ -40,10 +41,7 @@ class PLE(MultiTaskModel):
                  input_shape: Sequence[int], levels: int = 2, n_specific: int = 1,
                  n_shared: int = 1, upper_expert: ModuleFactory | None = None) -> None:
         super().__init__(heads)
-        if levels < 1:
-            raise ConfigError(f"PLE levels must be at least 1, got {levels}")
-        check_experts(n_specific, "PLE n_specific")
-        check_experts(n_shared, "PLE n_shared")
+        check_counts("PLE", levels=levels, n_specific=n_specific, n_shared=n_shared)
         k = len(self.task_names)
         self.levels = levels
         self.task_experts = nn.ModuleList()

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
+from lifelong.core.checks import check_positive
 from lifelong.core.errors import ConfigError
 from lifelong.core.registries import ARCHITECTURES
 from lifelong.multitask.architectures.base import ModuleFactory, MultiTaskModel, build
@@ -42,11 +43,11 @@ class SoftSharing(MultiTaskModel):
     def __init__(self, backbone: ModuleFactory, heads: Mapping[str, nn.Module],
                  coupling: str = "l2", weight: float = 1e-2) -> None:
         super().__init__(heads)
-        if coupling not in COUPLINGS:
+        if not isinstance(coupling, str) or coupling not in COUPLINGS:
             raise ConfigError(f"soft sharing: coupling {coupling!r} is not one of {sorted(COUPLINGS)}")
         self.columns = nn.ModuleDict({t: build(backbone, "backbone") for t in self.task_names})
         self.coupling = coupling
-        self.weight = weight
+        self.weight = check_positive("soft sharing: weight", weight)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         return {t: head(self.columns[t](x)) for t, head in self.heads.items()}
