@@ -175,3 +175,16 @@ def test_strategy_specs():
         build_strategy("naive", {"lambda": 3})
     with pytest.raises(ConfigError, match="groups"):
         build_strategy("naive+cumulative", {"ewc": {}})
+
+
+@pytest.mark.parametrize(("args", "why"), [
+    ({"batch_size": 0}, "engine: batch_size must be a positive integer, got 0"),
+    ({"epochs": -1}, "engine: epochs must be a positive integer"),
+    ({"eval_batch_size": "big"}, "engine: eval_batch_size must be a positive integer"),
+    ({"lr": -0.1}, "engine: lr must be a finite number ≥ 0"),
+    ({"lr": float("nan")}, "engine: lr must be a finite number ≥ 0"),
+])
+def test_engine_settings_out_of_range_are_named(args, why):
+    model = build_model("mlp", (1, 8, 8), 4, [[0, 1], [2, 3]], hidden=(8,))
+    with pytest.raises(ConfigError, match=why):
+        Engine(model, **args)

@@ -11,7 +11,7 @@ import torch
 import typer
 from typer.testing import CliRunner
 
-from lifelong.core.errors import CheckpointError, RunExistsError
+from lifelong.core.errors import CheckpointError, ConfigError, RunExistsError
 from lifelong.multitask.cli import register
 from lifelong.multitask.config import TrainConfig
 from lifelong.multitask.diagnose import diagnose
@@ -166,3 +166,24 @@ def test_stateful_weightings_resume_bit_identically(tmp_path, weighting):
     assert all(torch.equal(a["weighting"][k], b["weighting"][k]) for k in a["weighting"])
     assert resumed["weights_trajectory"] == straight["weights_trajectory"]
     assert len(set(map(tuple, straight["weights_trajectory"]))) > 1  # the weights did move
+
+
+@pytest.mark.parametrize(("values", "why"), [
+    ({"train": {"micro_batch": "abc"}}, r"train\.micro_batch: invalid literal"),
+    ({"train": {"steps_per_epoch": 1.5}}, r"train\.steps_per_epoch: expected an integer, got 1\.5"),
+    ({"width": "wide", "train": {"bogus": 1}}, r"width: invalid literal .*; unknown key 'train\.bogus'"),
+    ({"train": 3}, "train must be a mapping"),
+    ({"train": {"batch_size": 0}}, r"train\.batch_size .* must be a positive integer, got 0"),
+    ({"train": {"batch_size": {"a": 4, "b": -1}}}, r"train\.batch_size .* must be a positive integer, got -1"),
+    ({"train": {"lr": -1}}, r"train\.lr must be a finite number ≥ 0"),
+    ({"train": {"epochs": -1}}, r"train\.epochs must be an integer ≥ 0"),
+    ({"train": {"conflict_threshold": 2}}, r"train\.conflict_threshold is a cosine in \[-1, 1\]"),
+])
+def test_config_values_of_the_wrong_type_or_range_fail_together_before_any_run(values, why):
+    with pytest.raises(ConfigError, match=why):
+        MTLConfig.from_dict(values)
+
+
+def test_config_values_are_cast_to_their_fields():
+    config = MTLConfig.from_dict({"width": "32", "train": {"eval_batch_size": "12", "batch_size": {"a": 4}}})
+    assert config.width == 32 and config.train.eval_batch_size == 12 and config.train.batch_size == {"a": 4}

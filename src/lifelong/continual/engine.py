@@ -43,6 +43,7 @@ from torch import nn
 
 from lifelong.continual.plugin import Batch, Context, Plugin, TrainData
 from lifelong.continual.strategies import composition_problems
+from lifelong.core.checks import check_counts, check_positive
 from lifelong.core.errors import IncompatibleError, NonFiniteLossError
 from lifelong.core.optimizers import build_optimizer, check_optimizer
 from lifelong.data.stream import Stream
@@ -75,11 +76,12 @@ class Engine:
                  eval_batch_size: int = 2048, device: torch.device | str = "cpu",
                  generator: torch.Generator | None = None, progress: Progress | None = None,
                  log: Callable[[dict[str, Any]], None] | None = None) -> None:
+        check_counts("engine", epochs=epochs, batch_size=batch_size, eval_batch_size=eval_batch_size)
+        self.lr = check_positive("engine: lr", lr)  # 0 is a frozen control
+        self.optimizer_name = check_optimizer(optimizer)
         self.model = model.to(device)
         self.plugins = list(plugins)
-        self.epochs, self.batch_size, self.lr = epochs, batch_size, lr
-        self.optimizer_name = check_optimizer(optimizer)
-        self.eval_batch_size = eval_batch_size
+        self.epochs, self.batch_size, self.eval_batch_size = epochs, batch_size, eval_batch_size
         self.device = torch.device(device)
         self.generator = generator if generator is not None else torch.Generator().manual_seed(0)
         self.progress = progress

@@ -51,19 +51,10 @@ class RunConfig:
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> RunConfig:
         """Build from a mapping, reporting every unknown key and every ill-typed value together."""
-        known = {f.name: f for f in fields(cls)}
-        problems = [f"unknown key {k!r}" for k in values if k not in known]
-        clean: dict[str, Any] = {}
-        for key, value in values.items():
-            if key not in known:
-                continue
-            try:
-                clean[key] = _coerce(value, known[key])
-            except (TypeError, ValueError) as exc:
-                problems.append(f"{key}: {exc}")
+        clean, problems = typed_values(cls, values)
         if problems:
             raise ConfigError("invalid configuration: " + "; ".join(problems) +
-                              f". Known keys: {', '.join(known)}")
+                              f". Known keys: {', '.join(f.name for f in fields(cls))}")
         return cls(**clean)
 
     def diff(self, other: RunConfig, ignore: Iterable[str] = ("out", "device")) -> list[str]:
@@ -72,16 +63,31 @@ class RunConfig:
         return [k for k in a if k not in ignore and a[k] != b[k]]
 
 
+def typed_values(cls: type, values: Mapping[str, Any], prefix: str = "") -> tuple[dict[str, Any], list[str]]:
+    """(values cast to the dataclass `cls`'s field types, every unknown key and ill-typed value)."""
+    known = {f.name: f for f in fields(cls)}
+    problems = [f"unknown key {f'{prefix}{k}'!r}" for k in values if k not in known]
+    clean: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in known:
+            continue
+        try:
+            clean[key] = _coerce(value, known[key])
+        except (TypeError, ValueError) as exc:
+            problems.append(f"{prefix}{key}: {exc}")
+    return clean, problems
+
+
 def _coerce(value: Any, f: dataclasses.Field) -> Any:
     kind = str(f.type)
     if value is None:
         if "None" in kind:
             return None
         raise TypeError("may not be empty")
-    if kind.startswith("dict"):
-        if not isinstance(value, Mapping):
-            raise TypeError(f"expected a mapping, got {value!r}")
+    if isinstance(value, Mapping) and "dict" in kind:
         return dict(value)
+    if kind.startswith("dict"):
+        raise TypeError(f"expected a mapping, got {value!r}")
     for name, cast in (("int", int), ("float", float), ("str", str)):
         if kind.startswith(name):
             if cast is int and isinstance(value, float) and not value.is_integer():

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from lifelong.core.checks import check_count, check_iterations, check_numbers, check_positive
+from lifelong.core.errors import ConfigError
 
 
 @dataclass
@@ -28,6 +32,23 @@ class TrainConfig:
     conflict_every: int = 0
     conflict_threshold: float = -0.1
     eval_batch_size: int = 1024
+
+    def __post_init__(self) -> None:
+        check_iterations("train.epochs", self.epochs)
+        sizes = self.batch_size.values() if isinstance(self.batch_size, Mapping) else [self.batch_size]
+        for size in sizes:
+            check_count("train.batch_size (each task's, for a mapping)", size)
+        check_positive("train.lr", self.lr)
+        check_count("train.tasks_per_step", self.tasks_per_step)
+        check_count("train.eval_batch_size", self.eval_batch_size)
+        check_count("train.micro_batch", self.micro_batch, allow_none=True)
+        check_count("train.steps_per_epoch", self.steps_per_epoch, allow_none=True)
+        check_count("train.conflict_every", self.conflict_every, allow_zero=True)
+        (threshold,) = check_numbers("train", conflict_threshold=self.conflict_threshold)
+        if not -1 <= threshold <= 1:
+            raise ConfigError(f"train.conflict_threshold is a cosine in [-1, 1], got {threshold}")
+        if not isinstance(self.sampler_args, Mapping):
+            raise ConfigError(f"train.sampler_args must be a mapping, got {self.sampler_args!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

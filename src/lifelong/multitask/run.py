@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ import torch
 
 from lifelong.continual.run import versions
 from lifelong.core.checkpoint import load_checkpoint, save_checkpoint
+from lifelong.core.config import typed_values
 from lifelong.core.errors import CheckpointError, ConfigError, RunExistsError
 from lifelong.core.records import append_jsonl, atomic_write_json, atomic_write_text, atomic_write_yaml
 from lifelong.core.seeding import resolve_device, seed_everything
@@ -64,15 +65,18 @@ class MTLConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> MTLConfig:
-        """Build from a mapping; unknown keys (top level or under `train`) fail together."""
+        """Build from a mapping; unknown keys and ill-typed values (top level or under `train`) fail together."""
         values = dict(values)
-        train = dict(values.pop("train", {}) or {})
-        known, known_train = set(cls.__dataclass_fields__), set(TrainConfig.__dataclass_fields__)
-        bad = [k for k in values if k not in known] + [f"train.{k}" for k in train if k not in known_train]
-        if bad:
-            raise ConfigError(f"unknown multi-task config keys {bad}; known: {sorted(known)} and "
-                              f"train.{{{', '.join(sorted(known_train))}}}")
-        return cls(**values, train=TrainConfig(**train))
+        train = values.pop("train", None) or {}
+        if not isinstance(train, Mapping):
+            raise ConfigError(f"multi-task config: train must be a mapping of training settings, got {train!r}")
+        clean, problems = typed_values(cls, values)
+        clean_train, train_problems = typed_values(TrainConfig, train, prefix="train.")
+        if problems or train_problems:
+            raise ConfigError(f"invalid multi-task configuration: {'; '.join(problems + train_problems)}. "
+                              f"Known keys: {', '.join(sorted(cls.__dataclass_fields__))} and "
+                              f"train.{{{', '.join(sorted(TrainConfig.__dataclass_fields__))}}}")
+        return cls(**clean, train=TrainConfig(**clean_train))
 
 
 def task_table(data: MultiTaskData) -> list[dict[str, Any]]:
