@@ -113,3 +113,19 @@ def test_benchmark_names():
         build_benchmark("splt-digits")
     with pytest.raises(ConfigError, match="<builder>-<source>"):
         build_benchmark("digits")
+
+
+@pytest.mark.parametrize(("name", "setting", "args", "why"), [
+    ("split-digits", "class", {"n_experiences": "5"}, "split: n_experiences must be a positive integer"),
+    ("split-digits", "class", {"seed": 1.5}, "split: seed must be an integer ≥ 0"),
+    ("split-digits", "class", {"class_order": "0123456789"}, "split: class_order must be a list of numbers"),
+    ("permuted-digits", "domain", {"n_experiences": None}, "permuted: n_experiences must be a positive integer"),
+    ("permuted-digits", "domain", {"keep_first": "no"}, "permuted: keep_first must be true or false"),
+    ("rotated-digits", "domain", {"angles": 30}, "rotated: angles must be a non-empty list of finite numbers"),
+    ("rotated-digits", "domain", {"max_angle": "x"}, "rotated: max_angle must be a number"),
+    ("split-digits", "class", {"limit": (100,)}, r"limit must be \(n_train, n_test\)"),
+    ("split-digits", "class", {"limit": (-1, None)}, "limit: n_train must be a positive integer or None"),
+])
+def test_builder_arguments_of_the_wrong_type_are_named(name, setting, args, why):
+    with pytest.raises(ConfigError, match=why):
+        build_benchmark(name, setting, **args)

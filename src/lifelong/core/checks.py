@@ -46,7 +46,7 @@ def check_vector(what: str, values: Sequence[float] | torch.Tensor, length: int 
     if vector.dim() != 1 or len(vector) == 0 or not torch.isfinite(vector).all() \
             or (length is not None and len(vector) != length):
         size = f"{length} " if length is not None else "a non-empty list of "
-        raise ConfigError(f"{what} must be {size}finite numbers (one per task), got {values!r}")
+        raise ConfigError(f"{what} must be {size}finite numbers, got {values!r}")
     return vector
 
 

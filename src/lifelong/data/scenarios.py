@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from lifelong.core.checks import check_count, check_counts, check_flag, check_numbers, check_vector
 from lifelong.core.errors import ConfigError, DataError
 from lifelong.core.registries import SCENARIOS
 from lifelong.data.sources import SourceData, load_source
@@ -37,6 +38,8 @@ def split(source: SourceData, setting: str = "class", n_experiences: int | None 
     their natural order.
     """
     _check_setting(setting)
+    check_count("split: n_experiences", n_experiences, allow_none=True)
+    check_count("split: seed", seed, allow_none=True, allow_zero=True)
     n = source.n_classes
     n_exp = n_experiences or (5 if n <= 20 else 10)
     if n_exp < 1 or n % n_exp:
@@ -46,7 +49,7 @@ def split(source: SourceData, setting: str = "class", n_experiences: int | None 
         order = (torch.randperm(n, generator=torch.Generator().manual_seed(seed))
                  if seed is not None else torch.arange(n))
     else:
-        order = torch.as_tensor(list(class_order))
+        order = check_vector("split: class_order", class_order).long()
         if sorted(order.tolist()) != list(range(n)):
             raise ConfigError(f"split: class_order must be a permutation of 0..{n - 1}, got {order.tolist()}")
     rank = torch.empty(n, dtype=torch.int64)
@@ -98,6 +101,9 @@ def permuted(source: SourceData, setting: str = "domain", n_experiences: int = 5
 
     With `keep_first` the first experience sees the original images.
     """
+    check_counts("permuted", n_experiences=n_experiences)
+    check_count("permuted: seed", seed, allow_zero=True)
+    check_flag("permuted: keep_first", keep_first)
     gen = torch.Generator().manual_seed(seed)
     d = math.prod(source.input_shape)
     perms = [torch.randperm(d, generator=gen) for _ in range(n_experiences)]
@@ -125,7 +131,9 @@ def rotated(source: SourceData, setting: str = "domain", n_experiences: int = 5,
     """Rotated inputs: experience i rotates every image by angles[i] (default i·max_angle/n)."""
     if source.train_x.ndim != 4:
         raise DataError(f"rotated needs images (N, C, H, W), got {tuple(source.train_x.shape)}")
-    angles = list(angles) if angles is not None else [
+    check_counts("rotated", n_experiences=n_experiences)
+    (max_angle,) = check_numbers("rotated", max_angle=max_angle)
+    angles = check_vector("rotated: angles", angles).tolist() if angles is not None else [
         i * max_angle / n_experiences for i in range(n_experiences)]
     return _transformed(source, setting, [lambda x, a=a: rotate(x, a) for a in angles], "rotated")
 
@@ -217,5 +225,9 @@ def build_benchmark(name: str, setting: str = "class", root: str | None = None,
                           f"got {source_args!r}; give root and download as build_benchmark's arguments")
     source = load_source(source_name, root=root, download=download, **source_args)
     if limit:
+        if isinstance(limit, str) or not isinstance(limit, Sequence) or len(limit) != 2:
+            raise ConfigError(f"limit must be (n_train, n_test), each a count or None, got {limit!r}")
+        for what, n in zip(("n_train", "n_test"), limit, strict=True):
+            check_count(f"limit: {what}", n, allow_none=True)
         source = subsample(source, *limit)
     return SCENARIOS.build(builder, source, setting=setting, **kwargs)
