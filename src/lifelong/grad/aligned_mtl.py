@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from lifelong.core.checks import check_vector
 from lifelong.core.errors import ConfigError
 from lifelong.core.registries import AGGREGATORS
 from lifelong.grad.base import GramianAggregator
@@ -45,7 +46,7 @@ class AlignedMTL(GramianAggregator):
 
     def __init__(self, preference: Sequence[float] | None = None) -> None:
         super().__init__()
-        self.preference = None if preference is None else torch.tensor(preference, dtype=torch.float64)
+        self.preference = None if preference is None else check_vector("aligned_mtl: preference", preference)
 
     def weights(self, G: Tensor) -> Tensor:
         return aligned_mtl_weights(G, self.preference)

@@ -7,6 +7,7 @@ import torch
 from scipy.optimize import minimize
 from torch import Tensor
 
+from lifelong.core.checks import check_flag, check_positive
 from lifelong.core.registries import AGGREGATORS
 from lifelong.grad.base import GramianAggregator
 from lifelong.grad.cone import gramian_scale
@@ -49,7 +50,8 @@ class CAGrad(GramianAggregator):
 
     def __init__(self, c: float = 0.5, rescale: bool = True) -> None:
         super().__init__()
-        self.c, self.rescale = c, rescale
+        self.c = check_positive("cagrad: c", c)
+        self.rescale = check_flag("cagrad: rescale", rescale)
 
     def weights(self, G: Tensor) -> Tensor:
         return cagrad_weights(G, self.c, self.rescale)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -41,6 +42,8 @@ class CRMOGM(GramianAggregator):
 
     def __init__(self, base: str = "mgda", alpha: float = 0.9, base_args: dict[str, Any] | None = None) -> None:
         super().__init__()
+        if base_args is not None and not isinstance(base_args, Mapping):
+            raise ConfigError(f"cr_mogm: base_args must map the base's arguments to values, got {base_args!r}")
         self.base = AGGREGATORS.build(base, **(base_args or {}))
         if not isinstance(self.base, GramianAggregator) or self.base.needs_losses or self.base.samples != 1:
             raise IncompatibleError(f"CR-MOGM averages the weights a Gramian aggregator computes from J Jᵀ; "

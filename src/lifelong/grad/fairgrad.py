@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from lifelong.core.checks import check_positive
 from lifelong.core.registries import AGGREGATORS
 from lifelong.grad.base import GramianAggregator
 from lifelong.grad.cone import gramian_scale
@@ -57,7 +58,7 @@ class FairGrad(GramianAggregator):
 
     def __init__(self, alpha: float = 2.0) -> None:
         super().__init__()
-        self.alpha = alpha
+        self.alpha = check_positive("fairgrad: alpha", alpha, allow_zero=False)
 
     def weights(self, G: Tensor) -> Tensor:
         return fair_weights(G, self.alpha)

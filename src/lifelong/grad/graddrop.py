@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from lifelong.core.checks import check_positive
+from lifelong.core.errors import ConfigError
 from lifelong.core.registries import AGGREGATORS
 from lifelong.grad.base import Aggregator, GeneratorState
 
@@ -36,7 +38,9 @@ class GradDrop(Aggregator):
 
     def __init__(self, leak: float = 0.0, generator: torch.Generator | None = None) -> None:
         super().__init__()
-        self.leak = leak
+        self.leak = check_positive("graddrop: leak", leak)
+        if self.leak > 1:
+            raise ConfigError(f"graddrop: leak is a fraction in [0, 1], got {leak}")
         self.rng = GeneratorState(generator)
 
     def aggregate(self, J: Tensor, losses: Tensor | None = None) -> Tensor:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from lifelong.core.checks import check_positive
+from lifelong.core.errors import ConfigError
 from lifelong.core.registries import AGGREGATORS
 from lifelong.grad.base import GeneratorState, GramianAggregator
 
@@ -48,7 +50,9 @@ class GradVac(GramianAggregator):
 
     def __init__(self, beta: float = 0.01, generator: torch.Generator | None = None) -> None:
         super().__init__()
-        self.beta = beta
+        self.beta = check_positive("gradvac: beta", beta, allow_zero=False)
+        if self.beta > 1:
+            raise ConfigError(f"gradvac: beta is an EMA rate in (0, 1], got {beta}")
         self.rng = GeneratorState(generator)
         self.register_buffer("targets", torch.zeros(0, 0, dtype=torch.float64))
 

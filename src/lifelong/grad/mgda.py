@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from lifelong.core.checks import check_count, check_flag, check_positive
 from lifelong.core.registries import AGGREGATORS
 from lifelong.grad.base import GramianAggregator
 from lifelong.grad.cone import min_norm_weights
@@ -59,8 +60,10 @@ class MGDA(GramianAggregator):
     def __init__(self, upper_bound: bool = False, frank_wolfe: bool = False,
                  max_iter: int = 250, tol: float = 1e-5) -> None:
         super().__init__()
-        self.on_representation = upper_bound
-        self.frank_wolfe, self.max_iter, self.tol = frank_wolfe, max_iter, tol
+        self.on_representation = check_flag("mgda: upper_bound", upper_bound)
+        self.frank_wolfe = check_flag("mgda: frank_wolfe", frank_wolfe)
+        self.max_iter = check_count("mgda: max_iter", max_iter)
+        self.tol = check_positive("mgda: tol", tol, allow_zero=False)
 
     def weights(self, G: Tensor) -> Tensor:
         if self.frank_wolfe and len(G) > 2:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from lifelong.core.checks import check_numbers
+from lifelong.core.checks import check_flag, check_numbers
 from lifelong.core.errors import ConfigError
 from lifelong.core.registries import AGGREGATORS
 from lifelong.grad.base import Aggregator, gramian
@@ -53,7 +53,7 @@ class MoCo(Aggregator):
                               f"beta={beta}, gamma={gamma}, rho={rho}, beta_sigma={beta_sigma}, "
                               f"gamma_sigma={gamma_sigma}, eps={eps}")
         self.beta, self.beta_sigma, self.gamma, self.gamma_sigma = beta, beta_sigma, gamma, gamma_sigma
-        self.rho, self.normalize, self.eps = rho, normalize, eps
+        self.rho, self.normalize, self.eps = rho, check_flag("MoCo: normalize", normalize), eps
         self.register_buffer("tracked", torch.zeros(0, 0))
         self.register_buffer("lam", torch.zeros(0, dtype=torch.float64))
         self.register_buffer("step", torch.zeros((), dtype=torch.long))

@@ -130,6 +130,17 @@ def test_state_dict_resumes_bit_exactly(name: str) -> None:
     ("gradnorm", {"alpha": float("nan")}, "alpha must be a finite number ≥ 0"),
     ("rlw", {"generator": 3}, "generator must be a torch.Generator"),
     ("uncertainty", {"task_types": "regression"}, "task_types must be a list"),
+    ("cagrad", {"c": "x"}, "cagrad: c must be a number"),
+    ("cagrad", {"rescale": 2}, "cagrad: rescale must be true or false"),
+    ("fairgrad", {"alpha": 0}, "fairgrad: alpha must be a finite number > 0"),
+    ("graddrop", {"leak": 1.5}, r"graddrop: leak is a fraction in \[0, 1\]"),
+    ("gradvac", {"beta": 0}, "gradvac: beta must be a finite number > 0"),
+    ("mgda", {"max_iter": "many"}, "mgda: max_iter must be a positive integer"),
+    ("mgda", {"upper_bound": "yes"}, "mgda: upper_bound must be true or false"),
+    ("mgda", {"tol": float("nan")}, "mgda: tol must be a finite number > 0"),
+    ("aligned_mtl", {"preference": "abc"}, "aligned_mtl: preference must be a list of numbers"),
+    ("moco", {"normalize": 1}, "MoCo: normalize must be true or false"),
+    ("cr_mogm", {"base_args": [1]}, "cr_mogm: base_args must map"),
 ])
 def test_weighting_arguments_of_the_wrong_type_get_a_config_error(name, kwargs, why):
     """A string, None or NaN where a number or a list of numbers belongs is named, not a TypeError."""
