@@ -37,10 +37,15 @@ def linear_layers(model: nn.Module) -> list[nn.Linear] | None:
     return layers
 
 
-def _agrees(outer: torch.Tensor, reference: torch.Tensor | None) -> bool:
-    """Whether a layer's Gᵀ A (or G's column sums) equals autograd's gradient of its parameter."""
-    reference = torch.zeros_like(outer) if reference is None else reference
-    return torch.allclose(outer, reference, rtol=1e-4, atol=1e-6 * (1 + float(reference.abs().max())))
+def _agrees(expected: torch.Tensor, reference: torch.Tensor | None, probe: torch.Tensor | None = None) -> bool:
+    """Whether autograd's gradient of a parameter equals `expected` (G's column sums), or with a
+    `probe` v, whether its product with v equals `expected` = Gᵀ (A v): Freivalds' check of the
+    weight gradient Gᵀ A without forming it (a random v exposes any difference almost surely)."""
+    if reference is None:  # the parameter got no gradient
+        got = torch.zeros_like(expected)
+    else:
+        got = reference if probe is None else reference @ probe
+    return torch.allclose(got, expected, rtol=1e-4, atol=1e-6 * (1 + float(got.abs().max())))
 
 
 def linear_per_sample_mean(model: nn.Module, objective: Objective, x: torch.Tensor, t: torch.Tensor,
@@ -51,8 +56,9 @@ def linear_per_sample_mean(model: nn.Module, objective: Objective, x: torch.Tens
     A layer applied once to (N, features) inputs a_n with output gradients g_n has per-sample
     weight gradients g_n a_nᵀ, so Σ_n f(g_n a_nᵀ) = f(G)ᵀ f(A) for f = square or abs: one matrix
     product per layer from one ordinary backward pass (Goodfellow 2015, "Efficient per-example
-    gradient computations"). Every chunk checks that Gᵀ A and G's column sums equal the ordinary
-    batch gradient, so a weight used outside its layer call is caught. Returns None (the caller
+    gradient computations"). Every chunk checks that Gᵀ A (by Freivalds' random-vector product)
+    and G's column sums equal the ordinary batch gradient, so a weight used outside its layer call
+    is caught. Returns None (the caller
     takes vmap) when the model or `transform` does not qualify or the check fails.
     """
     layers, f = linear_layers(model), OUTER_PRODUCT_TRANSFORMS.get(transform)
@@ -85,13 +91,15 @@ def linear_per_sample_mean(model: nn.Module, objective: Objective, x: torch.Tens
                 batch = dict(zip(sums, grads[len(layers):], strict=True))  # the ordinary batch gradient
                 for m, ((a, o),), g in zip(layers, calls, grads[:len(layers)], strict=True):
                     g = torch.zeros_like(o) if g is None else g
-                    pairs = [(m.weight, g.T @ a, f(g).T @ f(a))]
+                    probe = torch.randn(m.in_features, generator=torch.Generator().manual_seed(0),
+                                        dtype=a.dtype).to(a.device)
+                    if not _agrees(g.T @ (a @ probe), batch[m.weight], probe):
+                        return None
+                    sums[m.weight] += f(g).T @ f(a)
                     if m.bias is not None:
-                        pairs.append((m.bias, g.sum(0), f(g).sum(0)))
-                    for p, outer, term in pairs:
-                        if not _agrees(outer, batch[p]):
+                        if not _agrees(g.sum(0), batch[m.bias]):
                             return None
-                        sums[p] += term
+                        sums[m.bias] += f(g).sum(0)
     finally:
         for h in handles:
             h.remove()
