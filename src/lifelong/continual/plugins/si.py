@@ -49,6 +49,9 @@ class PathIntegral:
     def record(self, pull: Sequence[torch.Tensor] | None = None, alpha: float = 0.0) -> None:
         """Keep g = .grad (+ alpha · pull), zero where a parameter has no gradient, and add g θ to ω."""
         has = [i for i, p in enumerate(self.params) if p.grad is not None]
+        if not has:  # no parameter has a gradient this step: nothing moves, nothing to add
+            self.grads, self.omegas, self.thetas = [], [], []
+            return
         grads = [self.params[i].grad for i in has]
         # a copy either way: later plugins may project or mask .grad in place before the step
         self.grads = (torch._foreach_add(grads, [pull[i] for i in has], alpha=alpha) if pull is not None
@@ -59,7 +62,8 @@ class PathIntegral:
     @torch.no_grad()
     def step_taken(self) -> None:
         """Subtract g θ(after the step) from ω, completing ω −= g Δθ for the recorded step."""
-        torch._foreach_addcmul_(self.omegas, self.grads, self.thetas, value=-1.0)
+        if self.grads:
+            torch._foreach_addcmul_(self.omegas, self.grads, self.thetas, value=-1.0)
         self.grads, self.omegas, self.thetas = [], [], []
 
 

@@ -126,6 +126,10 @@ def test_path_integral_adds_minus_g_times_the_step_from_a_copy_of_g():
         b.sub_(0.5)
     path.step_taken()
     assert omega.tolist() == [0.0 - (3.0 - 2.0) * -0.25] * 4 + [2.0 - (1.0 - 4.0) * -0.5] * 3
+    a.grad = b.grad = None  # a step where no parameter got a gradient adds nothing
+    path.record()
+    path.step_taken()
+    assert omega.tolist() == [0.25] * 4 + [0.5] * 3
 
 
 def test_si_reads_the_gradient_before_a_projection_whatever_the_order(digits, engine_on):
