@@ -43,8 +43,9 @@ class TensorStore:
         return self.size
 
     def _check(self, fields: dict[str, Tensor]) -> int:
-        lengths = {k: v.shape[0] for k, v in fields.items()}
-        if len(set(lengths.values())) != 1:
+        n = next(iter(fields.values())).shape[0]
+        if any(v.shape[0] != n for v in fields.values()):
+            lengths = {k: v.shape[0] for k, v in fields.items()}
             raise ShapeMismatchError(f"buffer insert: fields have different row counts {lengths}")
         if self.data:
             if fields.keys() != self.data.keys():
@@ -57,7 +58,7 @@ class TensorStore:
                         f"buffer insert: field {k!r} has per-sample shape {tuple(v.shape[1:])}, "
                         f"the buffer stores {tuple(self.data[k].shape[1:])}; a buffer keeps "
                         "one shape per field")
-        return next(iter(lengths.values()))
+        return n
 
     def write(self, slots: Tensor, fields: dict[str, Tensor]) -> None:
         """Write row i of each field into slot `slots[i]` (slots distinct); allocates at first."""
@@ -122,14 +123,15 @@ def reservoir_slots(n_seen: int, draws: Tensor, capacity: int) -> tuple[Tensor, 
     replaces slot j_i when j_i < capacity. When several items of the batch hit one slot only the
     last survives, exactly as with one-by-one insertion.
     """
-    slots = draws
+    slots, n = draws, draws.shape[0]
     if n_seen < capacity:
-        pos = torch.arange(n_seen, n_seen + len(draws))
+        pos = torch.arange(n_seen, n_seen + n)
         slots = torch.where(pos < capacity, pos, draws)
     items = torch.nonzero(slots < capacity).view(-1)
-    if len(items) < len(slots):
+    kept = items.shape[0]
+    if kept < n:
         slots = slots.index_select(0, items)
-    if len(items) < 2 or len(set(slots.tolist())) == len(items):  # no two items hit one slot
+    if kept < 2 or len(set(slots.tolist())) == kept:  # no two items hit one slot
         return items, slots
     slots, order = torch.sort(slots, stable=True)
     last = torch.ones_like(slots, dtype=torch.bool)
@@ -151,9 +153,10 @@ class ReservoirBuffer(TensorStore):
         n = self._check(fields)
         draws = reservoir_draws(self.seen, n, generator)
         items, slots = reservoir_slots(self.seen, draws, self.capacity)
-        if len(items) == n:
+        kept = items.shape[0]
+        if kept == n:
             self._write(slots, fields)
-        elif len(items):
+        elif kept:
             self._write(slots, fields, rows=items)
         self.seen += n
         self.size = min(self.capacity, self.seen)
