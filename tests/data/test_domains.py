@@ -124,3 +124,13 @@ def test_source_args_reach_the_source():
     for bad in ({"root": "/tmp"}, {"download": False}, ["test_fraction", 0.5]):
         with pytest.raises(ConfigError, match="source_args must map the source's own arguments"):
             build_benchmark("split-digits", source_args=bad)
+
+
+@pytest.mark.parametrize(("fraction", "why"), [
+    ("half", "digits: test_fraction must be a number"),
+    (1.0, r"digits: test_fraction is the share of images held out, in \(0, 1\)"),
+    (0.001, "digits: test_fraction=0.001 cannot split the 10 classes"),
+])
+def test_digits_test_fraction_is_checked(fraction, why):
+    with pytest.raises(ConfigError, match=why):
+        build_benchmark("split-digits", source_args={"test_fraction": fraction})

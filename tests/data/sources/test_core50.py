@@ -148,6 +148,9 @@ def test_subsample_keeps_sessions_and_labels_aligned(isolated, make_core50, core
         ({"labels": "colour"}, r"labels must be one of \['category', 'object'\]"),
         ({"image_size": 0}, "image_size must be a positive integer"),
         ({"image_size": 2.5}, "image_size must be a positive integer"),
+        ({"train_sessions": 3}, "train_sessions must be a list of session numbers"),
+        ({"test_sessions": None}, "test_sessions must be a list of session numbers"),
+        ({"labels": ["object"]}, "labels must be one of"),
     ],
 )
 def test_bad_arguments_raise_config_error(isolated, make_core50, kwargs, fragment):

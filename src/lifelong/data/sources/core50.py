@@ -159,6 +159,9 @@ def check_complete(records: list[Record], sessions: Sequence[int], where: str) -
 
 def check_sessions(train: Sequence[int], test: Sequence[int]) -> tuple[list[int], list[int]]:
     """Known, non-empty and disjoint training and test sessions."""
+    for what, sessions in (("train_sessions", train), ("test_sessions", test)):
+        if isinstance(sessions, str) or not isinstance(sessions, Sequence):
+            raise ConfigError(f"core50: {what} must be a list of session numbers (1-11), got {sessions!r}")
     train, test = list(train), list(test)
     unknown = [s for s in dict.fromkeys(train + test)
                if not isinstance(s, int | np.integer) or not 1 <= s <= len(SESSIONS)]
@@ -175,7 +178,7 @@ def load_core50(root: str | Path | None, download: bool, image_size: int, labels
                 train_sessions: Sequence[int], test_sessions: Sequence[int]) -> SourceData:
     """Find (or download) CORe50 and decode the chosen sessions at `image_size`."""
     size = check_size(image_size)
-    if labels not in LABELS:
+    if not isinstance(labels, str) or labels not in LABELS:
         raise ConfigError(f"core50: labels must be one of {sorted(LABELS)}, got {labels!r}")
     names, per_label = LABELS[labels]
     train_s, test_s = check_sessions(train_sessions, test_sessions)
