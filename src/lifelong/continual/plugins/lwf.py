@@ -21,7 +21,7 @@ from lifelong.core.checks import check_positive
 from lifelong.core.errors import ShapeMismatchError
 from lifelong.core.registries import STRATEGIES
 
-RECORD_ROWS = 512  # rows per forward of the frozen model when recording (per head on multi-head models)
+RECORD_ROWS = 512  # rows per forward of the frozen model when recording (a multi-head model's repeats count)
 
 
 def check_distillation_shapes(new_logits: torch.Tensor, old_logits: torch.Tensor,
@@ -143,9 +143,11 @@ class LwF(Plugin):
         return torch.cat([looked_up, self.old_outputs(ctx, batch.x[n_cur:], batch.t[n_cur:])], dim=1)
 
     def record(self, ctx: Context, data: TrainData) -> torch.Tensor:
-        """The frozen model's outputs (heads, N, C) on every row of `data`, `RECORD_ROWS` at a time."""
-        return torch.cat([self.old_outputs(ctx, data.x[s:s + RECORD_ROWS], data.t[s:s + RECORD_ROWS])
-                          for s in range(0, len(data), RECORD_ROWS)], dim=1)
+        """The frozen model's outputs (heads, N, C) on every row of `data`, `RECORD_ROWS` inputs per
+        forward (a multi-head model sees each row once per old head)."""
+        rows = max(1, RECORD_ROWS // (len(self.tasks) if self.per_head(ctx) else 1))
+        return torch.cat([self.old_outputs(ctx, data.x[s:s + rows], data.t[s:s + rows])
+                          for s in range(0, len(data), rows)], dim=1)
 
     def loss_terms(self, ctx: Context, batch: Batch, outputs: torch.Tensor) -> dict[str, torch.Tensor]:
         if self.old is None:

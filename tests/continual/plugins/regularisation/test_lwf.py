@@ -180,6 +180,28 @@ def test_old_outputs_are_recorded_once_for_the_experience_and_looked_up(reg, hea
     assert plugin.recorded is None
 
 
+def test_recording_runs_at_most_record_rows_inputs_per_frozen_forward(reg, monkeypatch):
+    """A multi-head model sees each row once per old head, so recording takes RECORD_ROWS // heads
+    rows per forward (memory stays bounded however many tasks came before); outputs are unchanged."""
+    from lifelong.continual.plugin import TrainData
+    from lifelong.continual.plugins import lwf
+
+    monkeypatch.setattr(lwf, "RECORD_ROWS", 7)
+    model, stream = reg.tiny_model("multi"), reg.tiny_stream("task")
+    e = stream[1]
+    data = TrainData(e.train_x, e.train_y, e.train_t())
+    ctx = reg.context(model, stream, 1).advance(data=data)
+    plugin = LwF()
+    plugin.before_experience(ctx)
+    plugin.tasks = torch.tensor([0, 1])  # two heads to distil, as after two earlier tasks
+    plugin.masks = stream.class_mask()[plugin.tasks]
+    runs = []
+    model.register_forward_hook(lambda m, i, o: runs.append(len(i[0])))
+    recorded = plugin.record(ctx, data)
+    assert runs == [6] * (len(data) // 3) and recorded.shape == (2, len(data), stream.n_classes)
+    torch.testing.assert_close(recorded, plugin.old_outputs(ctx, data.x, data.t))
+
+
 def test_lwf_composes_with_strategies_that_route_batches(digits, engine_on):
     """Architecture strategies route each batch's task labels; LwF's frozen copy must see the
     batch as routed (recording whole experiences at once broke `hat+lwf`): the engine says so."""
