@@ -58,8 +58,8 @@ def linear_per_sample_mean(model: nn.Module, objective: Objective, x: torch.Tens
     product per layer from one ordinary backward pass (Goodfellow 2015, "Efficient per-example
     gradient computations"). Every chunk checks that Gᵀ A (by Freivalds' random-vector product)
     and G's column sums equal the ordinary batch gradient, so a weight used outside its layer call
-    is caught. Returns None (the caller
-    takes vmap) when the model or `transform` does not qualify or the check fails.
+    is caught. Returns None (the caller takes vmap) when the model or `transform` does not qualify
+    or the check fails.
     """
     layers, f = linear_layers(model), OUTER_PRODUCT_TRANSFORMS.get(transform)
     if layers is None or f is None:
