@@ -27,3 +27,18 @@ def resumes(roundtrip):
         return state
 
     return check
+
+
+@pytest.fixture
+def loss_steps() -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Five seeded steps of (J (3 tasks × 4), positive task losses (3,)) for aggregators of J and losses."""
+    gen = torch.Generator().manual_seed(2)
+    return [(torch.randn(3, 4, generator=gen, dtype=torch.float64),
+             torch.rand(3, generator=gen, dtype=torch.float64) + 0.1) for _ in range(5)]
+
+
+@pytest.fixture
+def sample_stacks() -> list[tuple[torch.Tensor]]:
+    """Five seeded stacks of three independent Jacobians (3 samples × 4 tasks × 6), for MoDo and SDMGrad."""
+    gen = torch.Generator().manual_seed(0)
+    return [(torch.randn(3, 4, 6, generator=gen, dtype=torch.float64),) for _ in range(5)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lifelong.core.errors import ConfigError, IncompatibleError, ShapeMismatchError
+from lifelong.core.errors import ConfigError, ShapeMismatchError
 from lifelong.grad import DBMTL
 
 F64 = torch.float64
@@ -57,16 +57,8 @@ def test_scaling_one_tasks_loss_changes_no_update() -> None:
         assert not torch.allclose(grad_only(scale[:, None] * Jt, losses), want)
 
 
-def test_state_dict_resumes_bit_exactly(resumes) -> None:
-    gen = torch.Generator().manual_seed(2)
-    steps = [(torch.randn(3, 4, generator=gen, dtype=F64), torch.rand(3, generator=gen, dtype=F64) + 0.1)
-             for _ in range(5)]
-    assert int(resumes(DBMTL, steps)["step"]) == 2
-
-
-def test_needs_the_losses() -> None:
-    with pytest.raises(IncompatibleError, match=r"DBMTL weighs .* by the task losses.*aggregator\(J, losses\)"):
-        DBMTL()(J)
+def test_state_dict_resumes_bit_exactly(resumes, loss_steps) -> None:
+    assert int(resumes(DBMTL, loss_steps)["step"]) == 2
 
 
 def test_refuses_a_jacobian_of_another_shape_later() -> None:

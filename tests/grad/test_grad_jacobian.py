@@ -88,14 +88,18 @@ def test_aggregators_refuse_non_finite_jacobians() -> None:
             aggregator(J.expand(aggregator.samples, 2, 2) if aggregator.samples > 1 else J, torch.ones(2))
 
 
-def test_aggregators_that_weigh_by_the_losses_refuse_negative_ones() -> None:
-    """DB-MTL takes their logs, MoCo their lengths, IMTL drives e^s L to 1: a negative loss would
-    flip the update (DB-MTL stepped up task 0's loss on J = I, L = (−0.5, 1))."""
+def test_aggregators_that_weigh_by_the_losses_need_them_and_refuse_negative_ones() -> None:
+    """Without losses they say how to call them. DB-MTL takes their logs, MoCo their lengths, IMTL
+    drives e^s L to 1: a negative loss would flip the update (DB-MTL stepped up task 0's loss on
+    J = I, L = (−0.5, 1))."""
     from lifelong.core.registries import AGGREGATORS
 
     users = [n for n in AGGREGATORS.names() if AGGREGATORS.get(n).needs_losses]
     assert sorted(users) == ["db_mtl", "imtl", "moco"]
     for name in users:
+        with pytest.raises(IncompatibleError, match=r"weighs the task gradients by the task losses; call it as "
+                                                    r"aggregator\(J, losses\)"):
+            AGGREGATORS.build(name)(torch.eye(2))
         with pytest.raises(DataError, match=r"must be >= 0"):
             AGGREGATORS.build(name)(torch.eye(2), torch.tensor([-0.5, 1.0]))
         assert torch.isfinite(AGGREGATORS.build(name)(torch.eye(2), torch.tensor([0.0, 1.0]))).all()

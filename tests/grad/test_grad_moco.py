@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from lifelong.core.errors import ConfigError, IncompatibleError, ShapeMismatchError
+from lifelong.core.errors import ConfigError, ShapeMismatchError
 from lifelong.grad import MoCo, project_simplex
 
 F64 = torch.float64
@@ -76,16 +76,8 @@ def test_weights_stay_on_the_simplex(data: st.DataObject, k: int, p: int) -> Non
         torch.testing.assert_close(out, agg.lam.to(F64) @ agg.tracked)
 
 
-def test_state_dict_resumes_bit_exactly(resumes) -> None:
-    gen = torch.Generator().manual_seed(2)
-    steps = [(torch.randn(3, 4, generator=gen, dtype=F64), torch.rand(3, generator=gen, dtype=F64) + 0.1)
-             for _ in range(5)]
-    assert resumes(MoCo, steps)["lam"].shape == (3,)
-
-
-def test_needs_the_losses() -> None:
-    with pytest.raises(IncompatibleError, match=r"MoCo weighs the task gradients by the task losses"):
-        MoCo()(J)
+def test_state_dict_resumes_bit_exactly(resumes, loss_steps) -> None:
+    assert resumes(MoCo, loss_steps)["lam"].shape == (3,)
 
 
 def test_refuses_a_jacobian_of_another_shape_later() -> None:

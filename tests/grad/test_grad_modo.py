@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
-from hypothesis import strategies as st
-from hypothesis.extra.numpy import arrays
 
 from lifelong.core.errors import ConfigError, ShapeMismatchError
 from lifelong.grad import MoDo, modo_weights
@@ -58,29 +54,8 @@ def test_identical_samples_converge_to_the_regularised_min_norm_weights(rho: flo
     torch.testing.assert_close(d, first * CONFLICT[0] + (1 - first) * CONFLICT[1], atol=1e-12, rtol=0)
 
 
-@st.composite
-def stacks(draw: st.DrawFn) -> torch.Tensor:
-    """Three different Jacobians of the same shape (integers / 2, so zero and repeated rows occur)."""
-    k, p = draw(st.integers(1, 5)), draw(st.integers(1, 6))
-    values = draw(arrays(np.int64, (3, k, p), elements=st.integers(-6, 6)))
-    return torch.from_numpy(values.astype(np.float64) / 2)
-
-
-@settings(max_examples=60, deadline=None, derandomize=True)
-@given(J=stacks(), gamma=st.sampled_from([1e-3, 0.1, 1.0, 10.0]), rho=st.sampled_from([0.0, 0.1, 1.0]))
-def test_weights_stay_on_the_simplex(J: torch.Tensor, gamma: float, rho: float) -> None:
-    modo = MoDo(gamma=gamma, rho=rho)
-    for step in range(4):
-        d = modo(J.roll(step, dims=0))
-        assert float(modo.lam.min()) >= 0
-        assert float(modo.lam.sum()) == pytest.approx(1.0, abs=1e-12)
-        torch.testing.assert_close(d, modo.lam @ J.roll(step, dims=0)[2])
-
-
-def test_state_dict_resumes_bit_exactly(resumes) -> None:
-    gen = torch.Generator().manual_seed(0)
-    stacks_ = [(torch.randn(3, 4, 6, generator=gen, dtype=torch.float64),) for _ in range(5)]
-    assert resumes(lambda: MoDo(gamma=0.05), stacks_)["lam"].shape == (4,)
+def test_state_dict_resumes_bit_exactly(resumes, sample_stacks) -> None:
+    assert resumes(lambda: MoDo(gamma=0.05), sample_stacks)["lam"].shape == (4,)
 
 
 def test_clear_errors() -> None:

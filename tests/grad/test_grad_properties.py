@@ -32,10 +32,13 @@ MIN_TASKS = {"krum": 3}
 
 
 @st.composite
-def jacobians(draw: st.DrawFn, max_k: int = 5, max_p: int = 6) -> torch.Tensor:
-    """Small integer Jacobians: rank deficiency, zero and repeated rows all occur."""
+def jacobians(draw: st.DrawFn, max_k: int = 5, max_p: int = 6, samples: int | None = None,
+              bound: int = 5) -> torch.Tensor:
+    """Small integer Jacobians (k × p, or `samples` different ones of one shape stacked): rank
+    deficiency, zero and repeated rows all occur."""
     k, p = draw(st.integers(1, max_k)), draw(st.integers(1, max_p))
-    values = draw(arrays(np.int64, (k, p), elements=st.integers(-5, 5)))
+    shape = (k, p) if samples is None else (samples, k, p)
+    values = draw(arrays(np.int64, shape, elements=st.integers(-bound, bound)))
     return torch.from_numpy(values.astype(np.float64) / 2)
 
 
@@ -198,3 +201,31 @@ def test_cagrad_maximises_the_worst_improvement_in_its_ball(J: torch.Tensor, c: 
     u = torch.randn(2000, J.shape[1], generator=gen, dtype=J.dtype)
     ball = g0 + radius * u / u.norm(dim=1, keepdim=True) * torch.rand(2000, 1, generator=gen, dtype=J.dtype)
     assert float((ball @ J.T).min(1).values.max()) <= best + 1e-6 * max(1.0, abs(best))
+
+
+# Aggregators of three independent Jacobians whose task weights live on the simplex: the
+# hyper-parameters drawn, the weights kept on the simplex, and the weights the direction uses
+# (d = weights · J of the third sample).
+SAMPLED = {
+    "modo": (st.fixed_dictionaries({"gamma": st.sampled_from([1e-3, 0.1, 1.0, 10.0]),
+                                    "rho": st.sampled_from([0.0, 0.1, 1.0])}), ["lam"], "lam"),
+    "sdmgrad": (st.fixed_dictionaries({"lamda": st.sampled_from([0.0, 0.3, 2.0]), "n_iter": st.just(5),
+                                       "lr": st.sampled_from([0.5, 1.0, 5.0]),
+                                       "momentum": st.sampled_from([0.0, 0.5, 0.9])}),
+                ["w", "last_weights"], "last_weights"),
+}
+
+
+@pytest.mark.parametrize("name", SAMPLED)
+@PROPERTY
+@given(data=st.data())
+def test_sampled_aggregators_keep_their_weights_on_the_simplex(name: str, data: st.DataObject) -> None:
+    args, on_simplex, used = SAMPLED[name]
+    J = data.draw(jacobians(samples=3, bound=6))
+    aggregator = AGGREGATORS.build(name, **data.draw(args))
+    for step in range(4):
+        d = aggregator(J.roll(step, dims=0))
+        for attr in on_simplex:
+            assert float(getattr(aggregator, attr).min()) >= 0
+            assert float(getattr(aggregator, attr).sum()) == pytest.approx(1.0, abs=1e-12)
+        torch.testing.assert_close(d, getattr(aggregator, used) @ J.roll(step, dims=0)[2])

@@ -6,9 +6,6 @@ import numpy as np
 import pytest
 import quadprog
 import torch
-from hypothesis import given, settings
-from hypothesis import strategies as st
-from hypothesis.extra.numpy import arrays
 
 from lifelong.core.errors import ConfigError, ShapeMismatchError
 from lifelong.grad import SDMGrad, sdmgrad_weights
@@ -94,32 +91,9 @@ def test_zero_jacobians_leave_the_weights_and_give_zero() -> None:
     torch.testing.assert_close(sdm.w, _t(0.5, 0.5))
 
 
-@st.composite
-def stacks(draw: st.DrawFn) -> torch.Tensor:
-    """Three different Jacobians of the same shape (integers / 2, so zero and repeated rows occur)."""
-    k, p = draw(st.integers(1, 5)), draw(st.integers(1, 6))
-    values = draw(arrays(np.int64, (3, k, p), elements=st.integers(-6, 6)))
-    return torch.from_numpy(values.astype(np.float64) / 2)
-
-
-@settings(max_examples=60, deadline=None, derandomize=True)
-@given(J=stacks(), lam=st.sampled_from([0.0, 0.3, 2.0]), lr=st.sampled_from([0.5, 1.0, 5.0]),
-       momentum=st.sampled_from([0.0, 0.5, 0.9]))
-def test_weights_stay_on_the_simplex(J: torch.Tensor, lam: float, lr: float, momentum: float) -> None:
-    sdm = SDMGrad(lamda=lam, n_iter=5, lr=lr, momentum=momentum)
-    for step in range(3):
-        d = sdm(J.roll(step, dims=0))
-        assert float(sdm.w.min()) >= 0
-        assert float(sdm.w.sum()) == pytest.approx(1.0, abs=1e-12)
-        assert float(sdm.last_weights.sum()) == pytest.approx(1.0, abs=1e-12)
-        torch.testing.assert_close(d, sdm.last_weights @ J.roll(step, dims=0)[2])
-
-
-def test_state_dict_resumes_bit_exactly(resumes) -> None:
-    gen = torch.Generator().manual_seed(0)
-    stacks_ = [(torch.randn(3, 4, 6, generator=gen, dtype=torch.float64),) for _ in range(5)]
+def test_state_dict_resumes_bit_exactly(resumes, sample_stacks) -> None:
     # few inner steps, so the warm start matters
-    assert resumes(lambda: SDMGrad(n_iter=3), stacks_)["w"].shape == (4,)
+    assert resumes(lambda: SDMGrad(n_iter=3), sample_stacks)["w"].shape == (4,)
 
 
 def test_clear_errors() -> None:
