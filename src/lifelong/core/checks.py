@@ -62,6 +62,14 @@ def check_positive(what: str, value: float, *, allow_zero: bool = True) -> float
     return value
 
 
+def check_list(what: str, value: Sequence, kind: str = "a list") -> list:
+    """`value` as a list when it is a sequence other than a string, else a ConfigError saying `what`
+    must be `kind` (e.g. "a list of layer widths, e.g. [400, 400]")."""
+    if isinstance(value, str | bytes) or not isinstance(value, Sequence):
+        raise ConfigError(f"{what} must be {kind}; got {value!r}")
+    return list(value)
+
+
 def check_flag(what: str, value: bool) -> bool:
     """`value` when it is a bool, else a ConfigError naming `what` (the string "false" would read as true)."""
     if not isinstance(value, bool):

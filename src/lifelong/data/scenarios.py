@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from lifelong.core.checks import check_count, check_counts, check_flag, check_numbers, check_vector
+from lifelong.core.checks import check_count, check_counts, check_flag, check_list, check_numbers, check_vector
 from lifelong.core.errors import ConfigError, DataError
 from lifelong.core.registries import SCENARIOS
 from lifelong.data.sources import SourceData, load_source
@@ -225,8 +225,9 @@ def build_benchmark(name: str, setting: str = "class", root: str | None = None,
                           f"got {source_args!r}; give root and download as build_benchmark's arguments")
     source = load_source(source_name, root=root, download=download, **source_args)
     if limit:
-        if isinstance(limit, str) or not isinstance(limit, Sequence) or len(limit) != 2:
-            raise ConfigError(f"limit must be (n_train, n_test), each a count or None, got {limit!r}")
+        limit = check_list("limit", limit, "(n_train, n_test), each a count or None")
+        if len(limit) != 2:
+            raise ConfigError(f"limit must be (n_train, n_test), each a count or None; got {limit!r}")
         for what, n in zip(("n_train", "n_test"), limit, strict=True):
             check_count(f"limit: {what}", n, allow_none=True)
         source = subsample(source, *limit)

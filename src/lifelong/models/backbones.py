@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lifelong.core.checks import check_count, check_positive
+from lifelong.core.checks import check_count, check_list, check_positive
 from lifelong.core.errors import ConfigError
 from lifelong.core.registries import BACKBONES
 
@@ -21,9 +21,8 @@ class MLP(nn.Module):
     def __init__(self, input_shape: Sequence[int], hidden: Sequence[int] = (400, 400),
                  dropout: float = 0.0) -> None:
         super().__init__()
-        if isinstance(hidden, str) or not isinstance(hidden, Sequence):
-            raise ConfigError(f"mlp: hidden must be a list of layer widths, e.g. [400, 400]; got {hidden!r}")
-        hidden = [check_count("mlp: each hidden width", h) for h in hidden]
+        hidden = [check_count("mlp: each hidden width", h)
+                  for h in check_list("mlp: hidden", hidden, "a list of layer widths, e.g. [400, 400]")]
         dropout = check_positive("mlp: dropout", dropout)
         if dropout >= 1:
             raise ConfigError(f"mlp: dropout is a probability in [0, 1), got {dropout}")

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from lifelong.core.checks import check_list
 from lifelong.core.errors import ConfigError, DataError
 from lifelong.core.registries import SOURCES
 from lifelong.data.sources.base import SourceData
@@ -159,10 +160,8 @@ def check_complete(records: list[Record], sessions: Sequence[int], where: str) -
 
 def check_sessions(train: Sequence[int], test: Sequence[int]) -> tuple[list[int], list[int]]:
     """Known, non-empty and disjoint training and test sessions."""
-    for what, sessions in (("train_sessions", train), ("test_sessions", test)):
-        if isinstance(sessions, str) or not isinstance(sessions, Sequence):
-            raise ConfigError(f"core50: {what} must be a list of session numbers (1-11), got {sessions!r}")
-    train, test = list(train), list(test)
+    train, test = (check_list(f"core50: {what}", sessions, "a list of session numbers (1-11)")
+                   for what, sessions in (("train_sessions", train), ("test_sessions", test)))
     unknown = [s for s in dict.fromkeys(train + test)
                if not isinstance(s, int | np.integer) or not 1 <= s <= len(SESSIONS)]
     if unknown:

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
-from lifelong.core.checks import check_numbers
+from lifelong.core.checks import check_count, check_list, check_numbers
 from lifelong.core.errors import ConfigError
 from lifelong.core.registries import ARCHITECTURES
 from lifelong.multitask.architectures.base import ModuleFactory, MultiTaskModel, build
@@ -44,10 +44,9 @@ class CrossStitch(MultiTaskModel):
                  self_weight: float = 0.9, stitch_after: Sequence[int] | None = None) -> None:
         super().__init__(heads)
         (self_weight,) = check_numbers("cross-stitch", self_weight=self_weight)
-        indices = isinstance(stitch_after, Sequence) and not isinstance(stitch_after, str) and all(
-            isinstance(i, int) and not isinstance(i, bool) for i in stitch_after)
-        if stitch_after is not None and not indices:
-            raise ConfigError(f"cross-stitch: stitch_after must be a list of child indices, got {stitch_after!r}")
+        if stitch_after is not None:
+            stitch_after = [check_count("cross-stitch: each stitch_after index", i, allow_zero=True)
+                            for i in check_list("cross-stitch: stitch_after", stitch_after, "a list of child indices")]
         columns = [build(backbone, "backbone") for _ in self.task_names]
         if not isinstance(columns[0], nn.Sequential):
             raise ConfigError(

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from lifelong.core.checks import check_list
 from lifelong.core.errors import ConfigError
 from lifelong.core.registries import WEIGHTINGS
 from lifelong.multitask.weighting.base import LossWeighting
@@ -26,9 +27,8 @@ class Uncertainty(LossWeighting):
 
     def __init__(self, n_tasks: int, task_types: Sequence[str] | None = None) -> None:
         super().__init__(n_tasks)
-        if task_types is not None and (isinstance(task_types, str) or not isinstance(task_types, Sequence)):
-            raise ConfigError(f"uncertainty: task_types must be a list naming each task's type, got {task_types!r}")
-        types = list(task_types) if task_types is not None else ["regression"] * n_tasks
+        types = ["regression"] * n_tasks if task_types is None else \
+            check_list("uncertainty: task_types", task_types, "a list naming each task's type")
         unknown = sorted({t for t in types} - set(PRECISION_FACTOR))
         if len(types) != n_tasks or unknown:
             raise ConfigError(f"uncertainty: task_types must list one of {sorted(PRECISION_FACTOR)} "
