@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 from lifelong.core.errors import ConfigError, DataError
@@ -18,7 +21,6 @@ from lifelong.multitask.diagnostics import (
     delta_m,
     grouping_score,
     lookahead_affinity,
-    partitions,
     transfer_report,
 )
 
@@ -74,10 +76,22 @@ def test_lookahead_affinity_on_a_scalar_toy():
     torch.testing.assert_close(tracker.mean(), z.double() / 2)
 
 
-def test_partitions_count_is_a_stirling_number():
-    assert sum(1 for _ in partitions(4, 2)) == 7
-    assert sum(1 for _ in partitions(5, 3)) == 25
-    assert list(partitions(3, 3)) == [[[0], [1], [2]]]
+def test_lookahead_affinity_probes_one_function_and_changes_nothing():
+    """With dropout and BatchNorm in the trunk and lr = 0, every lookahead loss equals the loss
+    before it (Z = 0 exactly); BatchNorm's statistics and the training mode are left as found."""
+    torch.manual_seed(0)
+    trunk = nn.Sequential(nn.Linear(3, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Dropout(0.5))
+    model = HardSharing(lambda: trunk, {"a": nn.Linear(8, 1), "b": nn.Linear(8, 1)}).train()
+    x = torch.randn(16, 3)
+
+    def losses(out):
+        return torch.stack([out["a"].pow(2).mean(), (out["b"] - 1).pow(2).mean()])
+
+    stats = {k: v.clone() for k, v in trunk[1].state_dict().items()}
+    z = lookahead_affinity(model, x, losses, lr=0.0)
+    assert torch.equal(z, torch.zeros(2, 2))
+    assert all(torch.equal(v, trunk[1].state_dict()[k]) for k, v in stats.items())
+    assert model.training and trunk[3].training
 
 
 def test_best_grouping_pairs_the_tasks_that_help_each_other():
@@ -87,10 +101,41 @@ def test_best_grouping_pairs_the_tasks_that_help_each_other():
                       [0.0, -0.1, 0.2, 0.0]])
     groups, score = best_grouping(z, 2)
     assert groups == [[0, 1], [2, 3]]
-    assert score == pytest.approx(0.4 + 0.5 + 0.2 + 0.3)  # Z_{1→0} + Z_{0→1} + Z_{3→2} + Z_{2→3}
-    assert grouping_score(z, [[0], [1], [2], [3]]) == 0.0
-    with pytest.raises(ConfigError):
+    assert score == pytest.approx((0.4 + 0.5 + 0.2 + 0.3) / 4)  # Z_{1→0}, Z_{0→1}, Z_{3→2}, Z_{2→3}
+    # one group holds every task: the mean affinity onto each task from the other three
+    assert best_grouping(z, 1) == ([[0, 1, 2, 3]], pytest.approx(((0.4 - 0.1) + (0.5 - 0.2 - 0.1)
+                                                                 + (-0.2 - 0.3 + 0.2) + (-0.1 + 0.3)) / 12))
+    with pytest.raises(ConfigError, match="n_groups=5"):
         best_grouping(z, 5)
+    with pytest.raises(ConfigError, match="at least 2 tasks"):
+        best_grouping(torch.zeros(1, 1), 1)
+
+
+def test_best_grouping_lets_groups_overlap_as_tag_does():
+    """B helps A and C, which hurt each other: TAG trains {A, B} and {B, C}, each task scoring
+    0.5 from its best group; no split into two disjoint groups does as well."""
+    z = torch.tensor([[0.0, 0.5, -0.5], [0.5, 0.0, 0.5], [-0.5, 0.5, 0.0]])
+    assert best_grouping(z, 2) == ([[0, 1], [1, 2]], pytest.approx(0.5))
+    assert grouping_score(z, [[0, 1], [2, 1]]) == pytest.approx(0.5)
+    with pytest.raises(ConfigError, match=r"tasks \[2\] are in no group"):
+        grouping_score(z, [[0, 1], [2]])
+
+
+@settings(max_examples=25, deadline=None)
+@given(k=st.integers(2, 5), n=st.integers(1, 3), seed=st.integers(0, 2**16))
+def test_best_grouping_matches_a_search_over_every_selection(k, n, seed):
+    """The dynamic programme finds the best of every selection of at most n groups of two or
+    more tasks that covers all tasks (TAG's exhaustive network selection)."""
+    n = min(n, k)
+    z = torch.randn(k, k, generator=torch.Generator().manual_seed(seed))
+    candidates = [g for size in range(2, k + 1) for g in itertools.combinations(range(k), size)]
+    best = max(grouping_score(z, chosen) for m in range(1, n + 1)
+               for chosen in itertools.combinations(candidates, m)
+               if set().union(*chosen) == set(range(k)))
+    groups, score = best_grouping(z, n)
+    assert len(groups) <= n and all(len(g) >= 2 for g in groups)
+    assert score == pytest.approx(best, abs=1e-12)
+    assert grouping_score(z, groups) == score
 
 
 def test_delta_m_by_hand():

@@ -15,6 +15,7 @@ from lifelong.core.errors import CheckpointError, ConfigError, RunExistsError
 from lifelong.multitask.cli import register
 from lifelong.multitask.config import TrainConfig
 from lifelong.multitask.diagnose import diagnose
+from lifelong.multitask.diagnostics import grouping_score
 from lifelong.multitask.run import MTLConfig, run_mtl
 
 
@@ -84,7 +85,15 @@ def test_diagnose_reports_affinity_groups_and_transfer(tmp_path):
     diag = results["diagnostics"]
     assert diag["affinity_records"] > 0 and len(diag["affinity"]) == 3
     assert set(diag["groupings"]) == {"1", "2", "3"}
-    assert diag["groupings"]["3"]["groups"] == [[0], [1], [2]]
+    z = torch.tensor(diag["affinity"])
+    scores = []
+    for n, found in sorted(diag["groupings"].items()):
+        groups = found["groups"]
+        assert len(groups) <= int(n) and all(len(g) >= 2 for g in groups)
+        assert set().union(*groups) == {0, 1, 2}
+        assert found["score"] == pytest.approx(grouping_score(z, groups))
+        scores.append(found["score"])
+    assert scores == sorted(scores)  # a larger budget never selects a worse grouping
     transfer = diag["transfer"]
     for t, row in transfer["tasks"].items():
         sign = (row["multi_task"] - row["single_task"]) / row["single_task"] * 100

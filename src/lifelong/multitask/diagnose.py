@@ -39,13 +39,17 @@ def diagnose(config: MTLConfig, *, affinity_every: int = 5, lookahead_lr: float 
              resume: bool = False, overwrite: bool = False,
              on_epoch: Callable[[MultiTaskTrainer], None] | None = None) -> dict[str, Any]:
     """Train `config` with conflict monitoring and lookahead affinities every `affinity_every`
-    steps (an SGD lookahead of `lookahead_lr` on the shared parameters), then group the tasks
-    for each count in `n_groups` (default 1..k) and compare with single-task baselines.
+    steps (an SGD lookahead of `lookahead_lr` on the shared parameters), then select at most n
+    groups of tasks for each n in `n_groups` (default 1..k; TAG's network selection) and compare
+    with single-task baselines.
     """
     data = load_benchmark(config.benchmark, **config.benchmark_args)
     if not data.shared:
         raise IncompatibleError("task affinity needs tasks that share inputs (one batch for all)")
     k = len(data.tasks)
+    if k < 2:
+        raise IncompatibleError(f"diagnose compares tasks with each other, but {config.benchmark!r} "
+                                f"has {k} task; pick a benchmark with two or more tasks")
     config = replace(config, train=replace(config.train,
                                            conflict_every=config.train.conflict_every or 1))
     tracker = AffinityTracker(k)

@@ -5,7 +5,8 @@
   below a threshold (−0.1) for `patience` consecutive records.
 - `lookahead_affinity` / `AffinityTracker` / `best_grouping`: task affinity grouping (Fifty et
   al., 2021): Z_{i→j} = 1 − L_j(θ after an SGD step on task i) / L_j(θ), averaged over
-  training, and the split into groups with the highest total affinity (exhaustive search).
+  training, and TAG's network selection: at most n groups of tasks (they may overlap) with the
+  highest mean affinity onto each task from its best group (exact search).
 - `delta_m` / `transfer_report`: each task's change against its single-task baseline and the
   average relative improvement Δm (Maninis et al., 2019).
 """
@@ -13,7 +14,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -91,20 +92,27 @@ def lookahead_affinity(model: MultiTaskModel, x: torch.Tensor,
     """Z[i, j] = 1 − L_j(θ_s − lr·∇_{θ_s}L_i) / L_j(θ_s) on one batch `x` (Fifty et al., 2021).
 
     `task_losses(outputs)` maps the model's outputs on `x` to the losses (k,); only the shared
-    parameters θ_s take the lookahead step. One forward per task.
+    parameters θ_s take the lookahead step. One forward per task, all in evaluation mode so that
+    every loss comes from the same function (no fresh dropout masks) and the probe leaves
+    BatchNorm's running statistics alone; the model's mode is restored after.
     """
     params = dict(model.named_parameters())
     shared_ids = {id(p) for p in model.shared_parameters()}
     names = [n for n, p in params.items() if id(p) in shared_ids]
-    losses = task_losses(functional_call(model, params, (x,)))
-    jac = jacobian(losses, [params[n] for n in names])
-    rows = []
-    with torch.no_grad():
-        for g in jac:
-            steps = g.split([params[n].numel() for n in names])
-            moved = {**params, **{n: params[n] - lr * d.view_as(params[n])
-                                  for n, d in zip(names, steps, strict=True)}}
-            rows.append(task_losses(functional_call(model, moved, (x,))))
+    training = model.training
+    model.eval()
+    try:
+        losses = task_losses(functional_call(model, params, (x,)))
+        jac = jacobian(losses, [params[n] for n in names])
+        rows = []
+        with torch.no_grad():
+            for g in jac:
+                steps = g.split([params[n].numel() for n in names])
+                moved = {**params, **{n: params[n] - lr * d.view_as(params[n])
+                                      for n, d in zip(names, steps, strict=True)}}
+                rows.append(task_losses(functional_call(model, moved, (x,))))
+    finally:
+        model.train(training)
     return 1.0 - torch.stack(rows) / losses.detach().clamp_min(1e-12)
 
 
@@ -126,46 +134,92 @@ class AffinityTracker:
         return self.total / self.count
 
 
-def partitions(n: int, k: int) -> Iterator[list[list[int]]]:
-    """Every split of {0..n-1} into exactly k non-empty groups (restricted growth strings)."""
+MAX_TASKS = 10  # the search scores every (block, group ⊇ block) pair of task subsets: 3^k of them
 
-    def grow(i: int, labels: list[int], used: int) -> Iterator[list[int]]:
-        if n - i < k - used:
-            return
-        if i == n:
-            if used == k:
-                yield labels
-            return
-        for g in range(min(used + 1, k)):
-            yield from grow(i + 1, labels + [g], max(used, g + 1))
 
-    for labels in grow(0, [], 0):
-        yield [[i for i in range(n) if labels[i] == g] for g in range(k)]
+def members(k: int) -> torch.Tensor:
+    """M[g, t] = 1 when task t is in the group whose members are the set bits of g (2^k × k)."""
+    return (torch.arange(1 << k)[:, None] >> torch.arange(k)) & 1
+
+
+def group_scores(z: torch.Tensor) -> torch.Tensor:
+    """S[g, t] = mean_{j ∈ g, j ≠ t} Z_{j→t}: the affinity onto task t from its mates in the group
+    whose members are the set bits of g (2^k × k); −inf where t ∉ g or g has fewer than 2 tasks."""
+    member = members(z.shape[0])
+    size = member.sum(1, keepdim=True)
+    zd = z.double()
+    onto = (member.double() @ zd - zd.diagonal()) / (size - 1).clamp_min(1)
+    return onto.masked_fill(~(member.bool() & (size >= 2)), float("-inf"))
+
+
+def _mask(group: Sequence[int]) -> int:
+    return sum(1 << int(t) for t in set(group))
 
 
 def grouping_score(z: torch.Tensor, groups: Sequence[Sequence[int]]) -> float:
-    """Σ_i mean_{j ∈ G(i), j ≠ i} Z_{j→i}: the affinity each task receives from its group mates."""
-    total = 0.0
-    for group in groups:
-        for i in group:
-            mates = [j for j in group if j != i]
-            if mates:
-                total += float(z[mates, i].mean())
-    return total
+    """Mean over tasks of the affinity onto each task from its best group (Fifty et al., 2021,
+    §3.3); a task must sit in at least one group of two or more tasks."""
+    scores = group_scores(z)[[_mask(g) for g in groups]].amax(0)
+    alone = [t for t in range(z.shape[0]) if scores[t] == float("-inf")]
+    if alone:
+        raise ConfigError(f"grouping_score: tasks {alone} are in no group of two or more tasks; "
+                          "put every task in a group with at least one other")
+    return float(scores.mean())
 
 
-MAX_TASKS = 10
+def best_split(value: Sequence[float], k: int, n: int) -> list[int]:
+    """The split of tasks 0..k-1 into at most n blocks (bitmasks) with the highest total
+    `value[block]`: a dynamic programme over subsets, O(n · 3^k)."""
+    full = (1 << k) - 1
+    best = [0.0] + [float("-inf")] * full  # best[mask]: the highest total over ≤ m blocks of mask
+    choice: list[list[int]] = []
+    for _ in range(n):
+        nxt, picked = [0.0] * (full + 1), [0] * (full + 1)
+        for mask in range(1, full + 1):
+            low = mask & -mask
+            rest = sub = mask ^ low
+            while True:  # every block holding the lowest task of `mask`
+                block = sub | low
+                total = value[block] + best[mask ^ block]
+                if total > nxt[mask] or not picked[mask]:
+                    nxt[mask], picked[mask] = total, block
+                if sub == 0:
+                    break
+                sub = (sub - 1) & rest
+        best = nxt
+        choice.append(picked)
+    blocks, mask = [], full
+    for picked in reversed(choice):
+        if mask:
+            blocks.append(picked[mask])
+            mask ^= picked[mask]
+    return blocks
 
 
 def best_grouping(z: torch.Tensor, n_groups: int) -> tuple[list[list[int]], float]:
-    """The split of the tasks into `n_groups` groups with the highest `grouping_score`."""
+    """At most `n_groups` groups of two or more tasks, possibly overlapping, with the highest
+    `grouping_score`: TAG's network selection (Fifty et al., 2021, §3.3), solved exactly.
+
+    Each task is served by one group, so the best selection is a split of the tasks into at most
+    `n_groups` served blocks, each with its best group containing it (a dynamic programme over
+    subsets); the selected groups are those best groups.
+    """
     k = z.shape[0]
+    if k < 2:
+        raise ConfigError(f"task grouping needs at least 2 tasks, got {k}")
     if not 1 <= n_groups <= k:
         raise ConfigError(f"n_groups={n_groups} must lie in [1, {k}] for {k} tasks")
     if k > MAX_TASKS:
         raise ConfigError(f"exhaustive grouping is limited to {MAX_TASKS} tasks, got {k}")
-    best = max(partitions(k, n_groups), key=lambda g: grouping_score(z, g))
-    return best, grouping_score(z, best)
+    scores, member, masks = group_scores(z), members(k), torch.arange(1 << k)
+    # served[b, g]: the affinity the tasks of block b receive in group g, when b ⊆ g and |g| ≥ 2
+    served = member.double() @ scores.nan_to_num(neginf=0.0).T
+    usable = ((masks[:, None] & ~masks[None, :]) == 0) & (member.sum(1) >= 2)[None, :]
+    block_value, block_group = (v.tolist() for v in served.masked_fill(~usable, float("-inf")).max(1))
+    blocks = best_split(block_value, k, n_groups)
+    chosen = sorted({block_group[b] for b in blocks})
+    groups = sorted([t for t in range(k) if g >> t & 1] for g in chosen)
+    return groups, grouping_score(z, groups)
 
 
 def delta_m(mtl: Mapping[str, float], single: Mapping[str, float],

@@ -111,8 +111,9 @@ def diagnostics_section(diag: dict[str, Any], names: Sequence[str], folder: Path
     lines = ["## Task affinity (Fifty et al., 2021)", ""]
     plot = matrix_plot(diag["affinity"], names, folder / "affinity.png", "Z[i→j] (row i helps j)")
     lines += [f"![affinity]({plot})", ""]
-    lines += [f"- into {n}: " + " | ".join(", ".join(names[i] for i in g) for g in d["groups"])
-              + f" (score {d['score']:.4f})" for n, d in diag["groupings"].items()]
+    lines += ["Groups selected as in TAG (they may overlap; each task counts its best group):", ""]
+    lines += [f"- at most {n}: " + " | ".join(", ".join(names[i] for i in g) for g in d["groups"])
+              + f" (mean affinity onto each task {d['score']:.4f})" for n, d in diag["groupings"].items()]
     transfer = diag.get("transfer")
     if transfer:
         lines += ["", "## Negative transfer (vs single-task baselines)", ""]
