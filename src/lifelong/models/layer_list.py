@@ -1,4 +1,5 @@
-"""A backbone as an ordered list of layers, the device it lives on, seeded re-initialisation, eval mode.
+"""A backbone as an ordered list of layers, the device it lives on, seeded re-initialisation, eval
+mode and frozen normalisation statistics.
 
 Architecture strategies (progressive columns, HAT gates, adapters, DEN) rebuild a network layer
 by layer; they need the backbone as a plain sequence, which `layer_list` extracts and checks.
@@ -12,6 +13,7 @@ from contextlib import contextmanager
 
 import torch
 from torch import nn
+from torch.utils.hooks import RemovableHandle
 
 from lifelong.core.errors import IncompatibleError
 
@@ -28,6 +30,18 @@ def evaluating(model: nn.Module) -> Iterator[nn.Module]:
     finally:
         model.train(was_training)
 
+
+def _stay_in_eval(module: nn.Module, args: tuple) -> None:
+    module.training = False
+
+
+def freeze_statistics(model: nn.Module) -> list[RemovableHandle]:
+    """Keep every layer with running statistics (BatchNorm) of `model` in eval mode, whatever
+    `model.train()` says: it normalises with its stored statistics and never updates them, so
+    frozen weights compute what they did (Mallya & Lazebnik 2018's training of later tasks).
+    Remove the returned hooks to release them."""
+    return [m.register_forward_pre_hook(_stay_in_eval) for m in model.modules()
+            if getattr(m, "track_running_stats", False)]
 
 
 def is_weighted(layer: nn.Module) -> bool:

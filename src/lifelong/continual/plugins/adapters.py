@@ -2,9 +2,9 @@
 
 The plugin rebuilds the backbone's layer list into an `AdaptedNet` installed as the backbone;
 every task adds its own adapter on each linear layer, trains it with the model's head, and
-freezes it (`requires_grad=False`, out of the optimiser). The backbone is frozen too — after
-the first task when `train_backbone_first` (a backbone that is not pre-trained learns its
-features there), from the start otherwise. The task label picks the adapter set; with
+freezes it (`requires_grad=False`, out of the optimiser). The backbone is frozen too, BatchNorm
+statistics included — after the first task when `train_backbone_first` (a backbone that is not
+pre-trained learns its features there), from the start otherwise. The task label picks the adapter set; with
 `infer_task=True` the most confident set (lowest entropy) is picked instead.
 
 `lora(backend="peft")` puts LoRA on any nn.Module through Hugging Face `peft`, an optional
@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.utils.hooks import RemovableHandle
 
 from lifelong.continual.plugin import Batch, Context, Plugin
 from lifelong.continual.plugins.peft_lora import PeftLoRA
@@ -31,7 +32,7 @@ from lifelong.core.checks import check_count, check_flag, check_positive
 from lifelong.core.errors import ConfigError
 from lifelong.core.registries import STRATEGIES
 from lifelong.models.adapters import AdaptedNet, AdapterFactory, Bottleneck, LoRA
-from lifelong.models.layer_list import layer_list
+from lifelong.models.layer_list import freeze_statistics, layer_list
 from lifelong.models.routed import Routed, classifier_backbone, install
 
 
@@ -53,6 +54,7 @@ class AdapterStrategy(Plugin):
         self.slots = TaskSlots()
         self.input_shape: list[int] = []
         self.router: Routed | None = None
+        self._statistics: list[RemovableHandle] = []
 
     @property
     def net(self) -> AdaptedNet:
@@ -68,7 +70,10 @@ class AdapterStrategy(Plugin):
             self.input_shape = list(ctx.stream.input_shape)
             self._build(ctx.model)
         slot = self.slots.add(ctx.experience.task, self.name)
-        self.net.layers.requires_grad_(self.train_backbone_first and slot == 0)
+        trains_backbone = self.train_backbone_first and slot == 0
+        self.net.layers.requires_grad_(trains_backbone)
+        if not trains_backbone:
+            self._statistics = self._statistics or freeze_statistics(self.net.layers)
         self.net.tasks.requires_grad_(False)
         self.net.add_task(ctx.generator)
 

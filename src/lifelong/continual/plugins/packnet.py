@@ -4,9 +4,10 @@ Every weight matrix / kernel of the backbone has an owner tensor (uint8, one ent
 0 = free, k = the k-th task trained). Task k trains the free weights while the weights of
 earlier tasks are used but frozen (their gradients are zeroed); then it keeps the largest
 (1 − `prune`) fraction of the free weights of each layer, zeroes the rest, and retrains the
-kept ones for `retrain_epochs` (Adam, `retrain_lr`) before they freeze. Biases and other
-backbone parameters are trained with the first task and fixed afterwards, as in the paper.
-Evaluating task k uses exactly the weights owned by tasks 1..k.
+kept ones for `retrain_epochs` (Adam, `retrain_lr`) before they freeze. Biases, other backbone
+parameters and BatchNorm statistics are trained with the first task and fixed afterwards, as in
+the paper (its later tasks train with BatchNorm in eval mode). Evaluating task k uses exactly the
+weights owned by tasks 1..k.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.utils.hooks import RemovableHandle
 
 from lifelong.continual.importance import call_model
 from lifelong.continual.phases import fit
@@ -31,6 +33,7 @@ from lifelong.core.checks import check_count, check_flag, check_positive
 from lifelong.core.errors import ConfigError, IncompatibleError
 from lifelong.core.registries import STRATEGIES
 from lifelong.models.adapters import per_slot
+from lifelong.models.layer_list import freeze_statistics
 
 MAX_TASKS = 255  # owners are stored as uint8
 
@@ -102,6 +105,7 @@ class PackNet(Plugin):
         self.slots = TaskSlots()
         self.owners: dict[str, torch.Tensor] = {}
         self._frozen: dict[str, torch.Tensor] = {}
+        self._statistics: list[RemovableHandle] = []
 
     def before_experience(self, ctx: Context) -> None:
         check_shared_head(ctx, self.name)
@@ -118,8 +122,10 @@ class PackNet(Plugin):
             raise IncompatibleError(f"packnet stores owners as uint8 and holds at most {MAX_TASKS} tasks")
         self.slots.add(ctx.experience.task, self.name)
         if len(self.slots) > 1:
-            for p in getattr(ctx.model, "backbone", ctx.model).parameters():
+            backbone = getattr(ctx.model, "backbone", ctx.model)
+            for p in backbone.parameters():
                 p.requires_grad_(p.dim() >= 2)
+            self._statistics = self._statistics or freeze_statistics(backbone)
         self._freeze_all_but(ctx, 0)
 
     def _freeze_all_but(self, ctx: Context, trainable: int) -> None:

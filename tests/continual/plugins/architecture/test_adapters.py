@@ -55,19 +55,25 @@ def test_each_sample_uses_its_own_tasks_adapters():
 @settings(max_examples=6, deadline=None)
 @given(kind=st.sampled_from(["adapters", "lora"]), first=st.booleans(), seed=st.integers(0, 100))
 def test_adapter_training_leaves_the_backbone_and_earlier_adapters_bit_identical(arch, kind, first, seed):
+    """The frozen backbone keeps its weights and its BatchNorm statistics."""
     stream = arch.digits(n=3)
     plugin = build_strategy(kind, {"train_backbone_first": first})[0]
     model = arch.mlp(stream, (16, 16), seed=seed)
-    original = arch.snapshot(model.backbone.named_parameters())
+    model.backbone.net.insert(2, nn.BatchNorm1d(16))
+
+    def frozen(module):
+        return arch.snapshot([*module.named_parameters(), *module.named_buffers()])
+
+    original = frozen(model.backbone)
     added = arch.Probe(at_start=lambda: arch.snapshot(plugin.net.tasks[-1].named_parameters()))
     eng = arch.engine(model, [plugin, added], seed=seed)
     arch.train_one(eng, stream, 0)
-    backbone = arch.snapshot(plugin.net.layers.named_parameters())
+    backbone = frozen(plugin.net.layers)
     assert arch.identical(backbone, {n.removeprefix("net."): v for n, v in original.items()}) != first
     adapters0 = arch.snapshot(plugin.net.tasks[0].named_parameters())
     for i in (1, 2):
         arch.train_one(eng, stream, i)
-        assert arch.identical(backbone, arch.snapshot(plugin.net.layers.named_parameters()))
+        assert arch.identical(backbone, frozen(plugin.net.layers))
         assert arch.identical(adapters0, arch.snapshot(plugin.net.tasks[0].named_parameters()))
     # the last adapter set did learn: training moved it from the values it was added with
     assert not arch.identical(added.started[2], arch.snapshot(plugin.net.tasks[2].named_parameters()))

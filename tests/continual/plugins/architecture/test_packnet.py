@@ -72,6 +72,26 @@ def test_evaluating_a_task_uses_exactly_its_masked_weights(arch):
         assert torch.all(R[j + 1:, j] == R[j + 1, j])
 
 
+def test_batchnorm_statistics_are_fixed_after_the_first_task(arch):
+    """A ResNet's BatchNorm statistics train with the first task only (the paper trains later
+    tasks with BatchNorm in eval mode), so earlier tasks never change, as with an MLP."""
+    stream = arch.digits(n=3)
+
+    def statistics(model):
+        return arch.snapshot((n, b) for n, b in model.named_buffers() if "running" in n)
+
+    eng = arch.engine(arch.mlp(stream, backbone="resnet18", nf=4), [PackNet(prune=0.5)])
+    arch.train_one(eng, stream, 0)
+    first = statistics(eng.model)
+    for i in (1, 2):
+        arch.train_one(eng, stream, i)
+        assert arch.identical(first, statistics(eng.model))
+    eng = arch.engine(arch.mlp(stream, backbone="resnet18", nf=4), [PackNet(prune=0.5)])
+    R = torch.tensor(eng.run(stream))
+    for j in range(3):
+        assert torch.all(R[j + 1:, j] == R[j + 1, j])
+
+
 def test_running_out_of_capacity_says_what_to_do(arch):
     stream = arch.digits(n=2)
     eng = arch.engine(arch.mlp(stream), [PackNet(prune=0.0)])
