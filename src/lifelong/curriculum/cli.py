@@ -16,7 +16,7 @@ def register(app: typer.Typer) -> None:
     @app.command("curriculum")
     def curriculum(
         dataset: Annotated[str, typer.Option(help="digits, fashion-mnist, mnist, ...")] = "digits",
-        scorer: Annotated[str, typer.Option(help="loss | confidence | margin | length | transfer")] = "loss",
+        scorer: Annotated[str, typer.Option(help="loss | confidence | margin | length | transfer | ...")] = "loss",
         pacing: Annotated[str, typer.Option(help="linear | root | competence | step | exponential | ...")] = "root",
         anti: Annotated[bool, typer.Option("--anti", help="hardest examples first")] = False,
         epochs: Annotated[int, typer.Option(help="training budget in epochs' worth of examples")] = 10,

@@ -98,10 +98,18 @@ class LossScorer(ModelScorer):
         return F.cross_entropy(logits, y, reduction="none")
 
 
-@SCORERS.register("confidence", aliases=("least_confidence", "uncertainty"),
-                  paper="Hacohen & Weinshall 2019")
+@SCORERS.register("confidence", aliases=("label_confidence",), paper="Hacohen & Weinshall 2019")
 class ConfidenceScorer(ModelScorer):
-    """1 − max softmax probability: an unconfident prediction is a hard example."""
+    """1 − the softmax probability of the true label: H&W's transfer score, so an example the
+    model gets confidently wrong is among the hardest."""
+
+    def difficulty(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return 1.0 - logits.softmax(1).gather(1, y[:, None]).squeeze(1)
+
+
+@SCORERS.register("least_confidence", aliases=("uncertainty",), paper="Culotta & McCallum 2005")
+class LeastConfidenceScorer(ModelScorer):
+    """1 − the highest softmax probability, label-free: an unconfident prediction is hard."""
 
     def difficulty(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return 1.0 - logits.softmax(1).amax(1)
@@ -175,7 +183,7 @@ class TransferScorer(Scorer):
         builder = SCORERS.get(signal) if signal in SCORERS else None
         if not (isinstance(builder, type) and issubclass(builder, ModelScorer)):
             raise ConfigError(f"TransferScorer: signal {signal!r} is not a model-based scorer; "
-                              "use 'loss', 'confidence' or 'margin'")
+                              "use 'loss', 'confidence', 'least_confidence' or 'margin'")
         if not isinstance(teacher, nn.Module):
             raise ConfigError(f"TransferScorer: teacher must be a trained nn.Module, got {teacher!r}")
         self.teacher = teacher
