@@ -160,6 +160,15 @@ def test_soft_sharing_penalty_is_zero_for_identical_columns_and_couples_them(mtl
     assert model.shared_parameters() == []
 
 
+@pytest.mark.parametrize("coupling", ["l2", "trace"])
+def test_soft_sharing_on_one_task_has_nothing_to_couple(mtl, coupling):
+    """A single-task baseline (diagnose's Δm) trains unregularised: the trace norm of a 1 × n
+    matrix would otherwise penalise the parameters' L2 norms."""
+    data = mtl.toy_shared().select(["a"])
+    model = build_architecture("soft", data, lambda: mtl.mlp(6, 4), coupling=coupling, weight=0.5)
+    assert float(model.penalty()) == 0.0
+
+
 def test_ple_needs_upper_experts_when_experts_change_the_shape(mtl):
     with pytest.raises(ConfigError, match="upper_expert"):
         build_architecture("ple", mtl.toy_shared(), lambda: mtl.mlp(6, 4), levels=2)

@@ -56,8 +56,11 @@ class SoftSharing(MultiTaskModel):
         return list(self.parameters())
 
     def penalty(self) -> torch.Tensor:
-        """weight · Σ over each parameter tensor of the coupling of its k task copies."""
+        """weight · Σ over each parameter tensor of the coupling of its k task copies (0 for one
+        task: there is nothing to couple, so a single-task baseline trains unregularised)."""
         named = [dict(col.named_parameters()) for col in self.columns.values()]
+        if len(named) < 2:
+            return torch.zeros((), device=next(iter(named[0].values())).device)
         fn = COUPLINGS[self.coupling]
         total = sum(fn(torch.stack([p[name].reshape(-1) for p in named])) for name in named[0])
         return self.weight * total
