@@ -7,6 +7,8 @@ from lifelong.continual.plugin import Batch
 from lifelong.continual.plugins.replay import Replay, append_term
 from lifelong.continual.strategies import build_strategy
 from lifelong.core.errors import ConfigError
+from lifelong.data.scenarios import permuted
+from lifelong.data.sources import load_source
 
 
 class Recorder(Replay):
@@ -51,11 +53,28 @@ def test_balanced_policies_fill_equal_shares_at_each_experience_end(engine_on, d
     stream = digits[:3]
     engine_on(stream, [plugin]).run(stream, on_experience_end=lambda i, e: sizes.append(len(plugin.buffer)))
     counts = plugin.buffer.counts()
-    assert sorted(counts) == list(range(groups)) and max(counts.values()) - min(counts.values()) <= 1
+    if policy == "class_balanced":  # a group per (experience, class): index · n_classes + class
+        counts = {(g // stream.n_classes, g % stream.n_classes): c for g, c in counts.items()}
+        assert sorted(counts) == [(i, c) for i in range(3) for c in stream[i].classes]
+    else:
+        assert sorted(counts) == list(range(groups))
+    assert max(counts.values()) - min(counts.values()) <= 1
     assert sizes == [50, 50, 50]
     if policy == "task_balanced":
         rows = plugin.buffer.view()
         assert all(set(rows["y"][rows["group"] == g].tolist()) <= set(stream[g].classes) for g in range(3))
+
+
+def test_class_balanced_memory_keeps_every_domain_of_a_class(engine_on):
+    """Permuted digits, domain-incremental: every experience has the same ten classes, and the
+    memory keeps an equal share of each class from each experience, not only from the last."""
+    stream = permuted(load_source("digits"), "domain", n_experiences=3)
+    plugin = Replay(buffer_size=60, policy="class_balanced")
+    engine_on(stream, [plugin]).run(stream)
+    groups = plugin.buffer.view()["group"]
+    per_experience = torch.bincount(groups // stream.n_classes, minlength=3)
+    assert per_experience.tolist() == [20, 20, 20]
+    assert torch.bincount(groups % stream.n_classes, minlength=10).tolist() == [6] * 10
 
 
 def test_append_term_gives_each_part_its_own_mean():

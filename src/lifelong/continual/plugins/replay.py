@@ -27,7 +27,10 @@ class Policy:
 
 POLICIES: dict[str, Policy] = {
     "reservoir": Policy(ReservoirBuffer, lambda b, ctx, rows: b.add(rows, ctx.generator), True),
-    "class_balanced": Policy(BalancedBuffer, lambda b, ctx, rows: b.add(rows, rows["y"]), False),
+    # one share per class of each experience: a class met again in a later domain keeps its old rows
+    "class_balanced": Policy(BalancedBuffer,
+                             lambda b, ctx, rows: b.add(rows, ctx.index * ctx.stream.n_classes + rows["y"]),
+                             False),
     "task_balanced": Policy(BalancedBuffer,
                             lambda b, ctx, rows: b.add(rows, torch.full_like(rows["y"], ctx.index)),
                             False),
@@ -68,8 +71,10 @@ class Replay(Plugin):
     B ∪ B_M), each weighted `weight` (default 1). The replay batch has `replay_batch_size` rows
     (default: as many as the current batch, as in the paper). `policy`: `reservoir` (default;
     Vitter's algorithm R, updated after every step, so every sample seen is kept with equal
-    probability), `class_balanced` or `task_balanced` (equal space per class / per experience,
-    a ring per group, filled at the end of each experience). `buffer_size` default 500.
+    probability), `class_balanced` or `task_balanced` (equal space per class of each experience /
+    per experience, a ring per group as in the paper, filled at the end of each experience; in a
+    domain-incremental stream every experience keeps its share of each class). `buffer_size`
+    default 500.
     """
 
     name = "replay"
