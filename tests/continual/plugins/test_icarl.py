@@ -13,7 +13,7 @@ from lifelong.continual.plugins.icarl import ICaRL, icarl_loss, nearest_mean_sco
 from lifelong.continual.strategies import build_strategy
 from lifelong.core.errors import ConfigError, IncompatibleError
 from lifelong.core.seeding import seed_everything
-from lifelong.data.scenarios import split
+from lifelong.data.scenarios import permuted, split
 from lifelong.data.sources import load_source
 from lifelong.models import build_model
 
@@ -149,7 +149,7 @@ class NoFeatures(torch.nn.Module):
         return self.net(x)
 
 
-def test_a_memory_smaller_than_the_classes_and_a_model_without_features_fail_before_training():
+def test_a_small_memory_a_model_without_features_and_repeated_classes_fail_before_training():
     stream = split(load_source("digits"), "class")
     model = build_model("mlp", stream.input_shape, stream.n_classes, stream.task_classes(), hidden=(8,))
     steps = Steps()
@@ -157,6 +157,9 @@ def test_a_memory_smaller_than_the_classes_and_a_model_without_features_fail_bef
         Engine(model, [ICaRL(memory_size=9), steps]).run(stream)
     with pytest.raises(IncompatibleError, match="features"):
         Engine(NoFeatures(), [ICaRL(memory_size=10), steps]).run(stream)
+    permuted_stream = permuted(load_source("digits"), "task", n_experiences=2)
+    with pytest.raises(IncompatibleError, match=r"experience 1 repeats class\(es\) \[0, 1, 2"):
+        Engine(model, [ICaRL(memory_size=10), steps]).run(permuted_stream)
     assert steps.steps == 0
     Engine(model, [ICaRL(memory_size=10)], epochs=1).run(stream[:1])  # one exemplar per class is enough
 

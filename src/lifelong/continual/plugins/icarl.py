@@ -82,6 +82,16 @@ class ICaRL(Plugin):
         if not callable(getattr(ctx.model, "features", None)):
             raise IncompatibleError(f"{self.name} needs a model with a `features(x)` method "
                                     "(every lifelong.models.build_model model has one)")
+        seen: dict[int, int] = {}
+        for i, exp in enumerate(ctx.stream):
+            again = sorted(c for c in exp.classes if c in seen)
+            if again:
+                raise IncompatibleError(
+                    f"{self.name} learns new classes in every experience (one exemplar set and one "
+                    f"mean per class, distillation on the classes seen before), but experience {i} "
+                    f"repeats class(es) {again} of experience {seen[again[0]]}; use a split stream, "
+                    "or replay, der++ or gem for streams whose experiences share classes")
+            seen.update(dict.fromkeys(exp.classes, i))
         n_classes = ctx.stream.n_classes
         if self.buffer.capacity < n_classes:
             raise ConfigError(f"{self.name}: memory_size {self.buffer.capacity} is below the stream's "
