@@ -52,10 +52,13 @@ def independent_jacobians(draw: st.DrawFn) -> torch.Tensor:
 
 
 def call(aggregator: torch.nn.Module, J: torch.Tensor) -> torch.Tensor:
-    """aggregator(J) with what some aggregators also take: positive task losses (1, 2, …, k), and
-    for those that need several independent Jacobians (`samples` > 1) that many copies of J."""
+    """aggregator(J) with what some aggregators also take: positive task losses (1, 2, …, k), for
+    those that need several independent Jacobians (`samples` > 1) that many copies of J, and for
+    those that read the activations J was taken at (GradDrop) one sample of alternating signs."""
     losses = torch.arange(1, len(J) + 1, dtype=J.dtype)
-    return aggregator(J.expand(aggregator.samples, *J.shape) if aggregator.samples > 1 else J, losses)
+    z = torch.where(torch.arange(J.shape[1]) % 2 == 0, 1.0, -1.0).to(J).unsqueeze(0)
+    return aggregator(J.expand(aggregator.samples, *J.shape) if aggregator.samples > 1 else J, losses,
+                      representation=z if aggregator.needs_representation else None)
 
 
 def build(name: str, k: int) -> torch.nn.Module:

@@ -45,6 +45,28 @@ def check_losses(losses: Tensor | None, k: int, where: str) -> Tensor:
     return losses
 
 
+def check_representation(representation: Tensor | None, p: int, where: str) -> Tensor:
+    """The activations z the task gradients were taken at, detached and as (batch × features);
+    raise unless they are given, finite, batch-first and have the Jacobian's p entries."""
+    if representation is None:
+        raise IncompatibleError(
+            f"{where} needs the activations z the task gradients were taken at (the sign of z, summed over "
+            "the batch, picks the mask); use it as a multi-task weighting on the shared representation "
+            "(on_representation: the engine passes z), or call it as aggregator(J, representation=z) "
+            "with J the gradients w.r.t. z (k tasks x z.numel())"
+        )
+    if not isinstance(representation, Tensor) or representation.dim() < 1 or len(representation) < 1 \
+            or representation.numel() != p:
+        got = tuple(representation.shape) if isinstance(representation, Tensor) else type(representation).__name__
+        raise ShapeMismatchError(f"{where}: expected the representation z (batch first) with as many entries as "
+                                 f"the Jacobian has columns ({p}), got {got}; take J w.r.t. this z")
+    representation = representation.detach()
+    if not torch.isfinite(representation).all():
+        raise DataError(f"{where}: the representation z has non-finite entries; lower the learning rate or "
+                        "check the inputs")
+    return representation.reshape(len(representation), -1)
+
+
 def gramian(J: Tensor) -> Tensor:
     """G = J Jᵀ (k × k), formed in J's dtype and returned symmetric in float64 on the CPU."""
     G = (J @ J.T).to("cpu", torch.float64)
@@ -76,11 +98,14 @@ class Aggregator(nn.Module):
     Jacobian is taken w.r.t. the shared parameters. `needs_losses` asks for the task losses' values
     too: `aggregator(J, losses)` (k,). `samples` > 1 asks for that many independent estimates of
     J (samples × k × p), the Jacobians of disjoint parts of the batch (double sampling: MoDo,
-    SDMGrad). `last_weights` holds the task weights of the last call (k,), for logging.
+    SDMGrad). `needs_representation` asks for the activations z the Jacobian was taken at (batch
+    first): `aggregator(J, representation=z)` (GradDrop reads their sign). `last_weights` holds the
+    task weights of the last call (k,), for logging.
     """
 
     on_representation: bool = False
     needs_losses: bool = False
+    needs_representation: bool = False
     samples: int = 1
     lazy: tuple[str, ...] = ()  # buffers (or parameters) whose shapes are known only at the first call
 
@@ -88,15 +113,19 @@ class Aggregator(nn.Module):
         super().__init__()
         self.last_weights: Tensor | None = None
 
-    def forward(self, J: Tensor, losses: Tensor | None = None) -> Tensor:
+    def forward(self, J: Tensor, losses: Tensor | None = None, representation: Tensor | None = None) -> Tensor:
         where = type(self).__name__
         check_jacobian(J, where, self.samples)
         if self.needs_losses:
-            return self.aggregate(J, check_losses(losses, J.shape[-2], where))
-        return self.aggregate(J)
+            losses = check_losses(losses, J.shape[-2], where)
+        if self.needs_representation:
+            return self.aggregate(J, losses if self.needs_losses else None,
+                                  representation=check_representation(representation, J.shape[-1], where))
+        return self.aggregate(J, losses) if self.needs_losses else self.aggregate(J)
 
     def aggregate(self, J: Tensor, losses: Tensor | None = None) -> Tensor:
-        """The update direction of a validated Jacobian (and the task losses when `needs_losses`)."""
+        """The update direction of a validated Jacobian (and the task losses when `needs_losses`,
+        the (batch × features) representation as `representation=` when `needs_representation`)."""
         raise NotImplementedError
 
     def check_tasks(self, k: int) -> None:

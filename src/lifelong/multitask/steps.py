@@ -84,7 +84,8 @@ class UpdateSteps:
                 f"{type(self.weighting).__name__} works on the shared representation, which "
                 f"{type(self.model).__name__} does not expose; use the 'hps' architecture"
             )
-        direction = self.weighting.aggregate(jacobian(losses, [z], retain_graph=True), losses.detach())
+        direction = self.weighting.aggregate(jacobian(losses, [z], retain_graph=True), losses.detach(),
+                                             representation=z.detach())
         shared = torch.autograd.grad(z, self.shared, grad_outputs=direction.view_as(z),
                                      retain_graph=True)
         scales = self.weighting.task_scales(losses.detach())

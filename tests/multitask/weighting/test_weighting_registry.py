@@ -91,7 +91,9 @@ def _run(weighting: nn.Module, inputs: list[tuple]) -> list[torch.Tensor]:
         else:
             J = jacobian(losses, shared, retain_graph=True)
             J = J.expand(weighting.samples, *J.shape) if weighting.samples > 1 else J
-            results.append(weighting.aggregate(J, losses.detach()))
+            # GradDrop reads the sign of the activations J was taken at: the parameter stands in (one sample)
+            z = shared[0].detach().reshape(1, -1) if weighting.aggregator.needs_representation else None
+            results.append(weighting.aggregate(J, losses.detach(), representation=z))
         results.append(weighting.weights.clone())
         weighting.end_epoch(losses.detach())
     return results

@@ -43,14 +43,15 @@ class GradientWeighting(nn.Module):
         """How many independent Jacobians (of disjoint parts of the batch) the aggregator needs."""
         return self.aggregator.samples
 
-    def aggregate(self, J: Tensor, losses: Tensor | None = None) -> Tensor:
-        """The update direction (p,) for the per-task gradients J (k × p, or samples × k × p) and
-        the task losses (k,), which aggregators with `needs_losses` use."""
+    def aggregate(self, J: Tensor, losses: Tensor | None = None, representation: Tensor | None = None) -> Tensor:
+        """The update direction (p,) for the per-task gradients J (k × p, or samples × k × p), the
+        task losses (k,), which aggregators with `needs_losses` use, and the representation J was
+        taken at, which those with `needs_representation` use (GradDrop)."""
         if isinstance(J, Tensor) and J.dim() >= 2 and J.shape[-2] != self.n_tasks:
             raise ShapeMismatchError(f"{type(self.aggregator).__name__}: the Jacobian has "
                                      f"{J.shape[-2]} task rows (shape {tuple(J.shape)}) but the "
                                      f"weighting was built for {self.n_tasks} tasks")
-        update = self.aggregator(J, losses)
+        update = self.aggregator(J, losses, representation=representation)
         if self.aggregator.last_weights is not None:
             self.weights = self.aggregator.last_weights.to(self.weights)
         return update
