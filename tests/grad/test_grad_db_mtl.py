@@ -15,8 +15,17 @@ J = torch.tensor([[3.0, 4.0, 0.0], [0.0, 0.0, 2.0]], dtype=F64)
 LOSSES = torch.tensor([5.0, 4.0], dtype=F64)
 
 
+def test_libmtl_default_rate_is_constant() -> None:
+    """σ = 0 (LibMTL's default): β_s = 0.9 at every step, so after s steps on the same J,
+    ĝ = (1 − 0.9^s) g/L."""
+    agg = DBMTL(eps=1e-300, beta_sigma=0)
+    for s in range(1, 4):
+        agg(J, LOSSES)
+        torch.testing.assert_close(agg.ema, (1 - 0.9**s) * J / LOSSES[:, None])
+
+
 def test_first_and_second_step_by_hand() -> None:
-    agg = DBMTL(eps=1e-300)  # ε that leaves these values exact
+    agg = DBMTL(eps=1e-300)  # ε that leaves these values exact; σ = 0.5
     # step 1, β₁ = 0.9: ĝ = 0.1 g/L = (0.06, 0.08, 0), (0, 0, 0.05); norms 0.1, 0.05 → α = (1, 2)
     torch.testing.assert_close(agg(J, LOSSES), torch.tensor([0.06, 0.08, 0.1], dtype=F64))
     torch.testing.assert_close(agg.last_weights, torch.tensor([1.0, 2.0], dtype=F64))
