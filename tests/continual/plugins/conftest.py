@@ -61,19 +61,22 @@ def acc(fashion: SourceData, strategy: str, **args: Any) -> float:
 
 
 def interrupted_engine_resume(stream: Stream, strategy: str, args: dict[str, Any], stop_after: int,
-                              tmp_file) -> tuple[list[list[float]], list[list[float]]]:
-    """(uninterrupted, resumed) accuracy matrices: the second run stops after `stop_after`
-    experiences, saves `engine.state_dict()` with torch.save, and a fresh engine resumes from it."""
+                              tmp_file) -> tuple[tuple[list[list[float]], dict], tuple[list[list[float]], dict]]:
+    """(uninterrupted, resumed) accuracy matrices and final model weights: the second run stops after `stop_after`
+    experiences, saves `engine.state_dict()` with torch.save, and a fresh engine resumes from it.
+    The MLP has dropout, so every draw from the global generator must line up after resuming."""
 
     class Stop(Exception):
         pass
 
     def engine() -> Engine:
         generator = seed_everything(0, deterministic=True)
-        model = build_model("mlp", stream.input_shape, stream.n_classes, stream.task_classes(), hidden=(32,))
+        model = build_model("mlp", stream.input_shape, stream.n_classes, stream.task_classes(), hidden=(32,),
+                            dropout=0.2)
         return Engine(model, build_strategy(strategy, args), epochs=3, batch_size=16, generator=generator)
 
-    full = engine().run(stream)
+    uninterrupted = engine()
+    full = uninterrupted.run(stream), uninterrupted.model.state_dict()
 
     def stop(index: int, eng: Engine) -> None:
         if index + 1 == stop_after:
@@ -87,7 +90,7 @@ def interrupted_engine_resume(stream: Stream, strategy: str, args: dict[str, Any
         pass
     resumed = engine()
     resumed.load_state_dict(torch.load(tmp_file, weights_only=True))
-    return full, resumed.run(stream)
+    return full, (resumed.run(stream), resumed.model.state_dict())
 
 
 class Interrupt(Exception):

@@ -119,8 +119,9 @@ def test_counts_must_be_positive_integers_when_the_strategy_is_built(strategy, k
 def test_every_replay_strategy_resumes_bit_exactly_from_a_state_dict(digits, strategy, tmp_path, replay):
     args = {"gem": {"patterns_per_experience": 20}, "agem": {"patterns_per_experience": 20, "sample_size": 16},
             "icarl": {"memory_size": 60}, "generative": {"hidden": 32, "latent": 8}}.get(strategy, {"buffer_size": 60})
-    full, resumed = replay.engine_resume(digits, strategy, args, 2, tmp_path / "state.pt")
+    (full, weights), (resumed, resumed_weights) = replay.engine_resume(digits, strategy, args, 2, tmp_path / "state.pt")
     assert resumed == full
+    assert all(torch.equal(weights[k], resumed_weights[k]) for k in weights)
 
 
 def test_replay_beats_naive_by_a_quarter_on_split_fashion_mnist(replay):

@@ -94,7 +94,11 @@ class GenerativeReplay(Plugin):
                             "rescale the inputs")
         if self.vae is None:
             self.input_shape = self.input_shape or list(x.shape[1:])
-            self.vae = VAE(self.input_shape, self.hidden, self.latent).to(ctx.device)
+            # built at the first experience, or rebuilt on resume to load its weights: either way
+            # the global generator (dropout, initialisations) must not advance, or a resumed run
+            # would draw differently from an uninterrupted one
+            with torch.random.fork_rng(devices=[]):
+                self.vae = VAE(self.input_shape, self.hidden, self.latent).to(ctx.device)
             self.optimizer = build_optimizer("adam", self.vae.parameters(), self.lr)
             if self._loaded is not None:  # resuming: the optimiser's state follows the device
                 self.vae.load_state_dict(self._loaded["vae"])
