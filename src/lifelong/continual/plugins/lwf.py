@@ -14,14 +14,19 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from torch import nn
 
 from lifelong.continual.importance import call_model, detached_state, evaluating
+from lifelong.continual.phases import fit
 from lifelong.continual.plugin import Batch, Context, Plugin, TrainData
-from lifelong.core.checks import check_positive
-from lifelong.core.errors import ShapeMismatchError
+from lifelong.continual.task_identity import freeze_other_classes
+from lifelong.core.checks import check_count, check_positive
+from lifelong.core.errors import IncompatibleError, ShapeMismatchError
 from lifelong.core.registries import STRATEGIES
+from lifelong.models.layer_list import freeze_statistics
 
 RECORD_ROWS = 512  # rows per forward of the frozen model when recording (a multi-head model's repeats count)
+WARMUP_BATCH = 128
 
 
 def check_distillation_shapes(new_logits: torch.Tensor, old_logits: torch.Tensor,
@@ -88,14 +93,23 @@ class LwF(Plugin):
     the heads; single-head models distil the old classes' logits (per old task in the task
     setting). The old model runs in eval mode without gradients; its outputs on the experience's
     data are recorded once, at the first batch, and looked up by row.
+
+    `warmup_epochs` > 0 adds the paper's warm-up step before joint training on every experience
+    after the first: only the new task's head (its own head, or a shared head's rows of the new
+    classes) trains, with Adam at `warmup_lr`, while the backbone, its BatchNorm statistics and
+    the old heads stay fixed. The paper trains it to convergence; 0 (no warm-up) is the default,
+    as in Avalanche.
     """
 
     name = "lwf"
     runs_model_per_head = True  # a multi-head model distils each old head on the batch repeated
 
-    def __init__(self, alpha: float = 1.0, temperature: float = 2.0) -> None:
+    def __init__(self, alpha: float = 1.0, temperature: float = 2.0, warmup_epochs: int = 0,
+                 warmup_lr: float = 1e-3) -> None:
         self.alpha = check_positive("lwf: alpha", alpha)
         self.temperature = check_positive("lwf: temperature", temperature, allow_zero=False)
+        self.warmup_epochs = check_count("lwf: warmup_epochs", warmup_epochs, allow_zero=True)
+        self.warmup_lr = check_positive("lwf: warmup_lr", warmup_lr, allow_zero=False)
         self.old: dict[str, torch.Tensor] | None = None
         self.tasks: torch.Tensor | None = None
         self.masks: torch.Tensor | None = None
@@ -104,11 +118,34 @@ class LwF(Plugin):
 
     def before_experience(self, ctx: Context) -> None:
         self.recorded = None
+        if self.warmup_epochs:
+            self.check_warm_up(ctx)
         if ctx.index == 0:
             self.old = self.tasks = self.masks = None
             return
         self.old = {k: v.clone() for k, v in detached_state(ctx.model).items()}
         self.tasks, self.masks = old_heads(ctx)
+        if self.warmup_epochs:
+            self.warm_up(ctx)
+
+    @staticmethod
+    def check_warm_up(ctx: Context) -> None:
+        """Raise, from the first experience on, unless the warm-up can train the new head alone."""
+        if not isinstance(getattr(ctx.model, "head", None), nn.Module) or ctx.routed:
+            raise IncompatibleError(
+                "lwf: the warm-up trains the new task's head alone, so it needs a model with a `head` "
+                "module and no architecture strategy routing the model per task; set warmup_epochs=0")
+
+    def warm_up(self, ctx: Context) -> None:
+        """Train the new task's head alone on the experience (Li & Hoiem 2017, §3 warm-up step)."""
+        pinned = freeze_statistics(ctx.model)
+        try:
+            fit(ctx, list(ctx.model.head.parameters()), ctx.forward, name=f"{self.name} warm-up",
+                epochs=self.warmup_epochs, batch_size=WARMUP_BATCH, lr=self.warmup_lr,
+                after_backward=lambda: freeze_other_classes(ctx.model, ctx.experience.classes))
+        finally:
+            for handle in pinned:
+                handle.remove()
 
     def per_head(self, ctx: Context) -> bool:
         """Whether the old outputs come from each old task's head (multi-head, task-incremental)."""

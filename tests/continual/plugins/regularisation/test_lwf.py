@@ -136,6 +136,42 @@ def test_state_round_trip_and_config_errors(reg):
 
 
 @pytest.mark.parametrize("head,setting", [("single", "class"), ("multi", "task")])
+def test_warm_up_trains_only_the_new_tasks_head(reg, head, setting):
+    """Li & Hoiem 2017, §3: before joint training the new head trains alone; the backbone (its
+    BatchNorm statistics too) and the old heads or old classes' rows stay bit-identical, and the
+    frozen copy distilled from is the model from before the warm-up."""
+    model, stream = reg.tiny_model(head), reg.tiny_stream(setting)
+    model.backbone.net.insert(2, torch.nn.BatchNorm1d(5).double())
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    plugin = LwF(warmup_epochs=3, warmup_lr=0.05)
+    plugin.before_experience(reg.context(model, stream, 0))
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())  # no warm-up on the first task
+    plugin.before_experience(reg.context(model, stream, 1))
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("backbone."))
+    new = (1, slice(None)) if head == "multi" else (slice(2, 4),)  # task 1's head / rows of classes 2, 3
+    old = (0, slice(None)) if head == "multi" else (slice(0, 2),)
+    for name in ("head.weight", "head.bias"):
+        assert torch.equal(before[name][old], after[name][old])
+        assert not torch.equal(before[name][new], after[name][new])
+    assert all(torch.equal(before[k], plugin.old[k]) for k in before)
+
+
+def test_warm_up_refuses_a_routed_model_and_bad_arguments(digits, engine_on):
+    from lifelong.core.errors import IncompatibleError
+
+    stream = split(load_source("digits"), "task")[:2]
+    engine = engine_on(stream, build_strategy("adapters+lwf", {"lwf": {"warmup_epochs": 1}}))
+    with pytest.raises(IncompatibleError, match="warmup_epochs=0"):
+        engine.run(stream)
+    assert engine.step == 0  # refused before the first experience trains
+    with pytest.raises(ConfigError, match="warmup_epochs"):
+        LwF(warmup_epochs=-1)
+    with pytest.raises(ConfigError, match="warmup_lr"):
+        LwF(warmup_lr=0)
+
+
+@pytest.mark.parametrize("head,setting", [("single", "class"), ("multi", "task")])
 def test_old_outputs_are_recorded_once_for_the_experience_and_looked_up(reg, head, setting, monkeypatch):
     """Li & Hoiem 2017, Alg. 1: the frozen model's outputs on the experience's data are computed once
     (in chunks, at the first batch) and looked up by row; only rows another plugin appended run the
