@@ -44,6 +44,12 @@ def freeze_statistics(model: nn.Module) -> list[RemovableHandle]:
             if getattr(m, "track_running_stats", False)]
 
 
+def couples_rows(model: nn.Module) -> bool:
+    """True when a layer of `model` normalises each row with statistics of its batch (BatchNorm
+    in training mode), so a row's output depends on the rows it is forwarded with."""
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training for m in model.modules())
+
+
 def is_weighted(layer: nn.Module) -> bool:
     """True for the layers that carry units (linear and 2-D convolution layers)."""
     return isinstance(layer, WEIGHTED)

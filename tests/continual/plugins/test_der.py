@@ -73,6 +73,39 @@ def test_terms_match_their_definitions(engine_on, digits, cls):
     assert checked > 5
 
 
+class Alone(DERpp):
+    """DER++ that checks each step's terms against its memory batches forwarded on their own."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.checked, self.lengths = 0, []
+
+    def loss_terms(self, ctx, batch, outputs):
+        self.lengths.append((len(batch), len(batch.y[batch.current])))
+        alone = dict(self._alone)
+        terms = super().loss_terms(ctx, batch, outputs)
+        if alone:
+            mse, ce = alone["mse"], alone["ce"]
+            with torch.no_grad():
+                expected_mse = self.alpha * F.mse_loss(ctx.forward(mse["x"], mse["t"]), mse["logits"])
+                expected_ce = self.beta * F.cross_entropy(ctx.forward(ce["x"], ce["t"]), ce["y"])
+            assert torch.allclose(terms["mse"], expected_mse) and torch.allclose(terms["ce_buffer"], expected_ce)
+            self.checked += 1
+        return terms
+
+
+def test_with_batchnorm_memory_batches_are_forwarded_on_their_own(engine_on, digits):
+    """Buzzega et al., Alg. 1: with BatchNorm a row's output depends on its batch, so the stored
+    logits come from the stream batch alone and each memory batch is forwarded alone."""
+    stream = digits[:2]
+    der = Alone(buffer_size=40, replay_batch_size=12)
+    engine = engine_on(stream, [der])
+    engine.model.backbone.net.insert(2, torch.nn.BatchNorm1d(32))
+    engine.run(stream)
+    assert der.checked > 5
+    assert all(length == current for length, current in der.lengths)  # nothing joined the batch
+
+
 def test_a_growing_head_is_refused_with_advice(engine_on, digits):
     with pytest.raises(IncompatibleError, match="fixed-width head"):
         engine_on(digits[:2], [DER(buffer_size=20)], head="incremental").run(digits[:2])
