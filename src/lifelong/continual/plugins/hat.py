@@ -73,7 +73,10 @@ class HAT(Plugin):
 
     Gradients of units used by earlier tasks are scaled by 1 − a^{<t}: with binary gates (the
     usual case at s_max) they are exactly zero and those weights stay bit-identical under Adam or
-    SGD (weight decay would still shrink them). `infer_task=True` picks the task whose gated
+    SGD (weight decay would still shrink them). A gate strictly between 0 and 1 protects its
+    weights only under SGD, as in the paper: Adam divides each step by the gradient's running
+    scale and so undoes the scaling (use `optimizer: sgd` for that protection). `infer_task=True`
+    picks the task whose gated
     network is most confident (lowest entropy) for class-incremental evaluation.
     """
 
