@@ -163,8 +163,10 @@ def overlap_pairs(images: torch.Tensor, labels: torch.Tensor, gen: torch.Generat
                   size: int = 36) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Overlay each image (top-left) with a random partner (bottom-right) on a size×size canvas.
 
-    The construction of MultiMNIST / Multi-Fashion (Sabour et al., 2017; Lin et al., 2019):
-    pixel-wise maximum of the two shifted items; returns (images, left labels, right labels).
+    The MultiMNIST construction of Sener & Koltun (2018), which Lin et al. (2019) use for
+    Multi-Fashion on a 36×36 canvas: the pixel-wise maximum of the item at the top-left corner and
+    a partner drawn at random (it may share the class) at the bottom-right; returns (images, left
+    labels, right labels).
     """
     n, _, h, w = images.shape
     if size < max(h, w):
@@ -221,7 +223,8 @@ def scenes(n_train: int = 2000, n_test: int = 500, size: int = 16, max_objects: 
     """Procedural scenes of rectangles and discs on a noisy background, for dense heads.
 
     Tasks: `segment` (per-pixel class: background, rectangle, disc), `depth` (per-pixel depth
-    in (0, 1], background at 1, nearer objects occlude farther ones) and `count` (objects, 0..K).
+    in (0, 1], background at 1, nearer objects occlude farther ones) and `count` (the objects
+    visible in the image, 0..K: one hidden behind nearer ones is not counted).
     """
     gen = torch.Generator().manual_seed(seed)
     n = n_train + n_test
@@ -242,12 +245,15 @@ def scenes(n_train: int = 2000, n_test: int = 500, size: int = 16, max_objects: 
     order = depth.masked_fill(~present, 2.0).argsort(dim=1, descending=True)
     seg = torch.zeros(n, size, size, dtype=torch.long)
     dep = torch.ones(n, size, size)
+    owner = torch.full((n, size, size), -1)
     rows = torch.arange(n)
     for j in range(k):  # over object slots (k is small), each step vectorised over images
         o = order[:, j]
         m = mask[rows, o]
         seg = torch.where(m, kind[rows, o, None, None], seg)
         dep = torch.where(m, depth[rows, o, None, None], dep)
+        owner = torch.where(m, o[:, None, None], owner)
+    count = (owner.unsqueeze(1) == torch.arange(k).view(1, k, 1, 1)).flatten(2).any(2).sum(1)
     shade = torch.tensor([0.1, 0.9, 0.5])[seg] * (1.2 - dep)
     image = (shade + 0.05 * torch.randn(n, size, size, generator=gen)).unsqueeze(1)
     tasks = (TaskSpec("segment", "pixel-ce", 3), TaskSpec("depth", "mse", 1),
