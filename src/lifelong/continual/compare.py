@@ -34,7 +34,7 @@ from lifelong.continual.selection import (
     point_tag,
     strategy_of_key,
 )
-from lifelong.continual.strategies import split_spec
+from lifelong.continual.strategies import args_by_strategy, split_spec
 from lifelong.core.checkpoint import load_checkpoint
 from lifelong.core.config import RunConfig, merge, nest
 from lifelong.core.errors import ConfigError, RunExistsError
@@ -207,7 +207,7 @@ def compare(strategies: Sequence[str], base: RunConfig, *, seeds: Sequence[int],
     out, seeds = Path(out), list(seeds)
     labels = ["+".join(split_spec(s)) for s in strategies]
     _check_request(labels, seeds, jobs, val_fraction)
-    args = {STRATEGIES.canonical(k): dict(v) for k, v in (strategy_args or {}).items()}
+    args = {k: dict(v) for k, v in args_by_strategy(strategy_args or {}, "compare").items()}
     grid = canonical_grid(grid or {})
     check_grid_keys(grid, [split_spec(s) for s in labels])
     stray = sorted(set(args) - {n for s in labels for n in split_spec(s)})

@@ -218,7 +218,7 @@ class Engine:
         if batch.weight is None:
             terms = {"ce": F.cross_entropy(logits, batch.y)}
         else:
-            terms = {"ce": (batch.weight * F.cross_entropy(logits, batch.y, reduction="none")).mean()}
+            terms = {"ce": batch.mean(F.cross_entropy(logits, batch.y, reduction="none"))}
         for p in self.plugins:
             for name, value in p.loss_terms(ctx, batch, outputs).items():
                 terms[f"{p.name}.{name}"] = value

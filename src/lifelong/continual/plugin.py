@@ -49,6 +49,13 @@ class Batch:
             weight=weights, n_current=n_cur, extra={**self.extra, **extra},
         )
 
+    def mean(self, values: torch.Tensor) -> torch.Tensor:
+        """Σ w·v / Σ w of a per-row value: the plain mean when unweighted, 0 when every weight is
+        0, and the same whichever order plugins appended their rows in."""
+        if self.weight is None:
+            return values.mean()
+        return (self.weight * values).sum() / self.weight.sum().clamp_min(torch.finfo(values.dtype).tiny)
+
     @property
     def current(self) -> slice:
         """Rows that come from the current experience."""

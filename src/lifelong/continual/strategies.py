@@ -38,6 +38,20 @@ def check_one_architecture(spec: str, names: list[str]) -> None:
             "go with it, e.g. 'replay+hat')")
 
 
+def args_by_strategy(args: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """`args` keyed by canonical strategy names; a ConfigError when two keys name one strategy (a
+    name and its alias), whose groups would otherwise overwrite each other."""
+    out: dict[str, Any] = {}
+    given: dict[str, str] = {}
+    for key, value in args.items():
+        name = STRATEGIES.canonical(key)
+        if name in out:
+            raise ConfigError(f"{where}: arguments for {name!r} are grouped under both {given[name]!r} and "
+                              f"{key!r}; put them in one group")
+        out[name], given[name] = value, key
+    return out
+
+
 def composition_problems(plugins: Sequence[Plugin], multi_head: bool = False) -> list[str]:
     """Why these strategies cannot train together (on a multi-head model or not), found before
     training; empty when they can."""
@@ -48,6 +62,7 @@ def composition_problems(plugins: Sequence[Plugin], multi_head: bool = False) ->
     runners = named(lambda p: p.runs_model or (multi_head and p.runs_model_per_head))
     anchored, growers = named(lambda p: p.anchors_parameters), named(lambda p: p.grows_parameters)
     predictors = [p.name for p in plugins if type(p).predict is not Plugin.predict]
+    orderers = [p.name for p in plugins if type(p).epoch_order is not Plugin.epoch_order]
     problems = []
     if routers and runners:
         problems.append(
@@ -61,6 +76,9 @@ def composition_problems(plugins: Sequence[Plugin], multi_head: bool = False) ->
     if len(predictors) > 1:
         problems.append(f"{' and '.join(map(repr, predictors))} each define how the model predicts at test "
                         "time (a classifier of their own, or per-task masks); keep one of them")
+    if len(orderers) > 1:
+        problems.append(f"{' and '.join(map(repr, orderers))} each set the order of every epoch's examples "
+                        "(only one order can be followed); keep one of them")
     return problems
 
 
@@ -70,11 +88,15 @@ def build_strategy(spec: str, args: Mapping[str, Any] | None = None) -> list[Plu
     `naive` contributes no plugin when combined with others.
     """
     names = split_spec(spec)
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ConfigError(f"strategy {spec!r} names {twice} more than once; name each strategy once "
+                          "(to weigh a penalty more, raise its coefficient)")
     args = dict(args or {})
     grouped = all(isinstance(v, Mapping) for v in args.values()) and all(k in STRATEGIES for k in args)
     if len(names) == 1 and not (args and grouped):
         args = {names[0]: args}
-    per_name = {STRATEGIES.canonical(k): v for k, v in args.items() if k in STRATEGIES}
+    per_name = args_by_strategy({k: v for k, v in args.items() if k in STRATEGIES}, f"strategy {spec!r}")
     stray = sorted(set(args) - {k for k in args if k in STRATEGIES and STRATEGIES.canonical(k) in names})
     if stray:
         raise ConfigError(f"strategy {spec!r}: arguments of a combined strategy are grouped by "

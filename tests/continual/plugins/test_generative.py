@@ -82,9 +82,9 @@ def test_replayed_samples_are_labelled_with_past_classes_and_mixed_by_one_over_t
         assert len(replayed) == cur and bool((replayed < 2 * i).all())  # only classes seen before
         assert torch.equal(replayed, labels)
         assert bool((batch.x[cur:] >= 0).all() and (batch.x[cur:] <= 1).all())
-        r = 1 / (i + 1)
-        assert torch.allclose(batch.weight[:cur], torch.full((cur,), r * n / cur))
-        assert torch.allclose(batch.weight[cur:], torch.full((n - cur,), (1 - r) * n / (n - cur)))
+        r = 1 / (i + 1)  # the mixture r·mean CE(current) + (1 − r)·mean CE(replayed)
+        ce = torch.rand(n, generator=torch.Generator().manual_seed(i))
+        torch.testing.assert_close(batch.mean(ce), r * ce[:cur].mean() + (1 - r) * ce[cur:].mean())
     replayed_inputs = [b.x[b.n_current:] for i, b, _ in watch.batches if i > 0]
     assert not torch.equal(replayed_inputs[0], replayed_inputs[1])  # fresh samples every step
 

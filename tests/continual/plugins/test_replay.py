@@ -80,10 +80,32 @@ def test_class_balanced_memory_keeps_every_domain_of_a_class(engine_on):
 def test_append_term_gives_each_part_its_own_mean():
     batch = Batch(torch.zeros(4, 1), torch.zeros(4, dtype=torch.long), torch.zeros(4, dtype=torch.long))
     out = append_term(batch, torch.zeros(2, 1), torch.ones(2, dtype=torch.long), torch.zeros(2, dtype=torch.long),
-                      weight=0.3, current=0.6)
+                      weight=0.6, current=0.4)
     ce = torch.tensor([1.0, 2.0, 3.0, 4.0, 10.0, 20.0])
-    assert torch.allclose((out.weight * ce).mean(), torch.tensor(0.6 * 2.5 + 0.3 * 15.0))
+    assert torch.allclose(out.mean(ce), torch.tensor(0.4 * 2.5 + 0.6 * 15.0))
     assert out.n_current == 4
+    # appended to an already weighted batch, each part keeps its own weighted mean
+    twice = append_term(out, torch.zeros(1, 1), torch.ones(1, dtype=torch.long), torch.zeros(1, dtype=torch.long),
+                        weight=0.5, current=0.5)
+    assert torch.allclose(twice.mean(torch.cat([ce, torch.tensor([7.0])])), torch.tensor(0.5 * 10.0 + 0.5 * 7.0))
+
+
+@pytest.mark.parametrize("spec", ["replay+der", "der+replay", "replay+der++", "der+++replay"])
+def test_the_cross_entropy_does_not_depend_on_the_order_of_the_strategies(engine_on, digits, spec):
+    """Replay's rows join the current ones in one mean whichever strategy appends first; DER's
+    memory rows add nothing to the cross-entropy."""
+    engine = engine_on(digits[:2], build_strategy(spec))
+    engine.run(digits[:1])
+    ctx = engine.context(digits, 1)
+    exp = digits[1]
+    batch = Batch(exp.train_x[:8], exp.train_y[:8], exp.train_t()[:8], index=torch.arange(8))
+    for plugin in engine._structure_last():
+        batch = plugin.extend_batch(ctx, batch)
+    der_rows = {r for key in ("der.mse_rows", "der.ce_rows") for r in batch.extra.get(key, torch.tensor([])).tolist()}
+    replayed = [i for i in range(8, len(batch)) if i not in der_rows]
+    ce = torch.rand(len(batch), generator=torch.Generator().manual_seed(0))
+    assert len(replayed) == 8
+    torch.testing.assert_close(batch.mean(ce), ce[[*range(8), *replayed]].mean())
 
 
 def test_append_keeps_the_plain_mean_while_every_weight_is_one():

@@ -120,9 +120,8 @@ class GenerativeReplay(Plugin):
 
     def after_step(self, ctx: Context, batch: Batch) -> None:
         x = batch.x.detach()
-        weight = batch.weight if batch.weight is not None else torch.ones(len(batch), device=x.device)
         for _ in range(self.generator_steps):
-            loss = (weight * self.vae.loss(x, ctx.generator)).mean()
+            loss = batch.mean(self.vae.loss(x, ctx.generator))
             if not torch.isfinite(loss):
                 raise NonFiniteLossError(
                     f"{self.name}: the VAE's loss became {float(loss.detach())} at step {ctx.step} of experience "

@@ -50,15 +50,12 @@ def replay_rows(batch: Batch, size: int | None) -> int:
 
 def append_term(batch: Batch, x: Tensor, y: Tensor, t: Tensor, weight: float,
                 current: float = 1.0, **extra: Tensor) -> Batch:
-    """`batch` with rows appended so that the engine's weighted cross-entropy mean becomes
-    `current`·CE(old rows) + `weight`·CE(new rows), each a mean over its own rows."""
-    n_old = len(batch)
-    out = batch.append(x, y, t, **extra)
-    n = len(out)
-    w = out.weight.clone() if out.weight is not None else torch.ones(n, device=out.x.device)
-    w[:n_old] *= current * n / n_old
-    w[n_old:] = weight * n / (n - n_old)
-    return replace(out, weight=w)
+    """`batch` with rows appended so that its weighted mean (`Batch.mean`, the engine's
+    cross-entropy) becomes `current`·CE(old rows) + `weight`·CE(new rows), each part its own
+    weighted mean, when current + weight = 1 (proportional to it otherwise)."""
+    old = batch.weight if batch.weight is not None else torch.ones(len(batch), device=batch.x.device)
+    new = (weight * old.sum() / y.shape[0]).expand(y.shape[0])
+    return replace(batch.append(x, y, t, **extra), weight=torch.cat([current * old, new]))
 
 
 @STRATEGIES.register("replay", aliases=("er", "experience_replay"), family="replay",

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from lifelong.continual.strategies import build_strategy, composition_problems
-from lifelong.core.errors import IncompatibleError
+from lifelong.core.errors import ConfigError, IncompatibleError
 
 SMALL = {"replay": {"buffer_size": 60}, "packnet": {"retrain_epochs": 1}, "gem": {"patterns_per_experience": 20}}
 
@@ -41,6 +41,7 @@ def test_the_spec_order_of_an_architecture_strategy_does_not_matter(arch, first,
     ("mas+progressive", "'mas' run the model"),
     ("lwf+hat", "'lwf' run the model on inputs of their own"),  # multi-head: once per old head
     ("icarl+packnet", "'icarl' and 'packnet' each define how the model predicts"),
+    ("curriculum+self-paced", "'curriculum' and 'self-paced' each set the order of every epoch"),
 ])
 def test_what_cannot_work_together_is_refused_before_training(arch, spec, why):
     stream = arch.digits(n=2)
@@ -50,6 +51,20 @@ def test_what_cannot_work_together_is_refused_before_training(arch, spec, why):
     with pytest.raises(IncompatibleError, match=why):
         eng.run(stream)
     assert eng.matrix == [] and arch.identical(before, arch.snapshot(model.named_parameters()))
+
+
+@pytest.mark.parametrize("spec", ["ewc+ewc", "replay+er", "lwf + learning_without_forgetting"])
+def test_a_strategy_named_twice_is_refused(spec):
+    with pytest.raises(ConfigError, match="more than once"):
+        build_strategy(spec)
+
+
+def test_arguments_grouped_under_a_name_and_its_alias_are_refused():
+    """{'replay': {...}, 'er': {...}} would keep one group and silently drop the other."""
+    with pytest.raises(ConfigError, match="grouped under both 'replay' and 'er'"):
+        build_strategy("replay+ewc", {"replay": {"weight": 2.0}, "er": {"buffer_size": 10}})
+    (replay, _) = build_strategy("replay+ewc", {"er": {"buffer_size": 10, "weight": 2.0}})
+    assert (replay.buffer.capacity, replay.weight) == (10, 2.0)
 
 
 def test_a_scorer_that_needs_no_model_lets_a_curriculum_combine_with_routing():
