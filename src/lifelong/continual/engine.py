@@ -103,6 +103,10 @@ class Engine:
                 problems.append(f"strategy {p.name!r} needs task labels: use setting 'task'")
         if self._takes_task and stream.setting != "task":
             problems.append("a multi-head model needs task labels: use setting 'task' or head 'single'")
+        if callable(getattr(getattr(self.model, "head", None), "adapt", None)):
+            problems += [f"strategy {p.name!r} keeps outputs laid out over every class, but this model's "
+                         "output layer grows with the classes; use head 'single' or 'multi'"
+                         for p in self.plugins if p.needs_fixed_width]
         problems += composition_problems(self.plugins, self._takes_task)
         if problems:
             raise IncompatibleError("; ".join(problems))

@@ -116,8 +116,9 @@ class Plugin:
     `routes_model` (only the engine's own forward of the batch is routed by task), `runs_model`
     (it runs the model on inputs of its own: a Fisher, memory gradients, difficulty scores;
     `runs_model_per_head`: only on a multi-head model, once per head),
-    `grows_parameters` (it adds parameter tensors for each task) and `anchors_parameters` (it
-    keeps state laid out over the parameters, e.g. a penalty's anchor).
+    `grows_parameters` (it adds parameter tensors for each task), `anchors_parameters` (it
+    keeps state laid out over the parameters, e.g. a penalty's anchor) and `needs_fixed_width` (it
+    keeps outputs or a classifier laid out over every class, so the output layer must not grow).
     """
 
     name: ClassVar[str] = "plugin"
@@ -129,6 +130,7 @@ class Plugin:
     runs_model_per_head: ClassVar[bool] = False
     grows_parameters: ClassVar[bool] = False
     anchors_parameters: ClassVar[bool] = False
+    needs_fixed_width: ClassVar[bool] = False
 
     def before_experience(self, ctx: Context) -> None:
         """Called before training on `ctx.experience` (after the model has adapted to it)."""

@@ -106,9 +106,12 @@ def test_with_batchnorm_memory_batches_are_forwarded_on_their_own(engine_on, dig
     assert all(length == current for length, current in der.lengths)  # nothing joined the batch
 
 
-def test_a_growing_head_is_refused_with_advice(engine_on, digits):
-    with pytest.raises(IncompatibleError, match="fixed-width head"):
-        engine_on(digits[:2], [DER(buffer_size=20)], head="incremental").run(digits[:2])
+@pytest.mark.parametrize("spec", ["der", "der++", "icarl", "replay+der"])
+def test_a_growing_head_is_refused_before_training(engine_on, digits, spec):
+    engine = engine_on(digits[:2], build_strategy(spec), head="incremental")
+    with pytest.raises(IncompatibleError, match="output layer grows with the classes; use head 'single'"):
+        engine.run(digits[:2])
+    assert engine.step == 0
 
 
 def test_der_and_derpp_beat_naive_by_a_quarter(replay):

@@ -35,6 +35,7 @@ class DER(Replay):
     """
 
     name = "der"
+    needs_fixed_width = True
 
     def __init__(self, buffer_size: int = 500, alpha: float = 0.3,
                  replay_batch_size: int | None = None) -> None:

@@ -58,6 +58,7 @@ class ICaRL(Plugin):
     """
 
     name = "icarl"
+    needs_fixed_width = True
     runs_model = True
     settings = ("class", "task")
 
