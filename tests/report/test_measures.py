@@ -62,8 +62,18 @@ def _run(strategy, seed, **config):
 def test_runs_differing_only_by_seed_form_one_group():
     runs = [_run("naive", 0), _run("naive", 1), _run("ewc", 0), _run("ewc", 1, lr=0.1), _run("ewc", 0, lr=0.1)]
     groups = group_runs(runs)
-    assert list(groups) == ["naive", "ewc", "ewc (ewc-s1)"]
+    assert list(groups) == ["naive", "ewc", "ewc (lr=0.1)"]
     assert [len(g) for g in groups.values()] == [2, 1, 2]
+
+
+def test_every_group_of_a_strategy_keeps_its_own_label():
+    """Three learning rates of one strategy under one run name: three groups, none overwritten."""
+    runs = [_run("naive", 0, lr=lr) for lr in (0.1, 0.01, 0.001)]
+    for r in runs:
+        r["name"] = r["config"]["name"] = "naive"
+    groups = group_runs(runs)
+    assert list(groups) == ["naive", "naive (lr=0.01)", "naive (lr=0.001)"]
+    assert [g[0]["config"]["lr"] for g in groups.values()] == [0.1, 0.01, 0.001]
 
 
 def test_load_run_refuses_an_unfinished_folder(tmp_path):

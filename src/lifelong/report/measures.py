@@ -64,14 +64,19 @@ def load_run(folder: str | Path) -> dict[str, Any]:
 
 
 def group_runs(runs: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
-    """Runs whose configs differ only by seed (and folder) form one group, labelled by strategy."""
+    """Runs whose configs differ only by seed (and folder) form one group, labelled by strategy and,
+    after the strategy's first group, by the settings in which it differs from that one."""
     groups: dict[str, list[Mapping[str, Any]]] = {}
     keys: dict[str, str] = {}
+    first: dict[str, dict[str, Any]] = {}
     for r in runs:
-        key = json.dumps({k: v for k, v in r["config"].items() if k not in NOT_GROUPING}, sort_keys=True)
+        config = {k: v for k, v in r["config"].items() if k not in NOT_GROUPING}
+        key = json.dumps(config, sort_keys=True)
         if key not in keys:
-            label = r["config"]["strategy"]
-            keys[key] = label if label not in groups else f"{label} ({r['name']})"
+            strategy = config["strategy"]
+            base = first.setdefault(strategy, config)
+            differs = ", ".join(f"{k}={json.dumps(v)}" for k, v in sorted(config.items()) if base.get(k) != v)
+            keys[key] = f"{strategy} ({differs})" if differs else strategy
             groups[keys[key]] = []
         groups[keys[key]].append(r)
     return groups
