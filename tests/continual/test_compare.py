@@ -176,6 +176,9 @@ def test_a_finished_run_of_another_configuration_is_refused(compared):
     ({"grid": {"seed": [0, 1]}}, "compare sets seed itself for every run; use --seeds"),
     ({"grid": {"strategy_args.replay.buffer_size": [1]}}, "compare sets strategy_args itself"),
     ({"grid": {"er.buffer_size": [10], "replay.buffer_size": [20]}}, "both set 'replay.buffer_size'"),
+    ({"grid": {"lr": [0.1, -1]}}, "lr"),
+    ({"grid": {"epochs": [1, 0]}}, "epochs"),
+    ({"strategy_args": {"replay": {"weight": 2.0}, "er": {"buffer_size": 5}}}, "grouped under both 'replay' and 'er'"),
 ])
 def test_bad_requests_are_refused_before_any_run(tmp_path, kwargs, message):
     with pytest.raises(ConfigError, match=message):

@@ -6,7 +6,7 @@ import torch
 from lifelong.continual.run import run
 from lifelong.core.checkpoint import load_checkpoint
 from lifelong.core.config import RunConfig
-from lifelong.core.errors import CheckpointError, RunExistsError
+from lifelong.core.errors import CheckpointError, ConfigError, RunExistsError
 
 
 def _cfg(tmp_path, **kw):
@@ -77,3 +77,39 @@ def test_results_record_how_the_strategy_grew_the_model(tmp_path):
     report = grown["parameter_growth"]["progressive"]
     assert len(report["added"]) == 5 and report["added"][1] > report["added"][0] > 0  # laterals from task 2 on
     assert report["parameters"] == sum(report["added"]) == grown["parameters"]
+
+
+def _events(folder):
+    records = map(json.loads, (folder / "metrics.jsonl").read_text().splitlines())
+    return [(r["event"], r.get("experience")) for r in records]
+
+
+def test_a_resumed_log_equals_an_uninterrupted_one(tmp_path, interrupted_run):
+    """A crash between an experience's records and its checkpoint (during its evaluation) leaves
+    records the resumed run writes again; they are dropped when it resumes."""
+    run(_cfg(tmp_path / "a"))
+    interrupted_run(_cfg(tmp_path / "b"))
+    log = tmp_path / "b" / "r" / "metrics.jsonl"
+    with log.open("a") as fh:
+        fh.write(json.dumps({"event": "trained", "experience": 2, "steps": 0}) + "\n")
+    run(_cfg(tmp_path / "b"), resume=True)
+    assert _events(tmp_path / "b" / "r") == _events(tmp_path / "a" / "r")
+
+
+def test_resuming_a_folder_without_checkpoint(tmp_path):
+    """Another configuration's run is refused and left as it was; the same configuration starts
+    afresh, with no record of the earlier attempt mixed into its log."""
+    run(_cfg(tmp_path, epochs=1))
+    (tmp_path / "r" / "checkpoint.pt").unlink()
+    files = {p.name: p.read_bytes() for p in (tmp_path / "r").iterdir()}
+    with pytest.raises(RunExistsError, match=r"another configuration \(differing keys: \['strategy'\]\)"):
+        run(_cfg(tmp_path, epochs=1, strategy="ewc"), resume=True)
+    assert {p.name: p.read_bytes() for p in (tmp_path / "r").iterdir()} == files
+    again = run(_cfg(tmp_path, epochs=1), resume=True)
+    assert [e for e in _events(tmp_path / "r") if e[0] == "evaluated"] == [("evaluated", i) for i in range(5)]
+    assert again["accuracy_matrix"] == json.loads(files["results.json"])["accuracy_matrix"]
+
+
+def test_a_zero_limit_is_refused_not_ignored(tmp_path):
+    with pytest.raises(ConfigError, match="positive integer"):
+        run(_cfg(tmp_path, limit_train=0))

@@ -7,6 +7,7 @@ from lifelong.core.checkpoint import load_checkpoint, save_checkpoint
 from lifelong.core.config import RunConfig, load_config, nest, parse_overrides
 from lifelong.core.errors import CheckpointError, ConfigError
 from lifelong.core.records import atomic_write_json, read_json
+from lifelong.core.seeding import resolve_device, seed_everything
 
 
 def test_overrides_nest_and_parse_yaml_scalars():
@@ -62,3 +63,33 @@ def test_atomic_write_leaves_no_temporary(tmp_path):
     atomic_write_json(tmp_path / "r.json", {"a": 1})
     assert read_json(tmp_path / "r.json") == {"a": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
+
+
+def test_config_files_that_are_not_yaml_text_raise_config_errors(tmp_path):
+    with pytest.raises(ConfigError, match="cannot be read as UTF-8 text"):
+        load_config(tmp_path)  # a directory
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes("lr: 0.1 # caf\xe9".encode("latin-1"))
+    with pytest.raises(ConfigError, match="cannot be read as UTF-8 text"):
+        load_config(latin)
+
+
+@pytest.mark.parametrize("values", [{"model_args": {1: 2}}, {"strategy_args": {"ewc": {3: 1}}}])
+def test_argument_names_must_be_strings(values):
+    with pytest.raises(ConfigError, match="must be strings, got [13]"):
+        RunConfig.from_dict(values)
+
+
+@pytest.mark.parametrize("seed", [-1, 2**63, 99999999999999999999, 1.5, "abc"])
+def test_seeds_torch_cannot_take_are_refused(seed):
+    with pytest.raises(ConfigError, match="seed"):
+        seed_everything(seed)
+
+
+def test_devices_are_checked_before_they_are_used(monkeypatch):
+    with pytest.raises(ConfigError, match="'gpu7' is not a device torch knows"):
+        resolve_device("gpu7")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match="asks for a GPU"):
+        resolve_device("cuda:0")
+    assert resolve_device("auto") == torch.device("cpu") and resolve_device("cpu") == torch.device("cpu")

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from lifelong.continual.run import CHECKPOINT, build_engine, build_stream, run
+from lifelong.continual.run import CHECKPOINT, build_engine, build_stream, run, training_options
 from lifelong.continual.selection import (
     best_point,
     canonical_grid,
@@ -216,8 +216,9 @@ def compare(strategies: Sequence[str], base: RunConfig, *, seeds: Sequence[int],
     stream = build_stream(base)
     points = {label: grid_points(split_spec(label), grid) for label in labels}
     for label, pts in points.items():
-        for point in pts:
-            build_engine(_config(base, label, args, point, seeds[0], out, label), stream)
+        for point in pts:  # every point's model, strategy and settings are checked before any run
+            config = _config(base, label, args, point, seeds[0], out, label)
+            build_engine(config, stream, **training_options(config))
     modules = sorted({STRATEGIES.get(n).__module__ for s in labels for n in split_spec(s)})
 
     def job(label: str, point: Mapping[str, Any], seed: int, folder: Path, name: str,

@@ -46,6 +46,7 @@ from lifelong.continual.strategies import composition_problems
 from lifelong.core.checks import check_counts, check_positive
 from lifelong.core.errors import IncompatibleError, NonFiniteLossError
 from lifelong.core.optimizers import build_optimizer, check_optimizer
+from lifelong.core.seeding import resolve_device
 from lifelong.data.stream import Stream
 
 
@@ -82,7 +83,7 @@ class Engine:
         self.model = model.to(device)
         self.plugins = list(plugins)
         self.epochs, self.batch_size, self.eval_batch_size = epochs, batch_size, eval_batch_size
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
         self.generator = generator if generator is not None else torch.Generator().manual_seed(0)
         self.progress = progress
         self.log = log or (lambda record: None)

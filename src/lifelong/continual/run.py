@@ -10,10 +10,12 @@
 
 from __future__ import annotations
 
+import json
 import platform
 import resource
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -22,9 +24,16 @@ from lifelong.continual.engine import Engine, Progress
 from lifelong.continual.metrics import all_metrics
 from lifelong.continual.strategies import build_strategy
 from lifelong.core.checkpoint import load_checkpoint, save_checkpoint
-from lifelong.core.config import RunConfig
-from lifelong.core.errors import CheckpointError
-from lifelong.core.records import append_jsonl, atomic_write_json, atomic_write_yaml, prepare_run_folder
+from lifelong.core.config import RunConfig, load_config
+from lifelong.core.errors import CheckpointError, RunExistsError
+from lifelong.core.records import (
+    append_jsonl,
+    atomic_write_json,
+    atomic_write_text,
+    atomic_write_yaml,
+    prepare_run_folder,
+    read_jsonl,
+)
 from lifelong.core.seeding import resolve_device, seed_everything
 from lifelong.data.scenarios import build_benchmark
 from lifelong.data.stream import Stream
@@ -34,11 +43,40 @@ SCHEMA_VERSION = 1
 CHECKPOINT = "checkpoint.pt"
 
 
+def restart_without_checkpoint(folder: Path, config: RunConfig, overwrite: bool) -> None:
+    """Resuming a folder with no checkpoint starts the run afresh: refused when the folder holds a
+    run of another configuration (unless `overwrite`), else cleared so no old record mixes in."""
+    saved = folder / "config.yaml"
+    if saved.exists() and not overwrite:
+        differing = config.diff(load_config(saved))
+        if differing:
+            raise RunExistsError(f"{folder} holds a run of another configuration (differing keys: "
+                                 f"{differing}) and no checkpoint to resume; pass --overwrite to replace "
+                                 "it, or choose another --name")
+    prepare_run_folder(folder, overwrite=True)
+
+
+def keep_log_until(path: Path, next_experience: int) -> None:
+    """Drop the log records of experiences from `next_experience` on (written after the checkpoint
+    being resumed, they are written again), so a resumed log equals an uninterrupted one."""
+    records = read_jsonl(path)
+    kept = [r for r in records if r.get("experience", -1) < next_experience]
+    if len(kept) < len(records):
+        atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
+
+
 def build_stream(config: RunConfig) -> Stream:
     """The stream a config names (benchmark, setting, data root, subset, builder arguments)."""
-    limit = (config.limit_train, config.limit_test) if config.limit_train or config.limit_test else None
+    limit = (config.limit_train, config.limit_test) \
+        if config.limit_train is not None or config.limit_test is not None else None
     return build_benchmark(config.benchmark, config.scenario, root=config.data_root, limit=limit,
                            **config.benchmark_args)
+
+
+def training_options(config: RunConfig) -> dict[str, Any]:
+    """The Engine settings `config` names (each checked when the Engine is built)."""
+    return {"epochs": config.epochs, "batch_size": config.batch_size, "lr": config.lr,
+            "optimizer": config.optimizer, "device": resolve_device(config.device)}
 
 
 def build_engine(config: RunConfig, stream: Stream, **options: Any) -> Engine:
@@ -76,6 +114,8 @@ def run(config: RunConfig, *, resume: bool = False, overwrite: bool = False,
     if not resume:
         prepare_run_folder(folder, overwrite, holds="a run", fix="pass --resume to continue it, "
                            "--overwrite to replace it, or choose another --name")
+    elif not ckpt.exists():
+        restart_without_checkpoint(folder, config, overwrite)
     state = None
     if resume and ckpt.exists():
         state, saved = load_checkpoint(ckpt)
@@ -93,14 +133,14 @@ def run(config: RunConfig, *, resume: bool = False, overwrite: bool = False,
         if on_record is not None:
             on_record(record)
 
-    engine = build_engine(config, stream, epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
-                          optimizer=config.optimizer, device=resolve_device(config.device), generator=generator,
-                          progress=progress, log=log)
+    engine = build_engine(config, stream, **training_options(config), generator=generator, progress=progress,
+                          log=log)
     folder.mkdir(parents=True, exist_ok=True)
     if state is not None:
         for exp in stream[: int(state["next_experience"])]:
             engine.adapt(exp.classes)  # growing heads reach the checkpoint's shape before loading
         engine.load_state_dict(state)
+        keep_log_until(log_path, int(state["next_experience"]))
     atomic_write_yaml(folder / "config.yaml", config.to_dict())
 
     def checkpoint(_index: int, eng: Engine) -> None:

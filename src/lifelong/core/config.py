@@ -85,6 +85,7 @@ def _coerce(value: Any, f: dataclasses.Field) -> Any:
             return None
         raise TypeError("may not be empty")
     if isinstance(value, Mapping) and "dict" in kind:
+        check_names(value)
         return dict(value)
     if kind.startswith("dict"):
         raise TypeError(f"expected a mapping, got {value!r}")
@@ -96,6 +97,16 @@ def _coerce(value: Any, f: dataclasses.Field) -> Any:
                 raise TypeError(f"expected a number, got {value!r}")
             return cast(value)
     return value
+
+
+def check_names(mapping: Mapping[Any, Any]) -> None:
+    """Raise TypeError unless every key of `mapping`, and of the mappings in it, is a string
+    (they become argument names)."""
+    for key, value in mapping.items():
+        if not isinstance(key, str):
+            raise TypeError(f"keys are argument names and must be strings, got {key!r}; quote it")
+        if isinstance(value, Mapping):
+            check_names(value)
 
 
 def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
@@ -153,6 +164,9 @@ def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | N
             loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
         except FileNotFoundError as exc:
             raise ConfigError(f"config file {path} does not exist") from exc
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"config file {path} cannot be read as UTF-8 text ({type(exc).__name__}); "
+                              "pass a YAML file") from exc
         except yaml.YAMLError as exc:
             raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
         if not isinstance(loaded, dict):
