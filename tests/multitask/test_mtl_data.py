@@ -107,3 +107,17 @@ def test_select_keeps_the_chosen_tasks():
     assert one.task_names == ("parity",) and one.shared
     with pytest.raises(DataError, match="no tasks"):
         data.select(["colour"])
+
+
+def test_test_targets_must_have_the_train_targets_shape():
+    """(N, 1) test labels against (N,) train labels broadcast in the accuracy (a reported accuracy of
+    10.5); they are refused when the data set is built, naming the task and the shape to give."""
+    x = torch.randn(10, 3)
+    y = torch.zeros(10, dtype=torch.long)
+    spec = TaskSpec("cls", "ce", 2)
+    with pytest.raises(ShapeMismatchError, match=r"task 'cls': test targets have per-sample shape \(1,\) but "
+                                                 r"train targets \(\); reshape the test targets to \(4,\)"):
+        shared_inputs("bad", (spec,), x[:6], {"cls": y[:6]}, x[6:], {"cls": y[6:].unsqueeze(1)})
+    split = TaskSplit(x[:6], y[:6].float().unsqueeze(1), x[6:], y[6:].float())
+    with pytest.raises(ShapeMismatchError, match=r"task 'reg'.*reshape the test targets to \(4, 1\)"):
+        per_task("bad", (TaskSpec("reg", "mse", 1),), {"reg": split})

@@ -3,10 +3,20 @@ digits and scenes, and typed errors."""
 
 from __future__ import annotations
 
+import math
+import re
+
 import pytest
 import torch
 
-from lifelong.core.errors import IncompatibleError, NonFiniteLossError
+from lifelong.core.errors import (
+    ConfigError,
+    DataError,
+    IncompatibleError,
+    LabelOutOfRangeError,
+    NonFiniteLossError,
+    ShapeMismatchError,
+)
 from lifelong.core.registries import WEIGHTINGS
 from lifelong.data.multitask import load_benchmark, shared_inputs
 from lifelong.grad import MGDA, PCGrad, jacobian
@@ -153,8 +163,12 @@ def test_typed_errors(mtl):
     bad_y["c"][:] = float("inf")
     broken = shared_inputs("broken", data.tasks, data.splits["a"].train_x, bad_y,
                            data.splits["a"].test_x, {t: data.splits[t].test_y for t in data.task_names})
+    with pytest.raises(DataError, match="task 'c' .* train targets hold NaN or infinite"):
+        trainer(mtl, broken)  # refused before training (it used to fail at the first step)
+    diverged = trainer(mtl, mtl.toy_shared())
+    diverged.train["c"][1][:8] = float("inf")  # targets that go bad after the checks: the loss tells
     with pytest.raises(NonFiniteLossError, match="'c'"):
-        trainer(mtl, broken).train_step(torch.arange(8))
+        diverged.train_step(torch.arange(8))
 
 
 class LossRecorder(MGDA):
@@ -336,3 +350,197 @@ def test_heads_follow_the_aggregators_task_weights_from_the_second_step(mtl, nam
     scales = s_before.exp() if name == "imtl" else agg.task_weights
     assert not torch.allclose(scales, torch.ones_like(scales))
     torch.testing.assert_close(flat(tr.private), private0 - 0.1 * scales.to(jac_p) @ jac_p)
+
+
+def test_a_sampled_step_weighs_only_the_drawn_task(mtl):
+    """Uncertainty with one task drawn per step: the total is ½ e^{-s_p} L_p + ½ s_p alone, so s_p
+    moves by −lr·½(1 − L_p), the undrawn task's s_q keeps exactly 0 (it used to take the ½·s_q term,
+    drifting by −lr·½ a step), the model moves by −lr·½·∇L_p, and the step reports L_q as NaN."""
+    data = mtl.toy_per_task()
+    torch.manual_seed(0)
+    model = build_architecture("hps", data, lambda: mtl.mlp(data.input_shape[0]))
+    tr = MultiTaskTrainer(model, build_weighting("uncertainty", 2), data,
+                          TrainConfig(batch_size=16, lr=0.1, optimizer="sgd", sampler="equal"),
+                          torch.Generator().manual_seed(0))
+    gen = torch.Generator().manual_seed(0)
+    t = int(tr.sampler.sample(0, 1, gen))
+    idx = torch.randperm(data.n_train(tr.tasks[t]), generator=gen)[:16]
+    s = data.splits[tr.tasks[t]]
+    params = [*tr.shared, *tr.private]
+    before = flat(params)
+    loss = tr.kinds[tr.tasks[t]].loss(tr.model(s.train_x[idx])[tr.tasks[t]], s.train_y[idx])
+    grads = torch.autograd.grad(loss, params, allow_unused=True, materialize_grads=True)
+    losses = tr.train_step()
+    assert float(losses[t]) == pytest.approx(float(loss.detach()))
+    assert torch.isnan(losses[1 - t])
+    expected_s = torch.zeros(2)
+    expected_s[t] = -0.1 * 0.5 * (1 - float(loss.detach()))
+    torch.testing.assert_close(tr.weighting.log_var.detach(), expected_s)
+    torch.testing.assert_close(flat(params), before - 0.1 * 0.5 * torch.cat([g.reshape(-1) for g in grads]))
+    assert tr.weights_trajectory[0][1 - t] == 0.0 and tr.weights_trajectory[0][t] == 0.5
+
+
+def test_sampled_epochs_average_each_tasks_loss_over_the_steps_that_drew_it(mtl):
+    """One task drawn per step: an epoch's train loss of a task is the mean of its losses at the
+    steps that drew it (it used to divide the sum by every step, counting the others as 0)."""
+    data = mtl.toy_per_task()
+    tr = trainer(mtl, data, sampler="proportional", tasks_per_step=1, epochs=2, lr=0.05)
+    seen: list[torch.Tensor] = []
+    step = tr.train_step
+    tr.train_step = lambda idx=None: seen.append(step(idx)) or seen[-1]
+    tr.fit()
+    n = tr.steps_per_epoch()
+    for epoch, record in enumerate(tr.history):
+        rows = torch.stack(seen[epoch * n:(epoch + 1) * n]).double()
+        assert bool((rows.isnan().sum(1) == 1).all())  # one of the two tasks each step
+        for i, task in enumerate(tr.tasks):
+            drawn = rows[:, i][~rows[:, i].isnan()]
+            assert len(drawn) > 0
+            assert record["train_loss"][task] == pytest.approx(float(drawn.mean()))
+
+
+def test_weightings_that_cannot_weigh_a_subset_refuse_a_task_sampler(mtl):
+    with pytest.raises(IncompatibleError, match="GradNorm cannot weigh only the tasks a sampler draws"):
+        trainer(mtl, mtl.toy_per_task(), "gradnorm", sampler="equal")
+
+
+def test_the_trainer_anneals_the_sampler_over_the_runs_epochs(mtl):
+    """An annealed sampler in a 3-epoch run draws with α = 1.0, 0.6, 0.2 in epochs 1, 2, 3 (it used
+    to assume 1000 steps whatever the run, and moved α by 0.0008 a step)."""
+    data = mtl.toy_per_task(sizes=(200, 40))
+    tr = trainer(mtl, data, sampler="annealed", epochs=3)
+    n = tr.steps_per_epoch()
+    seen = {}
+    sample = tr.sampler.sample
+
+    def spy(step, k, gen):
+        seen[step] = tr.sampler.exponent(step)
+        return sample(step, k, gen)
+
+    tr.sampler.sample = spy
+    tr.fit()
+    assert sorted(seen) == list(range(3 * n))
+    assert [seen[step] for step in (0, n - 1, n, 2 * n - 1, 2 * n, 3 * n - 1)] == \
+        pytest.approx([1.0, 1.0, 0.6, 0.6, 0.2, 0.2])
+
+
+@pytest.mark.parametrize("name", ["uniform", "uncertainty", "gls", "pcgrad"])
+def test_micro_batches_on_shared_inputs_give_the_whole_batchs_step(mtl, name):
+    """micro_batch=5 on a 16-row shared batch: forwards of 5, 5, 5 and 1 rows (it used to be ignored),
+    and the same losses, model and weighting parameters as one forward of the 16 rows."""
+    data = mtl.toy_shared()
+    whole, micro = trainer(mtl, data, name), trainer(mtl, data, name, micro_batch=5)
+    rows = []
+    micro.model.register_forward_pre_hook(lambda module, args: rows.append(len(args[0])))
+    idx = torch.arange(3, 19)
+    expected = whole.train_step(idx)
+    torch.testing.assert_close(micro.train_step(idx), expected.double())
+    assert rows == [5, 5, 5, 1]
+    torch.testing.assert_close(flat(micro.model.parameters()), flat(whole.model.parameters()))
+    if name == "uncertainty":
+        torch.testing.assert_close(micro.weighting.log_var, whole.weighting.log_var)
+    torch.testing.assert_close(torch.tensor(micro.weights_trajectory), torch.tensor(whole.weights_trajectory))
+
+
+@pytest.mark.parametrize(("name", "why"), [("graddrop", "GradDrop needs the whole batch's graph"),
+                                           ("gradnorm", "GradNorm needs the whole batch's graph"),
+                                           ("modo", "MoDo already splits each batch into 3 parts")])
+def test_micro_batches_are_refused_where_one_batchs_graph_is_needed(mtl, name, why):
+    with pytest.raises(IncompatibleError, match=why):
+        trainer(mtl, mtl.toy_shared(), name, micro_batch=4)
+    trainer(mtl, mtl.toy_shared(), name, micro_batch=16)  # no split: nothing to refuse
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_micro_batches_are_refused_for_a_batchnorm_trunk(mtl, shared):
+    """BatchNorm normalises each micro-batch with its own statistics, so the parts' gradients do not
+    add up to the batch's (0.19 off on a gradient of 0.30 in the audit); refused before training."""
+    data = mtl.toy_shared() if shared else mtl.toy_per_task()
+    d = data.input_shape[0]
+
+    def build(micro_batch):
+        model = build_architecture("hps", data, lambda: torch.nn.Sequential(
+            torch.nn.Linear(d, 16), torch.nn.BatchNorm1d(16), torch.nn.ReLU()))
+        model.eval()  # the trainer trains in training mode whatever the model's mode now
+        tr = MultiTaskTrainer(model, build_weighting("uniform", len(data.tasks)), data,
+                              TrainConfig(batch_size=16, micro_batch=micro_batch), torch.Generator())
+        assert not model.training  # the check leaves the modes as they were
+        return tr
+
+    with pytest.raises(IncompatibleError, match="HardSharing has BatchNorm"):
+        build(4)
+    build(16)
+
+
+def test_steps_per_epoch_beyond_one_pass_takes_fresh_permutations(mtl):
+    """64 shared rows in batches of 16 are 4 steps a pass; 9 steps per epoch take two whole
+    permutations and the first batch of a third (it used to slice past the first: empty batches and
+    a NonFiniteLossError)."""
+    data = mtl.toy_shared()
+    tr = trainer(mtl, data, steps_per_epoch=9)
+    seen = []
+    tr.fit(before_step=lambda t, idx: seen.append(idx))
+    gen = torch.Generator().manual_seed(0)
+    perms = [torch.randperm(64, generator=gen) for _ in range(3)]
+    expected = [p[i:i + 16] for p in perms[:2] for i in range(0, 64, 16)] + [perms[2][:16]]
+    assert len(seen) == 9 and all(torch.equal(a, b) for a, b in zip(seen, expected, strict=True))
+    assert tr.step == 9 and all(math.isfinite(v) for v in tr.history[-1]["train_loss"].values())
+    short = trainer(mtl, data, batch_size=24, steps_per_epoch=5)  # 24, 24, 16 rows a pass
+    sizes = []
+    short.fit(before_step=lambda t, idx: sizes.append(len(idx)))
+    assert sizes == [24, 24, 16, 24, 24]
+
+
+def test_targets_that_cannot_be_scored_are_refused_before_training(mtl):
+    data = mtl.toy_shared()
+    s = data.splits
+
+    def with_targets(task, train_y, test_y=None):
+        ys = {t: train_y if t == task else s[t].train_y for t in data.task_names}
+        test = {t: test_y if t == task and test_y is not None else s[t].test_y for t in data.task_names}
+        return shared_inputs("bad", data.tasks, s["a"].train_x, ys, s["a"].test_x, test)
+
+    with pytest.raises(DataError, match=r"task 'b' \(ce\): the train targets are class labels but have dtype "
+                                        r"torch.float32; convert them with y.long\(\)"):
+        trainer(mtl, with_targets("b", s["b"].train_y.float()))
+    with pytest.raises(LabelOutOfRangeError, match=r"task 'a' \(ce\): the test targets hold labels 0..3, outside "
+                                                   r"0..2 for its 3 classes; relabel them or declare n_outputs >= 4"):
+        trainer(mtl, with_targets("a", s["a"].train_y, torch.tensor([0] + [3] * 31)))
+    with pytest.raises(LabelOutOfRangeError, match=r"labels -1..1, outside 0..1 .* relabel them from 0"):
+        trainer(mtl, with_targets("b", s["b"].train_y - (s["b"].train_y == 0).long()))
+
+
+@pytest.mark.parametrize(("kind", "out", "y", "expected"), [
+    ("token-ce", (4, 5, 3), (4, 7), (4, 7, 3)), ("pixel-ce", (4, 3, 8, 8), (4, 6, 6), (4, 3, 6, 6)),
+    ("ce", (4, 3), (4, 1), (4, 3, 1)), ("mse", (4, 1), (4,), (4,))])
+def test_outputs_whose_non_class_dims_differ_from_the_targets_are_refused(kind, out, y, expected):
+    """Token and pixel targets of another length or size used to pass the check (a bare RuntimeError
+    in cross_entropy followed)."""
+    from lifelong.data.multitask import TaskSpec
+    from lifelong.multitask.losses import check_output
+
+    spec = TaskSpec("t", kind, 3 if kind != "mse" else 1)
+    with pytest.raises(ShapeMismatchError, match=rf"head output {re.escape(str(out))} .*it should be "
+                                                 rf"{re.escape(str(expected))}"):
+        check_output(spec, torch.zeros(out), torch.zeros(y, dtype=torch.float if kind == "mse" else torch.long))
+
+
+def test_evaluation_checks_the_heads_against_the_test_targets(mtl):
+    """A model built for 4 classes of task 'a' is refused at evaluation too, not only at training."""
+    data = mtl.toy_shared()
+    wider = shared_inputs("wider", (type(data.tasks[0])("a", "ce", 4), *data.tasks[1:]), data.splits["a"].train_x,
+                          {t: data.splits[t].train_y for t in data.task_names}, data.splits["a"].test_x,
+                          {t: data.splits[t].test_y for t in data.task_names})
+    model = build_architecture("hps", wider, lambda: mtl.mlp(6))
+    tr = MultiTaskTrainer(model, build_weighting("uniform", 3), data, TrainConfig(), torch.Generator())
+    with pytest.raises(ShapeMismatchError, match=r"task 'a' \(ce\): head output \(32, 4\)"):
+        tr.evaluate()
+
+
+def test_a_batch_size_mapping_must_name_every_task(mtl):
+    with pytest.raises(ConfigError, match=r"maps tasks \['p'\] .* \(missing \['q'\], unknown \[\]\)"):
+        trainer(mtl, mtl.toy_per_task(), batch_size={"p": 8})
+    with pytest.raises(ConfigError, match=r"unknown \['z'\]"):
+        trainer(mtl, mtl.toy_per_task(), batch_size={"p": 8, "q": 8, "z": 4})
+    with pytest.raises(ConfigError, match="tasks_per_step=2 is the number of tasks a sampler draws"):
+        TrainConfig(tasks_per_step=2)

@@ -16,7 +16,7 @@ from lifelong.multitask.cli import register
 from lifelong.multitask.config import TrainConfig
 from lifelong.multitask.diagnose import diagnose
 from lifelong.multitask.diagnostics import grouping_score
-from lifelong.multitask.run import MTLConfig, run_mtl
+from lifelong.multitask.run import MTLConfig, build_trainer, run_mtl, weighting_generator
 
 
 def config(tmp_path, **kw):
@@ -185,7 +185,7 @@ def test_stateful_weightings_resume_bit_identically(tmp_path, weighting):
     ({"train": {"batch_size": 0}}, r"train\.batch_size .* must be a positive integer, got 0"),
     ({"train": {"batch_size": {"a": 4, "b": -1}}}, r"train\.batch_size .* must be a positive integer, got -1"),
     ({"train": {"lr": -1}}, r"train\.lr must be a finite number ≥ 0"),
-    ({"train": {"epochs": -1}}, r"train\.epochs must be an integer ≥ 0"),
+    ({"train": {"epochs": 0}}, r"train\.epochs must be a positive integer, got 0"),
     ({"train": {"conflict_threshold": 2}}, r"train\.conflict_threshold is a cosine in \[-1, 1\]"),
 ])
 def test_config_values_of_the_wrong_type_or_range_fail_together_before_any_run(values, why):
@@ -196,3 +196,36 @@ def test_config_values_of_the_wrong_type_or_range_fail_together_before_any_run(v
 def test_config_values_are_cast_to_their_fields():
     config = MTLConfig.from_dict({"width": "32", "train": {"eval_batch_size": "12", "batch_size": {"a": 4}}})
     assert config.width == 32 and config.train.eval_batch_size == 12 and config.train.batch_size == {"a": 4}
+
+
+@pytest.mark.parametrize("weighting", ["rlw", "rgw"])
+def test_random_weightings_draw_from_the_runs_seed(mtl, weighting):
+    """Two seeds give two random weight trajectories and one seed the same one (the weighting's
+    generator used to have a fixed seed whatever the run's)."""
+    data = mtl.toy_shared()
+
+    def trajectory(seed):
+        tr = build_trainer(MTLConfig(weighting=weighting, width=8, seed=seed,
+                                     train=TrainConfig(batch_size=16)), data)
+        for start in range(0, 48, 16):
+            tr.train_step(torch.arange(start, start + 16))
+        return tr.weights_trajectory
+
+    first = trajectory(0)
+    assert first == trajectory(0)
+    assert first != trajectory(1)
+    assert all(a != b for a, b in zip(first, trajectory(1), strict=True))
+    if weighting == "rlw":  # softmax(z), z ~ N(0, I) from the generator the run's seed gives
+        expected = torch.softmax(torch.randn(3, generator=weighting_generator(0), dtype=torch.float64), 0)
+        assert first[0] == pytest.approx(expected.tolist())
+
+
+def test_cli_refuses_zero_epochs_with_a_config_error(tmp_path):
+    """`lifelong mtl --epochs 0` used to train nothing and die on history[-1] with an IndexError."""
+    app = typer.Typer()
+    register(app)
+    app.command("noop")(lambda: None)
+    result = CliRunner().invoke(app, ["mtl", "--epochs", "0", "--out", str(tmp_path), "--quiet"])
+    assert isinstance(result.exception, ConfigError)
+    assert "train.epochs must be a positive integer, got 0" in str(result.exception)
+    assert not (tmp_path / "mtl-multi-digits-hps-uniform-s0").exists()

@@ -33,12 +33,32 @@ def test_temperature_closed_form_and_limit():
                                torch.full((3,), 1 / 3, dtype=torch.float64))
 
 
-def test_annealed_moves_the_exponent_linearly():
-    s = build_sampler("annealed", [100, 25], total_steps=10, start=1.0, end=0.0)
+def test_annealed_moves_the_exponent_linearly_and_reaches_the_end_at_the_last_step():
+    """11 steps 0..10: α = 1 − step/10, so the last step (10) is equal sampling (the old divisor,
+    total_steps instead of total_steps − 1, stopped short of `end`)."""
+    s = build_sampler("annealed", [100, 25], total_steps=11, start=1.0, end=0.0)
     torch.testing.assert_close(s.probabilities(0), torch.tensor([0.8, 0.2], dtype=torch.float64))
     torch.testing.assert_close(s.probabilities(5), torch.tensor([2 / 3, 1 / 3], dtype=torch.float64))
     torch.testing.assert_close(s.probabilities(10), torch.tensor([0.5, 0.5], dtype=torch.float64))
     torch.testing.assert_close(s.probabilities(50), s.probabilities(10))
+    assert build_sampler("annealed", [100, 25], total_steps=45).exponent(44) == pytest.approx(0.2)
+
+
+def test_annealed_follows_the_papers_epoch_schedule():
+    """Stickland & Murray (2019): α = 1 − 0.8 (e − 1)/(E − 1); E = 3 gives 1.0, 0.6, 0.2, constant
+    within each epoch of 15 steps; `total_steps` keeps its per-step schedule over the trainer's."""
+    s = build_sampler("annealed", [100, 25])
+    with pytest.raises(ConfigError, match="length of the run is unknown"):
+        s.exponent(0)
+    s.schedule(3, 15)
+    assert [s.exponent(step) for step in (0, 14, 15, 29, 30, 44, 60)] == \
+        pytest.approx([1.0, 1.0, 0.6, 0.6, 0.2, 0.2, 0.2])
+    one = build_sampler("annealed", [100, 25])
+    one.schedule(1, 15)
+    assert one.exponent(14) == 1.0
+    fixed = build_sampler("annealed", [100, 25], total_steps=3)
+    fixed.schedule(3, 15)
+    assert [fixed.exponent(step) for step in (0, 1, 2)] == pytest.approx([1.0, 0.6, 0.2])
 
 
 @settings(max_examples=40, deadline=None)
@@ -67,6 +87,10 @@ def test_bad_sampler_arguments():
         build_sampler("temperature", [3, 4], temperature=0.0)
     with pytest.raises(KeyError, match="proportional"):
         SAMPLERS.get("proportionnal")
+    with pytest.raises(ConfigError, match="annealed sampler: start must be finite"):
+        build_sampler("annealed", [3, 4], start=float("nan"))
+    with pytest.raises(ConfigError, match="total_steps must be a positive integer"):
+        build_sampler("annealed", [3, 4], total_steps=0)
 
 
 @pytest.mark.parametrize("micro", [1, 7, 16, 64])

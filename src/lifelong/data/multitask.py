@@ -94,7 +94,8 @@ def per_task(name: str, tasks: Sequence[TaskSpec], splits: Mapping[str, TaskSpli
 
 
 def validate(data: MultiTaskData) -> None:
-    """Check names, one split per task, matching sample counts and non-empty splits."""
+    """Check names, one split per task, matching sample counts, non-empty splits and test targets
+    shaped as the train targets."""
     names = [t.name for t in data.tasks]
     if not names or len(set(names)) != len(names):
         raise DataError(f"{data.name}: task names {names} must be non-empty and unique")
@@ -118,6 +119,12 @@ def validate(data: MultiTaskData) -> None:
                     f"{data.name}, task {t.name!r}: {part} inputs have per-sample shape "
                     f"{tuple(x.shape[1:])} but the first task's are {shape}"
                 )
+        if tuple(s.test_y.shape[1:]) != tuple(s.train_y.shape[1:]):
+            raise ShapeMismatchError(
+                f"{data.name}, task {t.name!r}: test targets have per-sample shape {tuple(s.test_y.shape[1:])} "
+                f"but train targets {tuple(s.train_y.shape[1:])}; reshape the test targets to "
+                f"{tuple(s.test_y.shape[:1]) + tuple(s.train_y.shape[1:])}"
+            )
         if data.shared and s.train_x is not data.splits[names[0]].train_x:
             raise DataError(f"{data.name}: shared=True but task {t.name!r} has its own inputs")
 

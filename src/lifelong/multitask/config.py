@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from lifelong.core.checks import check_count, check_iterations, check_numbers, check_positive
+from lifelong.core.checks import check_count, check_numbers, check_positive
 from lifelong.core.errors import ConfigError
 
 
@@ -14,8 +14,11 @@ from lifelong.core.errors import ConfigError
 class TrainConfig:
     """Hyper-parameters of a multi-task run (plain values; recorded in results and checkpoints).
 
-    `batch_size` may be a per-task mapping (per-task data); `micro_batch` caps the samples per
-    backward pass (gradient accumulation); `sampler` (+ `sampler_args`) draws
+    `epochs` ≥ 1; `batch_size` may be a per-task mapping (per-task data); `micro_batch` caps the
+    samples per forward and backward pass (gradient accumulation; the update stays the whole
+    batch's, so BatchNorm models and the aggregators that need one batch's graph refuse it);
+    `steps_per_epoch` may exceed one pass over shared inputs (fresh permutations follow);
+    `sampler` (+ `sampler_args`) draws
     `tasks_per_step` tasks per step for per-task data (None: every task every step);
     `conflict_every` > 0 records gradient-conflict statistics every that many steps.
     """
@@ -34,7 +37,7 @@ class TrainConfig:
     eval_batch_size: int = 1024
 
     def __post_init__(self) -> None:
-        check_iterations("train.epochs", self.epochs)
+        check_count("train.epochs", self.epochs)
         sizes = self.batch_size.values() if isinstance(self.batch_size, Mapping) else [self.batch_size]
         for size in sizes:
             check_count("train.batch_size (each task's, for a mapping)", size)
@@ -47,6 +50,9 @@ class TrainConfig:
         (threshold,) = check_numbers("train", conflict_threshold=self.conflict_threshold)
         if not -1 <= threshold <= 1:
             raise ConfigError(f"train.conflict_threshold is a cosine in [-1, 1], got {threshold}")
+        if self.sampler is None and self.tasks_per_step != 1:
+            raise ConfigError(f"train.tasks_per_step={self.tasks_per_step} is the number of tasks a sampler "
+                              "draws per step; set train.sampler (e.g. 'temperature') or drop it")
         if not isinstance(self.sampler_args, Mapping):
             raise ConfigError(f"train.sampler_args must be a mapping, got {self.sampler_args!r}")
 

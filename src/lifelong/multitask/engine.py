@@ -3,12 +3,14 @@
     for epoch in start..epochs-1:
         for each step of the epoch:
             shared inputs:  one x (a slice of a seeded permutation), every task's targets;
-                            losses (k,) from one forward
+                            losses (k,) from one forward (`micro_batch`: one forward and one
+                            batched backward per part, losses and J summed, chain rule as below)
             per-task data:  tasks drawn by the sampler (every task when there is none), each
                             drawn task's batch through `accumulated_gradient` (one backward per
                             micro-batch) → its mean loss and its gradient row J_t
             loss weighting:     total = weighting.combine(losses, shared=…, step=…) + penalty
-                                (per-task data: chain rule through a leaf copy of the losses)
+                                (per-task data: chain rule through a leaf copy of the losses;
+                                with a sampler, `present=` the drawn tasks: only they are weighed)
             gradient weighting: J = jacobian(losses, shared + task params), one batched
                                 backward; shared grad = weighting.aggregate(J_shared, losses),
                                 task grads = Σ_t J_t (each task's own), + ∇penalty
@@ -16,7 +18,7 @@
             conflicts.update(J_shared) every `conflict_every` steps (when asked)
             optimizer.step()
             weighting.after_step(losses on the same batches, no grad) when it asks (FAMO)
-        weighting.end_epoch(mean train losses) when the weighting keeps epoch history (DWA)
+        weighting.end_epoch(mean train losses, each over the steps that drew the task) (DWA)
         evaluate on the test split → per-task metrics; history; on_epoch_end(trainer)
 
 The loop and the state are here; how one update's gradients are formed is in `steps.py`, the
@@ -33,15 +35,26 @@ from typing import Any
 import torch
 from torch import nn
 
-from lifelong.core.errors import IncompatibleError
+from lifelong.core.errors import ConfigError, IncompatibleError
 from lifelong.core.optimizers import build_optimizer, check_optimizer
 from lifelong.data.multitask import MultiTaskData
+from lifelong.models.layer_list import couples_rows
 from lifelong.multitask.architectures.base import MultiTaskModel
 from lifelong.multitask.config import TrainConfig
 from lifelong.multitask.diagnostics import ConflictMonitor
-from lifelong.multitask.losses import task_kind
+from lifelong.multitask.losses import check_output, check_targets, task_kind
 from lifelong.multitask.sampling import build_sampler
 from lifelong.multitask.steps import UpdateSteps
+
+
+def trains_coupled(model: nn.Module) -> bool:
+    """Whether `model` in training mode (as `train_step` puts it after each evaluation) has BatchNorm
+    coupling the rows of a batch; the modules' modes are left as they were."""
+    modes = [(m, m.training) for m in model.modules()]
+    coupled = couples_rows(model.train())
+    for module, mode in modes:
+        module.training = mode
+    return coupled
 
 
 class MultiTaskTrainer(UpdateSteps):
@@ -65,6 +78,10 @@ class MultiTaskTrainer(UpdateSteps):
         self.tasks = data.task_names
         self.kinds = {t.name: task_kind(t) for t in data.tasks}
         self.specs = {t.name: t for t in data.tasks}
+        self._check_batch_sizes()
+        for t in data.tasks:
+            check_targets(t, data.splits[t.name].train_y, "train")
+            check_targets(t, data.splits[t.name].test_y, "test")
         self.train = {t: (s.train_x.to(self.device), s.train_y.to(self.device))
                       for t, s in data.splits.items()}
         self.shared = model.shared_parameters()
@@ -82,9 +99,20 @@ class MultiTaskTrainer(UpdateSteps):
                     f"{what} at each step, but a task sampler draws only some tasks; drop the "
                     "sampler (every task each step) or use another loss weighting"
                 )
+            if not getattr(weighting, "weighs_subsets", False):
+                raise IncompatibleError(
+                    f"{type(weighting).__name__} cannot weigh only the tasks a sampler draws at a step; "
+                    "drop the sampler (every task each step) or use e.g. uniform, uncertainty, dwa or rlw"
+                )
             sizes = [data.n_train(t) for t in self.tasks]
             self.sampler = build_sampler(config.sampler, sizes, **config.sampler_args)
+            self.sampler.schedule(config.epochs, self.steps_per_epoch())
         self._check_samples(weighting)
+        self._check_micro_batch(weighting)
+        if not data.shared and getattr(weighting, "needs_shared", False):
+            raise IncompatibleError(f"{type(weighting).__name__} measures each task's gradient on the shared "
+                                    "parameters of one batch all tasks share; it works with tasks that share "
+                                    "inputs, not with per-task data")
         self.monitor = ConflictMonitor(self.tasks, config.conflict_threshold) \
             if config.conflict_every > 0 else None
         self.epoch = 0
@@ -94,6 +122,15 @@ class MultiTaskTrainer(UpdateSteps):
         self._cursors = {t: [torch.empty(0, dtype=torch.long), 0] for t in self.tasks}
         self._step_batches: dict[str, list[torch.Tensor]] = {}  # this step's rows per task (per-task data)
         self._checked: set[str] = set()
+
+    def _check_batch_sizes(self) -> None:
+        """Refuse a per-task batch_size mapping that does not name exactly the data's tasks."""
+        sizes = self.config.batch_size
+        if isinstance(sizes, Mapping) and set(sizes) != set(self.tasks):
+            missing, unknown = sorted(set(self.tasks) - set(sizes)), sorted(set(sizes) - set(self.tasks))
+            raise ConfigError(f"train.batch_size maps tasks {sorted(sizes)} but the data's tasks are "
+                              f"{list(self.tasks)} (missing {missing}, unknown {unknown}); give one size per "
+                              "task, or a single number for all")
 
     def _check_samples(self, weighting: nn.Module) -> None:
         """Refuse, before training, what an aggregator needing several samples of J cannot run on."""
@@ -111,13 +148,34 @@ class MultiTaskTrainer(UpdateSteps):
             raise IncompatibleError(f"{name} splits every batch into {samples} disjoint parts; use "
                                     f"batch_size >= {samples}, got {self.batch_size(self.tasks[0])}")
 
+    def _check_micro_batch(self, weighting: nn.Module) -> None:
+        """Refuse, before training, micro-batches whose gradients would not add up to the batch's."""
+        size = self.config.micro_batch
+        if size is None or size >= max(self.batch_size(t) for t in self.tasks):
+            return
+        how = "drop train.micro_batch (or make it >= the batch size)"
+        if trains_coupled(self.model):
+            raise IncompatibleError(f"micro_batch={size} splits each batch, but {type(self.model).__name__} has "
+                                    "BatchNorm, which normalises with the statistics of the rows forwarded "
+                                    f"together, so the parts' gradients are not the batch's; {how}, or use a "
+                                    "model without BatchNorm (e.g. LayerNorm or GroupNorm)")
+        if not self.data.shared:
+            return
+        name = type(getattr(weighting, "aggregator", weighting)).__name__
+        if getattr(weighting, "on_representation", False) or getattr(weighting, "needs_shared", False):
+            raise IncompatibleError(f"{name} needs the whole batch's graph (its shared representation or "
+                                    f"shared parameters) in one forward, which micro_batch={size} splits; {how}")
+        if getattr(weighting, "samples", 1) > 1:
+            raise IncompatibleError(f"{name} already splits each batch into {weighting.samples} parts; {how}")
+
     # ---- batches ---------------------------------------------------------------------------
     def batch_size(self, task: str) -> int:
         bs = self.config.batch_size
         return int(bs[task]) if isinstance(bs, Mapping) else int(bs)
 
     def steps_per_epoch(self) -> int:
-        """Shared data: one pass; per-task data: Σ_t N_t / (batch · tasks per step) unless set."""
+        """Shared data: one pass (`fit` takes several passes, each its own permutation, when more
+        are set); per-task data: Σ_t N_t / (batch · tasks per step) unless set."""
         if self.config.steps_per_epoch:
             return self.config.steps_per_epoch
         if self.data.shared:
@@ -125,6 +183,16 @@ class MultiTaskTrainer(UpdateSteps):
         draws = self.config.tasks_per_step if self.sampler else len(self.tasks)
         total = sum(self.data.n_train(t) / self.batch_size(t) for t in self.tasks)
         return max(1, math.ceil(total / draws))
+
+    def _steps_per_pass(self, n: int) -> int:
+        """The batches of one pass over `n` shared rows; a tail batch too short to split into a
+        sampled aggregator's parts is left out."""
+        bs, samples = self.batch_size(self.tasks[0]), getattr(self.weighting, "samples", 1)
+        steps = n // bs if 0 < n % bs < samples else math.ceil(n / bs)
+        if steps == 0:
+            raise IncompatibleError(f"an epoch over {n} training rows has no batch (batch_size {bs}, "
+                                    f"{samples} part(s) per batch); give it at least {samples} rows")
+        return steps
 
     def _next_indices(self, task: str) -> torch.Tensor:
         """The next batch of `task`'s own seeded permutation, reshuffled when exhausted."""
@@ -136,7 +204,7 @@ class MultiTaskTrainer(UpdateSteps):
         return perm[pos:pos + bs]
 
     def train_step(self, idx: torch.Tensor | None = None) -> torch.Tensor:
-        """One optimiser update; returns the per-task losses (k,)."""
+        """One optimiser update; returns the per-task losses (k,), NaN for a task the sampler did not draw."""
         if not self.model.training:  # train() walks every module: only after an evaluation
             self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
@@ -167,25 +235,29 @@ class MultiTaskTrainer(UpdateSteps):
         """
         if epoch_order is not None and not self.data.shared:
             raise IncompatibleError("epoch_order orders shared-input examples; these tasks have their own data")
+        bs = self.batch_size(self.tasks[0])
         while self.epoch < self.config.epochs:
             start = time.perf_counter()
-            n_steps = self.steps_per_epoch()
-            order = None
+            n_steps, per_pass, passes = self.steps_per_epoch(), 1, []
             if epoch_order is not None:
-                order = epoch_order(self).to(self.device)
-                n_steps = math.ceil(len(order) / self.batch_size(self.tasks[0]))
+                passes = [epoch_order(self).to(self.device)]
+                n_steps = per_pass = self._steps_per_pass(len(passes[0]))
             elif self.data.shared:
-                order = torch.randperm(self.data.n_train(self.tasks[0]), generator=self.generator)
-            bs = self.batch_size(self.tasks[0])
-            if order is not None and 0 < len(order) % bs < getattr(self.weighting, "samples", 1):
-                n_steps = min(n_steps, len(order) // bs)  # a tail batch too short to split in parts
+                n = self.data.n_train(self.tasks[0])
+                per_pass = self._steps_per_pass(n)
+                n_steps = self.config.steps_per_epoch or per_pass
+                passes = [torch.randperm(n, generator=self.generator) for _ in range(math.ceil(n_steps / per_pass))]
             sums = torch.zeros(len(self.tasks), dtype=torch.float64)
+            draws = torch.zeros(len(self.tasks), dtype=torch.float64)
             for i in range(n_steps):
-                idx = order[i * bs:(i + 1) * bs] if order is not None else None
+                rows = (i % per_pass) * bs
+                idx = passes[i // per_pass][rows:rows + bs] if passes else None
                 if before_step is not None:
                     before_step(self, idx)
-                sums += self.train_step(idx).double().cpu()
-            means = sums / n_steps
+                losses = self.train_step(idx).double().cpu()
+                sums += losses.nan_to_num(0.0)
+                draws += ~losses.isnan()
+            means = sums / draws  # each task's mean over the steps that drew it; NaN if none did
             end_epoch = getattr(self.weighting, "end_epoch", None)
             if callable(end_epoch):
                 end_epoch(means)
@@ -213,8 +285,9 @@ class MultiTaskTrainer(UpdateSteps):
             x, y = (s.test_x, s.test_y) if split == "test" else (s.train_x, s.train_y)
             kind, n = self.kinds[task], self.specs[task].n_outputs
             for i in range(0, x.shape[0], bs):
-                out = self.model(x[i:i + bs].to(self.device))[task]
-                part = kind.stats(out, y[i:i + bs].to(self.device), n).cpu()
+                out, target = self.model(x[i:i + bs].to(self.device))[task], y[i:i + bs].to(self.device)
+                check_output(self.specs[task], out, target)
+                part = kind.stats(out, target, n).cpu()
                 stats[task] = stats[task] + part if task in stats else part
         return {t: self.kinds[t].finalize(stats[t]) for t in self.tasks}
 

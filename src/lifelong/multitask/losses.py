@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from lifelong.core.errors import ShapeMismatchError
+from lifelong.core.errors import DataError, LabelOutOfRangeError, ShapeMismatchError
 from lifelong.core.registry import Registry
 from lifelong.data.multitask import TaskSpec
 
@@ -88,16 +88,35 @@ def task_kind(spec: TaskSpec) -> TaskKind:
     return TASK_KINDS.build(spec.kind)
 
 
+def check_targets(spec: TaskSpec, y: torch.Tensor, part: str) -> None:
+    """Raise a typed error when a task's `part` ("train"/"test") targets cannot be scored: class labels
+    that are not integers (DataError) or not in 0..n_outputs − 1 (LabelOutOfRangeError), or
+    regression targets that are not finite (DataError)."""
+    where = f"task {spec.name!r} ({spec.kind}): the {part} targets"
+    if task_kind(spec).class_dim is None:
+        if y.is_floating_point() and not bool(torch.isfinite(y).all()):
+            raise DataError(f"{where} hold NaN or infinite values; drop or impute those samples")
+        return
+    if y.dtype not in (torch.long, torch.uint8):
+        raise DataError(f"{where} are class labels but have dtype {y.dtype}; convert them with y.long()")
+    low, high = (int(y.min()), int(y.max())) if y.numel() else (0, 0)
+    if low < 0 or high >= spec.n_outputs:
+        fix = "relabel them from 0" if low < 0 else f"relabel them or declare n_outputs >= {high + 1}"
+        raise LabelOutOfRangeError(f"{where} hold labels {low}..{high}, outside 0..{spec.n_outputs - 1} for "
+                                   f"its {spec.n_outputs} classes; {fix}")
+
+
 def check_output(spec: TaskSpec, out: torch.Tensor, y: torch.Tensor) -> None:
-    """Raise a ShapeMismatchError when a head's output cannot be scored against the targets."""
+    """Raise a ShapeMismatchError when a head's output cannot be scored against the targets: the same
+    shape for regression, else the targets' shape with the classes inserted at the kind's class dim."""
     dim = task_kind(spec).class_dim
-    if dim is None:
-        ok = out.shape == y.shape
-    else:
-        ok = out.ndim == y.ndim + 1 and out.shape[dim] == spec.n_outputs
-    if not ok:
+    expected = list(y.shape)
+    if dim is not None:
+        expected.insert(dim % (y.ndim + 1), spec.n_outputs)
+    if tuple(out.shape) != tuple(expected):
         raise ShapeMismatchError(
             f"task {spec.name!r} ({spec.kind}): head output {tuple(out.shape)} does not fit targets "
-            f"{tuple(y.shape)} with {spec.n_outputs} outputs; build the head with "
-            f"lifelong.multitask.heads.build_head for this task"
+            f"{tuple(y.shape)} with {spec.n_outputs} outputs (it should be {tuple(expected)}); build the "
+            f"head with lifelong.multitask.heads.build_head for this task, or give targets of the "
+            f"outputs' shape{' without the class dimension' if dim is not None else ''}"
         )

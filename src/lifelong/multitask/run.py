@@ -7,10 +7,13 @@ values; `torch.load(weights_only=True)`), `results.json` and `report.md` with pl
 [{"epoch", "step", "train_loss", "test", "train_seconds", "eval_seconds"}],
 "weights_trajectory": [[w_1..w_k] per step], "conflicts": {...} | null, "diagnostics": {...}
 | null, "timings": {"total_seconds", "seconds_per_step"}, "parameters", "seed", "versions"}`.
+`train_loss` is each task's mean over the steps that drew it (NaN if a task sampler never did).
+A weighting that draws random numbers takes a generator seeded from `seed` (`weighting_generator`).
 """
 
 from __future__ import annotations
 
+import inspect
 import shutil
 import time
 from collections.abc import Callable, Mapping
@@ -18,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from lifelong.continual.run import versions
@@ -25,6 +29,7 @@ from lifelong.core.checkpoint import load_checkpoint, save_checkpoint
 from lifelong.core.config import typed_values
 from lifelong.core.errors import CheckpointError, ConfigError, RunExistsError
 from lifelong.core.records import append_jsonl, atomic_write_json, atomic_write_text, atomic_write_yaml
+from lifelong.core.registries import WEIGHTINGS
 from lifelong.core.seeding import resolve_device, seed_everything
 from lifelong.data.multitask import MultiTaskData, load_benchmark
 from lifelong.multitask.config import TrainConfig
@@ -89,12 +94,27 @@ def task_table(data: MultiTaskData) -> list[dict[str, Any]]:
     return rows
 
 
+def weighting_generator(seed: int) -> torch.Generator:
+    """The generator of a weighting that draws random numbers (RLW, PCGrad…): seeded from the run's
+    seed, on a stream of its own (NumPy's SeedSequence spawn), not the engine generator's."""
+    stream = np.random.SeedSequence(seed % 2**64, spawn_key=(1,)).generate_state(1, dtype=np.uint64)
+    return torch.Generator().manual_seed(int(stream[0]))
+
+
+def build_run_weighting(config: MTLConfig, n_tasks: int) -> torch.nn.Module:
+    """The weighting a config names; one that takes a `generator` gets `weighting_generator(seed)`."""
+    kwargs = dict(config.weighting_args)
+    if "generator" in inspect.signature(WEIGHTINGS.get(config.weighting)).parameters:
+        kwargs.setdefault("generator", weighting_generator(config.seed))
+    return build_weighting(config.weighting, n_tasks, **kwargs)
+
+
 def build_trainer(config: MTLConfig, data: MultiTaskData | None = None) -> MultiTaskTrainer:
     """Seed, then build the data, model, weighting and trainer a config names."""
     generator = seed_everything(config.seed)
     data = data if data is not None else load_benchmark(config.benchmark, **config.benchmark_args)
     model = build_default(config.arch, data, config.width, config.depth, **config.arch_args)
-    weighting = build_weighting(config.weighting, len(data.tasks), **config.weighting_args)
+    weighting = build_run_weighting(config, len(data.tasks))
     return MultiTaskTrainer(model, weighting, data, config.train, generator,
                             resolve_device(config.device))
 

@@ -3,7 +3,8 @@
 A sampler holds the tasks' sizes N_t and gives, at each step, the probability of drawing each
 task: proportional (p ∝ N_t), equal (p = 1/k), temperature (p ∝ N_t^{1/T}; T = 1 is
 proportional, T → ∞ equal) and annealed (the exponent α = 1/T moves linearly over training,
-Stickland & Murray, 2019). Draws take the engine's `torch.Generator`.
+Stickland & Murray, 2019; the trainer tells it the run's length through `schedule`). Draws take
+the engine's `torch.Generator`.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from lifelong.core.checks import check_count, check_numbers
 from lifelong.core.errors import ConfigError, DataError
 from lifelong.core.registry import Registry
 
@@ -30,6 +32,9 @@ class TaskSampler:
     def exponent(self, step: int) -> float:
         """α at `step` (1 = proportional, 0 = equal)."""
         raise NotImplementedError
+
+    def schedule(self, epochs: int, steps_per_epoch: int) -> None:
+        """Told the run's length by the trainer; a no-op unless α moves over training."""
 
     def probabilities(self, step: int = 0) -> torch.Tensor:
         """Probability of drawing each task at `step` (float64, sums to 1)."""
@@ -69,21 +74,34 @@ def equal(sizes: Sequence[int]) -> TaskSampler:
 
 @SAMPLERS.register("annealed", aliases=("anneal",))
 class AnnealedSampler(TaskSampler):
-    """p_t ∝ N_t^α with α linear from `start` to `end` over `total_steps` (Stickland & Murray, 2019).
+    """p_t ∝ N_t^α with α linear from `start` at the first epoch to `end` at the last: with the
+    paper's defaults α = 1 − 0.8 (e − 1)/(E − 1) in epoch e = 1..E (Stickland & Murray, 2019).
 
-    The paper's defaults go from proportional (α = 1) towards equal (α = 0.2); `start=0, end=1`
-    gives the opposite schedule (equal first, then proportional).
+    The trainer gives the run's epochs and steps per epoch through `schedule` (one epoch: α =
+    `start`). `total_steps` instead moves α at every step, from `start` at step 0 to `end` at step
+    `total_steps` − 1, and is kept whatever the trainer says. `start=0, end=1` gives the opposite
+    schedule (equal first, then proportional).
     """
 
-    def __init__(self, sizes: Sequence[int], total_steps: int = 1000, start: float = 1.0,
+    def __init__(self, sizes: Sequence[int], total_steps: int | None = None, start: float = 1.0,
                  end: float = 0.2) -> None:
         super().__init__(sizes)
-        if total_steps < 1:
-            raise ConfigError(f"annealed sampler: total_steps={total_steps} must be >= 1")
-        self.total_steps, self.start, self.end = total_steps, start, end
+        self.start, self.end = check_numbers("annealed sampler", start=start, end=end)
+        self.fixed = check_count("annealed sampler: total_steps", total_steps, allow_none=True) is not None
+        self.periods, self.period_steps = (total_steps, 1) if self.fixed else (None, 1)
+
+    def schedule(self, epochs: int, steps_per_epoch: int) -> None:
+        """Anneal over `epochs` epochs of `steps_per_epoch` steps (unless `total_steps` was given)."""
+        if not self.fixed:
+            self.periods = check_count("annealed sampler: epochs", epochs)
+            self.period_steps = check_count("annealed sampler: steps_per_epoch", steps_per_epoch)
 
     def exponent(self, step: int) -> float:
-        frac = min(max(step, 0), self.total_steps) / self.total_steps
+        if self.periods is None:
+            raise ConfigError("annealed sampler: the length of the run is unknown; pass total_steps, or "
+                              "train with MultiTaskTrainer, which schedules it over the run's epochs")
+        period = min(max(step, 0) // self.period_steps, self.periods - 1)
+        frac = period / (self.periods - 1) if self.periods > 1 else 0.0
         return self.start + (self.end - self.start) * frac
 
 

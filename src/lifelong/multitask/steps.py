@@ -42,6 +42,8 @@ class UpdateSteps:
     def _shared_step(self, idx: torch.Tensor) -> torch.Tensor:
         if getattr(self.weighting, "samples", 1) > 1:
             return self._sampled_step(idx, self.weighting.samples)
+        if self.config.micro_batch is not None and self.config.micro_batch < len(idx):
+            return self._micro_step(idx, self.config.micro_batch)
         losses = self._losses(idx)
         if self._monitor_due() and self.shared:
             self.monitor.update(jacobian(losses, self.shared, retain_graph=True), self.step)
@@ -75,6 +77,22 @@ class UpdateSteps:
         self._apply_jacobian(jac, losses, private=mean)
         return losses
 
+    def _micro_step(self, idx: torch.Tensor, size: int) -> torch.Tensor:
+        """Shared inputs in micro-batches of `size` rows: the whole batch's losses and Jacobian are the
+        row-share-weighted sums of the parts' (one forward and one batched backward each, one graph
+        alive at a time), then the update as for per-task data (the trainer refuses what cannot)."""
+        params = [*self.shared, *self.private]
+        losses = torch.zeros(len(self.tasks), dtype=torch.float64)
+        jac = torch.zeros(len(self.tasks), sum(p.numel() for p in params), device=self.device)
+        for part in idx.split(size):
+            part_losses = self._losses(part)
+            jac += jacobian(part_losses, params) * (len(part) / len(idx))
+            losses += part_losses.detach().double().cpu() * (len(part) / len(idx))
+        if self._monitor_due() and self.shared:
+            self.monitor.update(jac[:, :sum(p.numel() for p in self.shared)], self.step)
+        self._update_from_jacobian(jac, losses, torch.ones(len(self.tasks), dtype=torch.bool))
+        return losses
+
     def _representation_update(self, losses: torch.Tensor) -> None:
         """Aggregate the gradients w.r.t. the shared representation z and back-propagate the
         result through the trunk (MGDA-UB, Sener & Koltun, 2018; GradDrop)."""
@@ -93,10 +111,13 @@ class UpdateSteps:
         self._write(torch.cat([g.reshape(-1) for g in (*shared, *private)]))
 
     def _per_task_step(self) -> torch.Tensor:
+        """Each drawn task's mean loss and gradient row over its batches, then the weighting's update
+        of the drawn tasks alone; returns the losses (k,), NaN for the tasks not drawn."""
         k = len(self.tasks)
         drawn = self.sampler.sample(self.step, self.config.tasks_per_step, self.generator) \
             if self.sampler else torch.arange(k)
         counts = torch.bincount(drawn, minlength=k)
+        present = counts > 0
         params = [*self.shared, *self.private]
         jac = torch.zeros(k, sum(p.numel() for p in params), device=self.device)
         losses = torch.zeros(k, dtype=torch.float64)
@@ -114,18 +135,24 @@ class UpdateSteps:
                 losses[i] += loss / counts[i]
                 jac[i] += grad / counts[i]
         self._check_finite(losses)
-        if self._monitor_due() and self.shared and bool((counts > 0).all()):
+        if self._monitor_due() and self.shared and bool(present.all()):
             self.monitor.update(jac[:, :sum(p.numel() for p in self.shared)], self.step)
         if getattr(self.weighting, "on_representation", False):
             raise IncompatibleError("representation-based aggregators need tasks sharing inputs")
-        if self.weighting.kind == "gradient":
+        self._update_from_jacobian(jac, losses, present)
+        return losses.masked_fill(~present, math.nan)
+
+    def _update_from_jacobian(self, jac: torch.Tensor, losses: torch.Tensor, present: torch.Tensor) -> None:
+        """The weighting's update from the Jacobian (k × P) and losses (k,) of the `present` tasks
+        (the others' rows are 0): aggregated, or through the chain rule for a loss weighting."""
+        if self.weighting.kind == "gradient":  # the trainer refuses a sampler: every task is present
             self._apply_jacobian(jac, losses.to(jac.dtype))
-            return losses
+            return
         # chain rule: ∂combine/∂L_t from a leaf copy of the losses, times each task's gradient
-        proxy = losses.to(jac.dtype).requires_grad_(True)
-        self.weighting.combine(proxy, shared=None, step=self.step).backward()
+        proxy = losses.to(device=jac.device, dtype=jac.dtype).requires_grad_(True)
+        subset = {} if bool(present.all()) else {"present": present}
+        self.weighting.combine(proxy, shared=None, step=self.step, **subset).backward()
         self._write(proxy.grad @ jac)
-        return losses
 
     def _apply_jacobian(self, jac: torch.Tensor, losses: torch.Tensor,
                         private: torch.Tensor | None = None) -> None:

@@ -175,3 +175,78 @@ def test_configuration_errors() -> None:
         build_weighting("dwa", 0)
     with pytest.raises(ConfigError, match=r"unknown keys \['T'\]"):
         build_weighting("dwa", 2, T=2.0)
+
+
+def subset_total_and_grad(weighting: nn.Module, losses: list[float], present: list[bool]) -> tuple[float, torch.Tensor]:
+    """The total of the `present` tasks alone and its gradient in all the losses (float64)."""
+    leaf = torch.tensor(losses, dtype=torch.float64, requires_grad=True)
+    total = weighting.combine(leaf, present=torch.tensor(present))
+    (grad,) = torch.autograd.grad(total, leaf)
+    return float(total.detach()), grad
+
+
+DRAWN = [True, False, True]
+
+
+def test_a_subset_of_tasks_is_weighed_alone_by_hand() -> None:
+    """A sampler drew tasks 0 and 2; task 1's loss (NaN: not measured) is ignored, weight 0."""
+    total, grad = subset_total_and_grad(build_weighting("uniform", 3), [1.0, float("nan"), 4.0], DRAWN)
+    assert total == 5.0
+    torch.testing.assert_close(grad, torch.tensor([1.0, 0.0, 1.0], dtype=torch.float64))
+    gls = GLS(3)
+    total, grad = subset_total_and_grad(gls, [1.0, 0.0, 4.0], DRAWN)  # √(1·4); the 0 is not drawn
+    assert total == pytest.approx(2.0)
+    torch.testing.assert_close(grad, torch.tensor([1.0, 0.0, 0.25], dtype=torch.float64))
+    torch.testing.assert_close(gls.weights, torch.tensor([1.0, 0.0, 0.25]))
+    stch = build_weighting("stch", 3)  # warm-up: Σ_drawn log L_t
+    total, grad = subset_total_and_grad(stch, [1.0, 7.0, math.e], DRAWN)
+    assert total == pytest.approx(1.0)
+    torch.testing.assert_close(grad, torch.tensor([1.0, 0.0, 1 / math.e], dtype=torch.float64))
+
+
+def test_a_subset_leaves_the_undrawn_tasks_learned_parameters_without_gradient() -> None:
+    """Uncertainty (regression, s = 0): ½ e^{-s_0}·3 + ½ s_0 → ∂/∂s_0 = −1.5 + 0.5 = −1 and no
+    ½ s_1 term; IMTL-L (s = 0): e^{s_0}·3 − s_0 → ∂/∂s_0 = 3 − 1 = 2, task 1 untouched."""
+    uw = Uncertainty(2)
+    total = uw.combine(torch.tensor([3.0, 0.0]), present=torch.tensor([True, False]))
+    assert float(total.detach()) == pytest.approx(1.5)
+    (grad,) = torch.autograd.grad(total, uw.log_var)
+    torch.testing.assert_close(grad, torch.tensor([-1.0, 0.0]))
+    torch.testing.assert_close(uw.weights, torch.tensor([0.5, 0.0]))
+    imtl = IMTLL(2)
+    total = imtl.combine(torch.tensor([3.0, 0.0]), present=torch.tensor([True, False]))
+    (grad,) = torch.autograd.grad(total, imtl.log_scale)
+    torch.testing.assert_close(grad, torch.tensor([2.0, 0.0]))
+
+
+def test_rlw_renormalises_its_draw_over_the_drawn_tasks() -> None:
+    full, some = RLW(3, torch.Generator().manual_seed(5)), RLW(3, torch.Generator().manual_seed(5))
+    losses = torch.tensor([1.0, 2.0, 3.0])
+    full.combine(losses)
+    some.combine(losses, present=torch.tensor(DRAWN))
+    w = full.weights
+    expected = torch.stack([w[0], torch.tensor(0.0), w[2]]) / (w[0] + w[2])
+    torch.testing.assert_close(some.weights, expected)
+    torch.testing.assert_close(full.rng.generator.get_state(), some.rng.generator.get_state())
+
+
+def test_dwa_weighs_the_drawn_tasks_and_takes_rate_one_for_an_epoch_without_draws() -> None:
+    dwa = DWA(2)
+    dwa.end_epoch(torch.tensor([2.0, 4.0]))
+    dwa.end_epoch(torch.tensor([1.0, float("nan")]))  # task 1 never drawn in the second epoch
+    # r = (1/2, 1); w = 2·(e^0.25, e^0.5)/(e^0.25 + e^0.5)
+    dwa.combine(torch.tensor([3.0, 5.0]))
+    torch.testing.assert_close(dwa.weights, torch.tensor([0.8756466, 1.1243534]))
+    total = dwa.combine(torch.tensor([3.0, 5.0]), present=torch.tensor([False, True]))
+    assert float(total) == pytest.approx(5 * 1.1243534, rel=1e-6)
+    torch.testing.assert_close(dwa.weights, torch.tensor([0.0, 1.1243534]))
+
+
+@pytest.mark.parametrize("name", LOSS_BASED)
+def test_weightings_without_subsets_refuse_them_and_present_is_checked(name: str) -> None:
+    weighting = build_weighting(name, 2)
+    with pytest.raises(ShapeMismatchError, match="bool mask of the 2 tasks selecting at least one"):
+        weighting.combine(torch.ones(2), present=torch.tensor([False, False]))
+    if not weighting.weighs_subsets:
+        with pytest.raises(IncompatibleError, match="cannot weigh the few a task sampler draws"):
+            weighting.combine(torch.ones(2), present=torch.tensor([True, False]))

@@ -23,8 +23,11 @@ class GradNorm(LossWeighting):
     L̃_t = L_t / L_t(0): the weights follow the gradient of L_grad = Σ_t |G_t − Ḡ r_t^α| (target
     held constant), while the network follows Σ_t w_t L_t (weights held constant). Both are in the
     returned total, so the engine's optimiser, which holds `task_weights`, updates them together;
-    before each step the weights are renormalised to sum to k (Section 3.2).
+    before each step the weights are renormalised to sum to k (Section 3.2). `needs_shared` tells
+    the multi-task trainer that `combine` needs the graph of one batch through the shared parameters.
     """
+
+    needs_shared = True
 
     def __init__(self, n_tasks: int, alpha: float = 1.5) -> None:
         super().__init__(n_tasks)

@@ -16,7 +16,11 @@ from lifelong.multitask.weighting.base import LossWeighting
 @WEIGHTINGS.register("rlw", aliases=("RLW", "random_loss"), kind="loss", paper="Lin et al. 2022")
 class RLW(LossWeighting):
     """L = Σ_t λ_t L_t with λ = softmax(z), z ~ N(0, I) drawn from `generator` each step ("Reasonable
-    Effectiveness of Random Weighting", Lin et al. 2022); the generator's state is in state_dict."""
+    Effectiveness of Random Weighting", Lin et al. 2022); the generator's state is in state_dict.
+    With a task sampler the weights are the softmax of the drawn tasks' z alone (k draws each step
+    either way)."""
+
+    weighs_subsets = True
 
     def __init__(self, n_tasks: int, generator: torch.Generator | None = None) -> None:
         super().__init__(n_tasks)
@@ -25,4 +29,10 @@ class RLW(LossWeighting):
     def weigh(self, losses: Tensor, *, shared: Sequence[Tensor] | None,
               step: int) -> tuple[Tensor, Tensor]:
         w = random_weights(self.n_tasks, self.rng.generator).to(losses)
+        return (w * losses).sum(), w
+
+    def weigh_present(self, losses: Tensor, present: Tensor, *, shared: Sequence[Tensor] | None,
+                      step: int) -> tuple[Tensor, Tensor]:
+        w = random_weights(self.n_tasks, self.rng.generator).to(losses) * present
+        w = w / w.sum()
         return (w * losses).sum(), w

@@ -36,8 +36,11 @@ class STCH(LossWeighting):
     (uniform by default) is scaled to sum to k, so uniform λ is the authors' code exactly; that
     is k² times the paper's STCH with λ on the simplex and smoothing μ/k, with the same minima.
     Reported weights are ∂L/∂L_t: 1/L_t in warm-up, then k λ_t softmax(λ f / μ)_t / L_t. The
-    epoch count and the nadir are in `state_dict`.
+    epoch count and the nadir are in `state_dict`. With a task sampler the sums and the
+    log-sum-exp run over the drawn tasks alone.
     """
+
+    weighs_subsets = True
 
     def __init__(self, n_tasks: int, mu: float = 1.0, warmup_epochs: int = 4,
                  preference: Sequence[float] | None = None) -> None:
@@ -62,16 +65,23 @@ class STCH(LossWeighting):
 
     def weigh(self, losses: Tensor, *, shared: Sequence[Tensor] | None,
               step: int) -> tuple[Tensor, Tensor]:
+        return self.weigh_present(losses, torch.ones_like(losses, dtype=torch.bool), shared=shared, step=step)
+
+    def weigh_present(self, losses: Tensor, present: Tensor, *, shared: Sequence[Tensor] | None,
+                      step: int) -> tuple[Tensor, Tensor]:
         if (losses.detach() < 0).any():
             raise DataError(f"STCH works on log-losses and needs non-negative losses, got "
                             f"{losses.detach().tolist()}; use another weighting for these losses")
+        weights = torch.zeros_like(losses.detach())
         if self.warming_up:
-            return (losses + EPS).log().sum(), 1 / (losses.detach() + EPS)
-        nadir, pref = self.nadir.to(losses), self.preference.to(losses)
-        values = (losses / nadir + EPS).log()
+            weights[present] = 1 / (losses.detach()[present] + EPS)
+            return (losses[present] + EPS).log().sum(), weights
+        nadir, pref = self.nadir.to(losses)[present], self.preference.to(losses)[present]
+        values = (losses[present] / nadir + EPS).log()
         total = self.n_tasks * smooth_tchebycheff(values, self.mu, pref)
         soft = torch.softmax(pref * values.detach() / self.mu, dim=0)
-        return total, self.n_tasks * pref * soft / (losses.detach() + EPS * nadir)
+        weights[present] = self.n_tasks * pref * soft / (losses.detach()[present] + EPS * nadir)
+        return total, weights
 
     def end_epoch(self, mean_losses: Tensor) -> None:
         """Count the epoch; at the end of epoch W + 1 its mean losses (k,) become the nadir."""
@@ -82,6 +92,7 @@ class STCH(LossWeighting):
         if self.epochs_seen == self.warmup_epochs:
             if not (torch.isfinite(mean).all() and (mean > 0).all()):
                 raise DataError(f"STCH.end_epoch: the nadir must be positive and finite, got mean "
-                                f"losses {mean.tolist()}; check the tasks' losses")
+                                f"losses {mean.tolist()}; check the tasks' losses (NaN: a task sampler "
+                                "never drew that task in the epoch, so raise train.steps_per_epoch)")
             self.nadir.copy_(mean)
         self.epochs_seen += 1

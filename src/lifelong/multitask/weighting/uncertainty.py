@@ -22,8 +22,11 @@ class Uncertainty(LossWeighting):
     (Kendall, Gal & Cipolla 2018, Eqs. 7 and 10); s_t = log σ_t² is learned, initialised at 0.
 
     `task_types` lists "regression" or "classification" per task (all regression by default).
-    At the optimum of a regression task σ_t² equals its mean squared error.
+    At the optimum of a regression task σ_t² equals its mean squared error. With a task sampler
+    only the drawn tasks' terms enter the total, so an undrawn task's s_t gets no gradient.
     """
+
+    weighs_subsets = True
 
     def __init__(self, n_tasks: int, task_types: Sequence[str] | None = None) -> None:
         super().__init__(n_tasks)
@@ -44,5 +47,15 @@ class Uncertainty(LossWeighting):
 
     def weigh(self, losses: Tensor, *, shared: Sequence[Tensor] | None,
               step: int) -> tuple[Tensor, Tensor]:
+        terms, precision = self._terms(losses)
+        return terms.sum(), precision
+
+    def weigh_present(self, losses: Tensor, present: Tensor, *, shared: Sequence[Tensor] | None,
+                      step: int) -> tuple[Tensor, Tensor]:
+        terms, precision = self._terms(losses)
+        return terms[present].sum(), precision * present
+
+    def _terms(self, losses: Tensor) -> tuple[Tensor, Tensor]:
+        """Each task's term c_t L_t / σ_t² + log σ_t (k,) and its precision c_t / σ_t² (k,)."""
         precision = self.factor * torch.exp(-self.log_var)
-        return (precision * losses).sum() + 0.5 * self.log_var.sum(), precision
+        return precision * losses + 0.5 * self.log_var, precision

@@ -13,8 +13,14 @@ from lifelong.multitask.weighting.base import LossWeighting
 
 @WEIGHTINGS.register("uniform", aliases=("EW", "equal"), kind="loss", paper="equal weighting")
 class Uniform(LossWeighting):
-    """L = Σ_t L_t, every weight 1 (LibMTL's EW)."""
+    """L = Σ_t L_t, every weight 1 (LibMTL's EW); with a task sampler, the sum of the drawn tasks'."""
+
+    weighs_subsets = True
 
     def weigh(self, losses: Tensor, *, shared: Sequence[Tensor] | None,
               step: int) -> tuple[Tensor, Tensor]:
         return losses.sum(), torch.ones_like(losses)
+
+    def weigh_present(self, losses: Tensor, present: Tensor, *, shared: Sequence[Tensor] | None,
+                      step: int) -> tuple[Tensor, Tensor]:
+        return losses[present].sum(), present.to(losses.dtype)
