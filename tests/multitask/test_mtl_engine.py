@@ -542,5 +542,8 @@ def test_a_batch_size_mapping_must_name_every_task(mtl):
         trainer(mtl, mtl.toy_per_task(), batch_size={"p": 8})
     with pytest.raises(ConfigError, match=r"unknown \['z'\]"):
         trainer(mtl, mtl.toy_per_task(), batch_size={"p": 8, "q": 8, "z": 4})
+    with pytest.raises(ConfigError, match="share their inputs, so every step takes one batch for all"):
+        trainer(mtl, mtl.toy_shared(), batch_size={"a": 8, "b": 16, "c": 8})
+    trainer(mtl, mtl.toy_shared(), batch_size={"a": 8, "b": 8, "c": 8})  # one size, given per task
     with pytest.raises(ConfigError, match="tasks_per_step=2 is the number of tasks a sampler draws"):
         TrainConfig(tasks_per_step=2)

@@ -131,6 +131,9 @@ class MultiTaskTrainer(UpdateSteps):
             raise ConfigError(f"train.batch_size maps tasks {sorted(sizes)} but the data's tasks are "
                               f"{list(self.tasks)} (missing {missing}, unknown {unknown}); give one size per "
                               "task, or a single number for all")
+        if isinstance(sizes, Mapping) and self.data.shared and len(set(sizes.values())) > 1:
+            raise ConfigError(f"train.batch_size gives the tasks different sizes {dict(sizes)}, but these tasks "
+                              "share their inputs, so every step takes one batch for all; give a single number")
 
     def _check_samples(self, weighting: nn.Module) -> None:
         """Refuse, before training, what an aggregator needing several samples of J cannot run on."""
