@@ -22,6 +22,7 @@ def test_results_schema(tmp_path):
     for key in ("acc", "bwt", "fwt", "forgetting", "learning_accuracy"):
         assert isinstance(on_disk["metrics"][key], float)
     assert len(on_disk["accuracy_matrix"]) == 6 and len(on_disk["timings"]["train_seconds"]) == 5
+    assert sum(on_disk["forgetting_per_task"]) / 4 == pytest.approx(on_disk["metrics"]["forgetting"])
     assert on_disk["config"]["strategy"] == "naive" and on_disk["schema_version"] == 1
     assert (tmp_path / "r" / "config.yaml").exists()
     lines = (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()

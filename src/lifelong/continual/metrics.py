@@ -49,14 +49,21 @@ def forward_transfer(R) -> float:
     return float((R[t, t] - R[0, t]).mean())
 
 
-def forgetting(R) -> float:
-    """F = 1/(T−1) Σ_{t=1}^{T−1} max_{i∈{1..T−1}} (R_{i,t} − R_{T,t}) (Chaudhry et al. 2018); 0 when T = 1."""
+def forgetting_per_task(R) -> list[float]:
+    """F_t = max_{i∈{1..T−1}} (R_{i,t} − R_{T,t}) for t = 1..T−1 (Chaudhry et al. 2018): how much
+    of its best accuracy each experience but the last has lost by the end."""
     R = _as_matrix(R)
     T = R.shape[1]
     if T < 2:
-        return 0.0
+        return []
     best = R[1:T, : T - 1].max(dim=0).values
-    return float((best - R[T, : T - 1]).mean())
+    return (best - R[T, : T - 1]).tolist()
+
+
+def forgetting(R) -> float:
+    """F = 1/(T−1) Σ_{t=1}^{T−1} F_t, the mean of `forgetting_per_task`; 0 when T = 1."""
+    per_task = forgetting_per_task(R)
+    return sum(per_task) / len(per_task) if per_task else 0.0
 
 
 def learning_accuracy(R) -> float:

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from lifelong.continual.engine import Engine, Progress
-from lifelong.continual.metrics import all_metrics
+from lifelong.continual.metrics import all_metrics, forgetting_per_task
 from lifelong.continual.strategies import build_strategy
 from lifelong.core.checkpoint import load_checkpoint, save_checkpoint
 from lifelong.core.config import RunConfig, load_config
@@ -152,6 +152,7 @@ def run(config: RunConfig, *, resume: bool = False, overwrite: bool = False,
         "name": config.run_name(),
         "config": config.to_dict(),
         "metrics": all_metrics(matrix),
+        "forgetting_per_task": forgetting_per_task(matrix),
         "accuracy_matrix": matrix,
         "experiences": [{"id": e.id, "classes": list(e.classes), "task": e.task,
                          "n_train": e.n_train, "n_test": int(e.test_y.shape[0])} for e in stream],

@@ -15,7 +15,7 @@ def _tensors(ctx: Context, indices: range) -> TrainData:
 
 
 @STRATEGIES.register("naive", aliases=("finetune", "fine-tuning", "sgd"), family="baseline",
-                     stores="nothing", memory="none", compute="low",
+                     stores="nothing", memory="none", compute="low", forgetting="Severe",
                      paper="fine-tuning baseline (seed 37.13)")
 class Naive(Plugin):
     """Fine-tuning: train on each experience in turn with nothing against forgetting."""
