@@ -44,9 +44,10 @@ CHAPTER = {
 ISOLATING = {  # architecture methods: task labels at test time; all but progressive can infer them
     "progressive": dict(family="architecture", stores="columns", memory="O(T * params)", compute="High",
                         forgetting="None"),
-    "packnet": dict(family="architecture", stores="masks", memory="O(masks)", compute="Medium", forgetting="None"),
+    "packnet": dict(family="architecture", stores="masks", memory="O(masks)", compute="Medium", forgetting="None",
+                    capacity="bounded"),
     "hat": dict(family="architecture", stores="masks", memory="O(masks)", compute="Medium",
-                forgetting="Very Low"),
+                forgetting="Very Low", capacity="bounded"),
     "adapters": dict(family="architecture", stores="adapters", memory="O(T * adapter)", compute="Low",
                      forgetting="None"),
 }
@@ -182,6 +183,19 @@ def test_many_tasks_prefer_scalable_replay_and_online_ewc(chapter):
     assert order.index("online_ewc") < order.index("ewc")
     ewc = next(a for a in ranked if a.name == "ewc")
     assert any("grows with each of the 50 tasks" in r for r in ewc.reasons)
+
+
+def test_many_tasks_penalise_methods_that_share_out_a_fixed_network(chapter):
+    """PackNet's pruning rate and HAT's gates bound how many tasks one network holds (37.13's table:
+    scalability Medium); with 50 tasks both lose 2, and progressive nets (which grow) do not."""
+    few = {a.name: a.score for a in advise(Answers(tasks=10, task_labels=True), chapter)}
+    many = {a.name: a for a in advise(Answers(tasks=50, task_labels=True), chapter)}
+    for name in ("packnet", "hat"):
+        assert any("fixed network" in r and "50 tasks" in r for r in many[name].reasons)
+    assert not any("fixed network" in r for r in many["progressive"].reasons)
+    assert strategy_card("packnet")["capacity"] == strategy_card("hat")["capacity"] == "bounded"
+    assert strategy_card("mystery", chapter)["capacity"] == "unknown"
+    assert few["packnet"] - many["packnet"].score >= 2
 
 
 def test_pretrained_model_ranks_adapters_first(chapter):

@@ -99,6 +99,7 @@ def strategy_card(name: str, registry: Registry = STRATEGIES) -> dict[str, Any]:
         "compute": compute if compute in (*LEVELS, UNKNOWN) else ("High" if _growth(compute) == "O(T)" else UNKNOWN),
         "compute_growth": _growth(compute),
         "forgetting": _symbol(meta.get("forgetting")),
+        "capacity": meta.get("capacity", UNKNOWN),
         "paper": meta.get("paper", UNKNOWN),
         "defaults": defaults,
     }
@@ -161,6 +162,9 @@ RULES: tuple[Rule, ...] = (
          "its memory ({memory}) grows with each of the {tasks} tasks", "37.13 scenario 2"),
     Rule({"many_tasks": True}, {"compute": "High"}, -1,
          "High compute cost, paid over {tasks} tasks", "37.13 scenario 2"),
+    Rule({"many_tasks": True}, {"capacity": "bounded"}, -2,
+         "shares one fixed network out among the tasks, so {tasks} tasks may exhaust it",
+         "37.13 comparison table (scalability Medium)"),
     Rule({"many_tasks": True, "storage": True}, {"family": "replay", "memory_growth": "O(1)"}, 1,
          "a fixed-size memory scales to many tasks (A-GEM, DER++)", "37.13 scenario 2"),
     Rule({"many_tasks": True}, {"family": REG, "memory_growth": "O(1)"}, 1,

@@ -65,7 +65,7 @@ def weight_block(layer: nn.Module, out_mask: torch.Tensor, in_mask: torch.Tensor
 
 @STRATEGIES.register("hat", aliases=("hard_attention", "hard-attention-to-the-task"),
                      family="architecture", stores="masks", memory="O(masks)", compute="Medium",
-                     forgetting="Very Low",
+                     forgetting="Very Low", capacity="bounded",
                      paper="Serrà et al. 2018, Overcoming Catastrophic Forgetting with Hard "
                            "Attention to the Task")
 class HAT(Plugin):

@@ -74,7 +74,7 @@ def task_mask(owner: torch.Tensor, slot: int) -> torch.Tensor:
 
 
 @STRATEGIES.register("packnet", aliases=("pack_net",), family="architecture", stores="masks",
-                     memory="O(masks)", compute="Medium", forgetting="None",
+                     memory="O(masks)", compute="Medium", forgetting="None", capacity="bounded",
                      paper="Mallya & Lazebnik 2018, PackNet: Adding Multiple Tasks to a Single "
                            "Network by Iterative Pruning")
 class PackNet(Plugin):
