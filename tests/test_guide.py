@@ -198,6 +198,18 @@ def test_many_tasks_penalise_methods_that_share_out_a_fixed_network(chapter):
     assert few["packnet"] - many["packnet"].score >= 2
 
 
+def test_a_fixed_architecture_excludes_architecture_methods_and_unknown_task_counts_cost_capacity(chapter):
+    """37.13: with no storage and no architectural change, the regularisers (LwF) remain; methods
+    sharing out a fixed network need the number of tasks for capacity planning."""
+    fixed = advise(Answers(storage=False, fixed_architecture=True, task_labels=True), chapter)
+    assert all(a.excluded for a in fixed if a.card["family"] == "architecture")
+    assert any("must stay fixed" in r for a in fixed if a.name == "packnet" for r in a.reasons)
+    assert {a.name for a in fixed if not a.excluded} >= {"lwf", "ewc", "si", "mas", "online_ewc"}
+    known = {a.name: a.score for a in advise(Answers(task_labels=True), chapter)}
+    unknown = {a.name: a.score for a in advise(Answers(task_labels=True, tasks_known=False), chapter)}
+    assert unknown["packnet"] == known["packnet"] - 1 and unknown["progressive"] == known["progressive"]
+
+
 def test_pretrained_model_ranks_adapters_first(chapter):
     """Scenario 5: a pre-trained foundation model; from scratch, adapters lose their edge."""
     ranked = advise(Answers(pretrained=True), chapter)

@@ -116,6 +116,8 @@ class Answers:
     pretrained: bool = False
     memory: str = "medium"
     compute: str = "medium"
+    fixed_architecture: bool = False
+    tasks_known: bool = True
 
     def facts(self) -> dict[str, Any]:
         """The answers plus the task-count classes the chapter's scenarios name."""
@@ -165,6 +167,13 @@ RULES: tuple[Rule, ...] = (
     Rule({"many_tasks": True}, {"capacity": "bounded"}, -2,
          "shares one fixed network out among the tasks, so {tasks} tasks may exhaust it",
          "37.13 comparison table (scalability Medium)"),
+    Rule({"tasks_known": False}, {"capacity": "bounded"}, -1,
+         "shares one fixed network out among the tasks: without their number its capacity cannot be planned",
+         "37.13 when to use architecture methods"),
+    # A model that must stay one network without architectural changes.
+    Rule({"fixed_architecture": True}, {"family": ARCH}, EXCLUDE,
+         "changes the model's architecture (adds, masks or routes parameters), which must stay fixed",
+         "37.13 when to use regularisation / LwF"),
     Rule({"many_tasks": True, "storage": True}, {"family": "replay", "memory_growth": "O(1)"}, 1,
          "a fixed-size memory scales to many tasks (A-GEM, DER++)", "37.13 scenario 2"),
     Rule({"many_tasks": True}, {"family": REG, "memory_growth": "O(1)"}, 1,

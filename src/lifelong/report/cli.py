@@ -26,6 +26,8 @@ QUESTIONS = {
     "pretrained": "Do you start from a pre-trained foundation model?",
     "memory": "Memory budget (low, medium, high)?",
     "compute": "Compute budget (low, medium, high)?",
+    "fixed_architecture": "Must the model stay one network, without architectural changes?",
+    "tasks_known": "Do you know the total number of tasks in advance?",
 }
 
 
@@ -102,6 +104,11 @@ def register(app: typer.Typer) -> None:
             "--pretrained/--from-scratch", help="starting from a pre-trained foundation model")] = None,
         memory: Annotated[str | None, typer.Option(help="memory budget: low | medium | high")] = None,
         compute: Annotated[str | None, typer.Option(help="compute budget: low | medium | high")] = None,
+        fixed_architecture: Annotated[bool | None, typer.Option(
+            "--fixed-architecture/--architecture-may-change",
+            help="must the model stay one network without architectural changes")] = None,
+        tasks_known: Annotated[bool | None, typer.Option(
+            "--tasks-known/--tasks-unknown", help="is the total number of tasks known in advance")] = None,
         benchmark: Annotated[str, typer.Option(help="benchmark for the suggested compare command")] = "split-digits",
         top: Annotated[int, typer.Option(help="candidates in the suggested compare command")] = 3,
         interactive: Annotated[bool | None, typer.Option(
@@ -113,7 +120,8 @@ def register(app: typer.Typer) -> None:
         from lifelong.guide import compare_command
 
         given = {"tasks": tasks, "storage": storage, "zero_forgetting": zero_forgetting,
-                 "task_labels": task_labels, "pretrained": pretrained, "memory": memory, "compute": compute}
+                 "task_labels": task_labels, "pretrained": pretrained, "memory": memory, "compute": compute,
+                 "fixed_architecture": fixed_architecture, "tasks_known": tasks_known}
         answers = resolve_answers(given, sys.stdin.isatty() if interactive is None else interactive)
         ranked = rank(answers)
         command = compare_command(ranked, answers, top=top, benchmark=benchmark)
