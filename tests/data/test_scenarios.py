@@ -45,6 +45,24 @@ def test_split_class_order_seeded_and_fixed(digits):
         split(digits, n_experiences=3)
 
 
+def test_split_into_unequal_groups(digits):
+    """A first experience with more classes, then smaller ones (the "B50 Inc10" kind of protocol):
+    [4, 2, 2, 2] on digits in the order 9..0."""
+    s = split(digits, class_order=list(range(9, -1, -1)), classes_per_experience=[4, 2, 2, 2])
+    assert [e.classes for e in s] == [(0, 1, 2, 3), (4, 5), (6, 7), (8, 9)]
+    assert torch.equal(s[0].train_x, digits.train_x[digits.train_y >= 6])  # digits 9, 8, 7, 6
+    assert torch.equal(s[0].train_y, 9 - digits.train_y[digits.train_y >= 6])
+    assert sum(e.n_train for e in s) == len(digits.train_y) and s.n_classes == 10
+    assert [e.classes for e in split(digits, classes_per_experience=5)] == [(0, 1, 2, 3, 4), (5, 6, 7, 8, 9)]
+    for bad in ([4, 2, 2], [4, 2, 2, 3], [0, 10], "4,6"):
+        with pytest.raises(ConfigError, match="classes_per_experience"):
+            split(digits, classes_per_experience=bad)
+    with pytest.raises(ConfigError, match="in n_experiences=3 experiences"):
+        split(digits, n_experiences=3, classes_per_experience=[4, 2, 2, 2])
+    with pytest.raises(ConfigError, match="its groups must be equal"):
+        split(digits, "domain", classes_per_experience=[4, 2, 2, 2])
+
+
 def test_permuted_keeps_labels_and_permutes_pixels(digits):
     stream = permuted(digits, "domain", n_experiences=3, seed=1)
     assert torch.equal(stream[0].train_x, digits.train_x)

@@ -29,22 +29,46 @@ def _check_setting(setting: str) -> None:
         raise ConfigError(f"scenario setting {setting!r} is not one of {SETTINGS}")
 
 
+def group_sizes(n: int, n_experiences: int | None, classes_per_experience: int | Sequence[int] | None) -> list[int]:
+    """How many classes each experience of a split takes: equal groups (default 5 experiences for
+    up to 20 classes, else 10), or the sizes given, which must add up to the `n` classes."""
+    check_count("split: n_experiences", n_experiences, allow_none=True)
+    if classes_per_experience is None:
+        n_exp = n_experiences or (5 if n <= 20 else 10)
+        if n % n_exp:
+            raise ConfigError(f"split: {n} classes cannot form {n_exp} equal experiences; choose "
+                              f"n_experiences among the divisors of {n}, or give classes_per_experience")
+        return [n // n_exp] * n_exp
+    if isinstance(classes_per_experience, int) and not isinstance(classes_per_experience, bool):
+        k = check_count("split: classes_per_experience", classes_per_experience)
+        sizes = [k] * (n // k)
+    else:
+        sizes = [check_count("split: classes_per_experience", k)
+                 for k in check_list("split: classes_per_experience", classes_per_experience, "a list of counts")]
+    if sum(sizes) != n or (n_experiences is not None and n_experiences != len(sizes)):
+        raise ConfigError(f"split: classes_per_experience {classes_per_experience} must cover the {n} classes "
+                          f"exactly (sizes {sizes} add up to {sum(sizes)})"
+                          + (f" in n_experiences={n_experiences} experiences" if n_experiences is not None else ""))
+    return sizes
+
+
 @SCENARIOS.register("split", description="disjoint groups of classes, one group per experience")
 def split(source: SourceData, setting: str = "class", n_experiences: int | None = None,
-          class_order: Sequence[int] | None = None, seed: int | None = None) -> Stream:
+          class_order: Sequence[int] | None = None, seed: int | None = None,
+          classes_per_experience: int | Sequence[int] | None = None) -> Stream:
     """Split `source` into experiences of disjoint classes (default: 5×2 for 10 classes, 10×10 for 100).
 
-    `class_order` fixes the order; otherwise `seed` draws one, and without a seed classes come in
-    their natural order.
+    `classes_per_experience` gives unequal groups, e.g. [50] + [10] * 5 for CIFAR-100's "B50 Inc10"
+    protocol or [10] + [5] * 8 for CORe50's NC shape. `class_order` fixes the order; otherwise
+    `seed` draws one, and without a seed classes come in their natural order.
     """
     _check_setting(setting)
-    check_count("split: n_experiences", n_experiences, allow_none=True)
     check_count("split: seed", seed, allow_none=True, allow_zero=True)
     n = source.n_classes
-    n_exp = n_experiences or (5 if n <= 20 else 10)
-    if n_exp < 1 or n % n_exp:
-        raise ConfigError(f"split: {n} classes cannot form {n_exp} equal experiences; "
-                          f"choose n_experiences among the divisors of {n}")
+    sizes = group_sizes(n, n_experiences, classes_per_experience)
+    if setting == "domain" and len(set(sizes)) > 1:
+        raise ConfigError(f"split: the domain setting relabels every experience to one label space, so "
+                          f"its groups must be equal; got classes_per_experience {sizes}")
     if class_order is None:
         order = (torch.randperm(n, generator=torch.Generator().manual_seed(seed))
                  if seed is not None else torch.arange(n))
@@ -54,19 +78,22 @@ def split(source: SourceData, setting: str = "class", n_experiences: int | None 
             raise ConfigError(f"split: class_order must be a permutation of 0..{n - 1}, got {order.tolist()}")
     rank = torch.empty(n, dtype=torch.int64)
     rank[order] = torch.arange(n)
-    k = n // n_exp
+    ends = torch.tensor(sizes).cumsum(0)
+    group = torch.bucketize(torch.arange(n), ends, right=True)  # the experience of each class rank
     tr_rank, te_rank = rank[source.train_y], rank[source.test_y]
+    tr_group, te_group = group[tr_rank], group[te_rank]
     experiences = []
-    for i in range(n_exp):
-        tr, te = (tr_rank // k) == i, (te_rank // k) == i
+    for i, k in enumerate(sizes):
+        start = int(ends[i]) - k
+        tr, te = tr_group == i, te_group == i
         ytr, yte = tr_rank[tr], te_rank[te]
-        classes = tuple(range(i * k, (i + 1) * k))
+        classes = tuple(range(start, start + k))
         if setting == "domain":
-            ytr, yte, classes = ytr - i * k, yte - i * k, tuple(range(k))
+            ytr, yte, classes = ytr - start, yte - start, tuple(range(k))
         experiences.append(Experience(i, source.train_x[tr], ytr, source.test_x[te], yte, classes, i))
     names = tuple(source.class_names[c] for c in order.tolist())
-    return Stream(tuple(experiences), setting, k if setting == "domain" else n,
-                  f"split-{source.name}", names if setting != "domain" else names[:k])
+    return Stream(tuple(experiences), setting, sizes[0] if setting == "domain" else n,
+                  f"split-{source.name}", names if setting != "domain" else names[:sizes[0]])
 
 
 def _all_classes(parts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]],

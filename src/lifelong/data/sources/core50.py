@@ -9,9 +9,10 @@ A folder holds the data in any published form, used in this order:
 Each path `s<session>/o<object>/C_<ss>_<oo>_<fff>.png` gives the image's object and session. The
 standard protocol trains on sessions 1, 2, 4, 5, 6, 8, 9, 11 and tests on 3, 7, 10; a sample's
 session is its domain, so `domains-core50` is the NI scenario (one experience per training
-session, all tested on the fixed test sessions). `split-core50` is a class-incremental split in
-label order (10 experiences of 5 objects), not the official NC protocol (9 batches, 10 classes
-then 8 x 5, in a per-run class order).
+session, all tested on the fixed test sessions). `split-core50` splits the objects over the
+training sessions; with `classes_per_experience=[10] + [5] * 8` and a `seed` it has the NC
+protocol's shape (9 batches, 10 objects then 8 × 5) in a seeded class order; the official runs'
+orders are in the authors' batch file lists, which are not read. NI+NC (NICv2) is not built.
 """
 
 from __future__ import annotations
