@@ -78,8 +78,10 @@ def test_interactive_answers_ask_only_what_the_flags_left_out():
 
     answers = resolve_answers({"storage": False, "compute": "high"}, True, prompt, confirm)
     assert answers == Answers(tasks=40, storage=False, zero_forgetting=True, task_labels=True,
-                              pretrained=True, memory="low", compute="high")
-    assert asked == [QUESTIONS[k] for k in ("tasks", "zero_forgetting", "task_labels", "pretrained", "memory")]
+                              pretrained=True, memory="low", compute="high", fixed_architecture=True,
+                              tasks_known=True)
+    assert asked == [QUESTIONS[k] for k in ("tasks", "zero_forgetting", "task_labels", "pretrained", "memory",
+                                            "fixed_architecture", "tasks_known")]
 
 
 def test_advise_rejects_bad_answers(cli_main, capsys):
