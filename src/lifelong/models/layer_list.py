@@ -44,10 +44,12 @@ def freeze_statistics(model: nn.Module) -> list[RemovableHandle]:
             if getattr(m, "track_running_stats", False)]
 
 
-def couples_rows(model: nn.Module) -> bool:
+def couples_rows(model: nn.Module, *, in_training: bool = False) -> bool:
     """True when a layer of `model` normalises each row with statistics of its batch (BatchNorm
-    in training mode), so a row's output depends on the rows it is forwarded with."""
-    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training for m in model.modules())
+    in training mode), so a row's output depends on the rows it is forwarded with; `in_training`
+    asks it of the model as training will put it, whatever its mode now."""
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) and (in_training or m.training)
+               for m in model.modules())
 
 
 def is_weighted(layer: nn.Module) -> bool:

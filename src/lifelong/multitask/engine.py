@@ -35,26 +35,22 @@ from typing import Any
 import torch
 from torch import nn
 
-from lifelong.core.errors import ConfigError, IncompatibleError
+from lifelong.core.errors import IncompatibleError
 from lifelong.core.optimizers import build_optimizer, check_optimizer
 from lifelong.data.multitask import MultiTaskData
-from lifelong.models.layer_list import couples_rows
 from lifelong.multitask.architectures.base import MultiTaskModel
 from lifelong.multitask.config import TrainConfig
 from lifelong.multitask.diagnostics import ConflictMonitor
 from lifelong.multitask.losses import check_output, check_targets, task_kind
 from lifelong.multitask.sampling import build_sampler
 from lifelong.multitask.steps import UpdateSteps
-
-
-def trains_coupled(model: nn.Module) -> bool:
-    """Whether `model` in training mode (as `train_step` puts it after each evaluation) has BatchNorm
-    coupling the rows of a batch; the modules' modes are left as they were."""
-    modes = [(m, m.training) for m in model.modules()]
-    coupled = couples_rows(model.train())
-    for module, mode in modes:
-        module.training = mode
-    return coupled
+from lifelong.multitask.trainer_checks import (
+    check_batch_sizes,
+    check_micro_batch,
+    check_sampled_weighting,
+    check_samples,
+    check_shared_batch,
+)
 
 
 class MultiTaskTrainer(UpdateSteps):
@@ -78,7 +74,7 @@ class MultiTaskTrainer(UpdateSteps):
         self.tasks = data.task_names
         self.kinds = {t.name: task_kind(t) for t in data.tasks}
         self.specs = {t.name: t for t in data.tasks}
-        self._check_batch_sizes()
+        check_batch_sizes(config.batch_size, self.tasks, data.shared)
         for t in data.tasks:
             check_targets(t, data.splits[t.name].train_y, "train")
             check_targets(t, data.splits[t.name].test_y, "test")
@@ -92,27 +88,14 @@ class MultiTaskTrainer(UpdateSteps):
         if config.sampler is not None:
             if data.shared:
                 raise IncompatibleError("a task sampler needs per-task data; these tasks share inputs")
-            if weighting.kind == "gradient" or getattr(weighting, "needs_losses_after_step", False):
-                what = "a gradient aggregator needs every task's gradient" if weighting.kind == "gradient" \
-                    else f"{type(weighting).__name__} needs every task's loss before and after"
-                raise IncompatibleError(
-                    f"{what} at each step, but a task sampler draws only some tasks; drop the "
-                    "sampler (every task each step) or use another loss weighting"
-                )
-            if not getattr(weighting, "weighs_subsets", False):
-                raise IncompatibleError(
-                    f"{type(weighting).__name__} cannot weigh only the tasks a sampler draws at a step; "
-                    "drop the sampler (every task each step) or use e.g. uniform, uncertainty, dwa or rlw"
-                )
+            check_sampled_weighting(weighting)
             sizes = [data.n_train(t) for t in self.tasks]
             self.sampler = build_sampler(config.sampler, sizes, **config.sampler_args)
             self.sampler.schedule(config.epochs, self.steps_per_epoch())
-        self._check_samples(weighting)
-        self._check_micro_batch(weighting)
-        if not data.shared and getattr(weighting, "needs_shared", False):
-            raise IncompatibleError(f"{type(weighting).__name__} measures each task's gradient on the shared "
-                                    "parameters of one batch all tasks share; it works with tasks that share "
-                                    "inputs, not with per-task data")
+        check_samples(weighting, data.shared, self.batch_size(self.tasks[0]))
+        check_micro_batch(config.micro_batch, max(self.batch_size(t) for t in self.tasks), model, weighting,
+                          data.shared)
+        check_shared_batch(weighting, data.shared)
         self.monitor = ConflictMonitor(self.tasks, config.conflict_threshold) \
             if config.conflict_every > 0 else None
         self.epoch = 0
@@ -122,54 +105,6 @@ class MultiTaskTrainer(UpdateSteps):
         self._cursors = {t: [torch.empty(0, dtype=torch.long), 0] for t in self.tasks}
         self._step_batches: dict[str, list[torch.Tensor]] = {}  # this step's rows per task (per-task data)
         self._checked: set[str] = set()
-
-    def _check_batch_sizes(self) -> None:
-        """Refuse a per-task batch_size mapping that does not name exactly the data's tasks."""
-        sizes = self.config.batch_size
-        if isinstance(sizes, Mapping) and set(sizes) != set(self.tasks):
-            missing, unknown = sorted(set(self.tasks) - set(sizes)), sorted(set(sizes) - set(self.tasks))
-            raise ConfigError(f"train.batch_size maps tasks {sorted(sizes)} but the data's tasks are "
-                              f"{list(self.tasks)} (missing {missing}, unknown {unknown}); give one size per "
-                              "task, or a single number for all")
-        if isinstance(sizes, Mapping) and self.data.shared and len(set(sizes.values())) > 1:
-            raise ConfigError(f"train.batch_size gives the tasks different sizes {dict(sizes)}, but these tasks "
-                              "share their inputs, so every step takes one batch for all; give a single number")
-
-    def _check_samples(self, weighting: nn.Module) -> None:
-        """Refuse, before training, what an aggregator needing several samples of J cannot run on."""
-        samples = getattr(weighting, "samples", 1)
-        if samples == 1:
-            return
-        name = type(weighting.aggregator).__name__
-        if not self.data.shared:
-            raise IncompatibleError(f"{name} needs {samples} independent Jacobians, the disjoint parts of one "
-                                    "batch; it works with tasks that share inputs, not with per-task data")
-        if getattr(weighting, "on_representation", False):
-            raise IncompatibleError(f"{name} needs several samples of the Jacobian and cannot work on the "
-                                    "shared representation")
-        if self.batch_size(self.tasks[0]) < samples:
-            raise IncompatibleError(f"{name} splits every batch into {samples} disjoint parts; use "
-                                    f"batch_size >= {samples}, got {self.batch_size(self.tasks[0])}")
-
-    def _check_micro_batch(self, weighting: nn.Module) -> None:
-        """Refuse, before training, micro-batches whose gradients would not add up to the batch's."""
-        size = self.config.micro_batch
-        if size is None or size >= max(self.batch_size(t) for t in self.tasks):
-            return
-        how = "drop train.micro_batch (or make it >= the batch size)"
-        if trains_coupled(self.model):
-            raise IncompatibleError(f"micro_batch={size} splits each batch, but {type(self.model).__name__} has "
-                                    "BatchNorm, which normalises with the statistics of the rows forwarded "
-                                    f"together, so the parts' gradients are not the batch's; {how}, or use a "
-                                    "model without BatchNorm (e.g. LayerNorm or GroupNorm)")
-        if not self.data.shared:
-            return
-        name = type(getattr(weighting, "aggregator", weighting)).__name__
-        if getattr(weighting, "on_representation", False) or getattr(weighting, "needs_shared", False):
-            raise IncompatibleError(f"{name} needs the whole batch's graph (its shared representation or "
-                                    f"shared parameters) in one forward, which micro_batch={size} splits; {how}")
-        if getattr(weighting, "samples", 1) > 1:
-            raise IncompatibleError(f"{name} already splits each batch into {weighting.samples} parts; {how}")
 
     # ---- batches ---------------------------------------------------------------------------
     def batch_size(self, task: str) -> int:

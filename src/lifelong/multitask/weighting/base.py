@@ -54,8 +54,11 @@ class LossWeighting(nn.Module):
 
     def weigh(self, losses: Tensor, *, shared: Sequence[Tensor] | None,
               step: int) -> tuple[Tensor, Tensor]:
-        """(total, weights) for validated losses; the one method a weighting implements."""
-        raise NotImplementedError
+        """(total, weights) for validated losses: a weighting implements this, or `weigh_present`
+        when it can weigh a subset of the tasks (then this weighs them all)."""
+        if not self.weighs_subsets:
+            raise NotImplementedError
+        return self.weigh_present(losses, torch.ones_like(losses, dtype=torch.bool), shared=shared, step=step)
 
     def weigh_present(self, losses: Tensor, present: Tensor, *, shared: Sequence[Tensor] | None,
                       step: int) -> tuple[Tensor, Tensor]:

@@ -38,11 +38,6 @@ class DWA(LossWeighting):
         rate = torch.where(torch.isfinite(rate), rate, torch.ones_like(rate))
         return self.n_tasks * torch.softmax(rate / self.temperature, dim=0)
 
-    def weigh(self, losses: Tensor, *, shared: Sequence[Tensor] | None,
-              step: int) -> tuple[Tensor, Tensor]:
-        w = self.current_weights().to(losses)
-        return (w * losses).sum(), w
-
     def weigh_present(self, losses: Tensor, present: Tensor, *, shared: Sequence[Tensor] | None,
                       step: int) -> tuple[Tensor, Tensor]:
         w = self.current_weights().to(losses) * present

@@ -20,10 +20,6 @@ class GLS(LossWeighting):
 
     weighs_subsets = True
 
-    def weigh(self, losses: Tensor, *, shared: Sequence[Tensor] | None,
-              step: int) -> tuple[Tensor, Tensor]:
-        return self.weigh_present(losses, torch.ones_like(losses, dtype=torch.bool), shared=shared, step=step)
-
     def weigh_present(self, losses: Tensor, present: Tensor, *, shared: Sequence[Tensor] | None,
                       step: int) -> tuple[Tensor, Tensor]:
         drawn = losses[present]

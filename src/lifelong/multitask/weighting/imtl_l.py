@@ -23,11 +23,6 @@ class IMTLL(LossWeighting):
         super().__init__(n_tasks)
         self.log_scale = nn.Parameter(torch.zeros(n_tasks))
 
-    def weigh(self, losses: Tensor, *, shared: Sequence[Tensor] | None,
-              step: int) -> tuple[Tensor, Tensor]:
-        scale = self.log_scale.exp()
-        return (scale * losses - self.log_scale).sum(), scale
-
     def weigh_present(self, losses: Tensor, present: Tensor, *, shared: Sequence[Tensor] | None,
                       step: int) -> tuple[Tensor, Tensor]:
         scale = self.log_scale.exp()

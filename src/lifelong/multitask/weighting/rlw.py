@@ -26,11 +26,6 @@ class RLW(LossWeighting):
         super().__init__(n_tasks)
         self.rng = GeneratorState(generator)
 
-    def weigh(self, losses: Tensor, *, shared: Sequence[Tensor] | None,
-              step: int) -> tuple[Tensor, Tensor]:
-        w = random_weights(self.n_tasks, self.rng.generator).to(losses)
-        return (w * losses).sum(), w
-
     def weigh_present(self, losses: Tensor, present: Tensor, *, shared: Sequence[Tensor] | None,
                       step: int) -> tuple[Tensor, Tensor]:
         w = random_weights(self.n_tasks, self.rng.generator).to(losses) * present

@@ -63,10 +63,6 @@ class STCH(LossWeighting):
         """True until the nadir has been measured (the first W + 1 epochs)."""
         return bool(self.epochs_seen <= self.warmup_epochs)
 
-    def weigh(self, losses: Tensor, *, shared: Sequence[Tensor] | None,
-              step: int) -> tuple[Tensor, Tensor]:
-        return self.weigh_present(losses, torch.ones_like(losses, dtype=torch.bool), shared=shared, step=step)
-
     def weigh_present(self, losses: Tensor, present: Tensor, *, shared: Sequence[Tensor] | None,
                       step: int) -> tuple[Tensor, Tensor]:
         if (losses.detach() < 0).any():

@@ -45,17 +45,8 @@ class Uncertainty(LossWeighting):
         """The learned noise scales σ_t (k,)."""
         return (0.5 * self.log_var.detach()).exp()
 
-    def weigh(self, losses: Tensor, *, shared: Sequence[Tensor] | None,
-              step: int) -> tuple[Tensor, Tensor]:
-        terms, precision = self._terms(losses)
-        return terms.sum(), precision
-
     def weigh_present(self, losses: Tensor, present: Tensor, *, shared: Sequence[Tensor] | None,
                       step: int) -> tuple[Tensor, Tensor]:
-        terms, precision = self._terms(losses)
-        return terms[present].sum(), precision * present
-
-    def _terms(self, losses: Tensor) -> tuple[Tensor, Tensor]:
-        """Each task's term c_t L_t / σ_t² + log σ_t (k,) and its precision c_t / σ_t² (k,)."""
+        """Σ over the present tasks of c_t L_t / σ_t² + log σ_t, and the precisions c_t / σ_t²."""
         precision = self.factor * torch.exp(-self.log_var)
-        return precision * losses + 0.5 * self.log_var, precision
+        return (precision * losses + 0.5 * self.log_var)[present].sum(), precision * present

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
 from torch import Tensor
 
 from lifelong.core.registries import WEIGHTINGS
@@ -16,10 +15,6 @@ class Uniform(LossWeighting):
     """L = Σ_t L_t, every weight 1 (LibMTL's EW); with a task sampler, the sum of the drawn tasks'."""
 
     weighs_subsets = True
-
-    def weigh(self, losses: Tensor, *, shared: Sequence[Tensor] | None,
-              step: int) -> tuple[Tensor, Tensor]:
-        return losses.sum(), torch.ones_like(losses)
 
     def weigh_present(self, losses: Tensor, present: Tensor, *, shared: Sequence[Tensor] | None,
                       step: int) -> tuple[Tensor, Tensor]:
