@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from lifelong.core.errors import ConfigError, DataError
+from lifelong.core.errors import ConfigError, DataError, ShapeMismatchError
 from lifelong.multitask.architectures import HardSharing
 from lifelong.multitask.diagnostics import (
     AffinityTracker,
@@ -109,6 +109,10 @@ def test_best_grouping_pairs_the_tasks_that_help_each_other():
         best_grouping(z, 5)
     with pytest.raises(ConfigError, match="at least 2 tasks"):
         best_grouping(torch.zeros(1, 1), 1)
+    with pytest.raises(ShapeMismatchError, match=r"\(k × k\), got \(2, 3\)"):
+        best_grouping(torch.zeros(2, 3), 1)
+    with pytest.raises(DataError, match="NaN or infinite"):
+        best_grouping(torch.tensor([[0.0, float("nan")], [0.2, 0.0]]), 1)
 
 
 def test_best_grouping_lets_groups_overlap_as_tag_does():

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch.func import functional_call
 
-from lifelong.core.errors import ConfigError, DataError
+from lifelong.core.errors import ConfigError, DataError, ShapeMismatchError
 from lifelong.grad import jacobian
 from lifelong.multitask.architectures.base import MultiTaskModel
 
@@ -204,6 +204,12 @@ def best_grouping(z: torch.Tensor, n_groups: int) -> tuple[list[list[int]], floa
     `n_groups` served blocks, each with its best group containing it (a dynamic programme over
     subsets); the selected groups are those best groups.
     """
+    if not isinstance(z, torch.Tensor) or z.ndim != 2 or z.shape[0] != z.shape[1]:
+        got = tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__
+        raise ShapeMismatchError(f"task grouping needs the affinity matrix Z (k × k), got {got}")
+    if not bool(torch.isfinite(z).all()):
+        raise DataError("task grouping: the affinity matrix holds NaN or infinite values; the losses it "
+                        "was measured on were not finite")
     k = z.shape[0]
     if k < 2:
         raise ConfigError(f"task grouping needs at least 2 tasks, got {k}")
