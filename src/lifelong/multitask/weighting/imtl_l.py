@@ -26,4 +26,4 @@ class IMTLL(LossWeighting):
     def weigh_present(self, losses: Tensor, present: Tensor, *, shared: Sequence[Tensor] | None,
                       step: int) -> tuple[Tensor, Tensor]:
         scale = self.log_scale.exp()
-        return (scale * losses - self.log_scale)[present].sum(), scale * present
+        return ((scale * losses - self.log_scale) * present).sum(), scale * present

@@ -49,4 +49,4 @@ class Uncertainty(LossWeighting):
                       step: int) -> tuple[Tensor, Tensor]:
         """Σ over the present tasks of c_t L_t / σ_t² + log σ_t, and the precisions c_t / σ_t²."""
         precision = self.factor * torch.exp(-self.log_var)
-        return (precision * losses + 0.5 * self.log_var)[present].sum(), precision * present
+        return ((precision * losses + 0.5 * self.log_var) * present).sum(), precision * present

@@ -18,4 +18,4 @@ class Uniform(LossWeighting):
 
     def weigh_present(self, losses: Tensor, present: Tensor, *, shared: Sequence[Tensor] | None,
                       step: int) -> tuple[Tensor, Tensor]:
-        return losses[present].sum(), present.to(losses.dtype)
+        return losses.sum(), present.to(losses.dtype)  # absent losses arrive as 0
