@@ -1,12 +1,12 @@
 """Per-step cost of every multi-task weighting beside a hand-written uniform-weighting loop, and
-the batched Jacobian (one backward) beside T separate backward passes.
+the task Jacobian (layerwise, or one batched backward) beside T separate backward passes.
 
 Run: `.venv/bin/python benchmarks/weighting.py [--steps 10] [--tasks 2,4,8] [--names pcgrad,mgda]`.
 Prints two markdown tables and returns their rows. Each weighting runs through the multi-task
 trainer's own step (`MultiTaskTrainer.train_step`: the Jacobian, the aggregation, sample splits,
 after-step losses, checks) on a shared MLP (64-256-256, ReLU) with one linear regression head per
 task, batch 256, SGD; the hand-written loop trains the same network with summed losses. The Jacobian is
-timed on three sizes of that model (`SIZES`) with 1 and 2 threads, the two ways interleaved
+timed on three sizes of that model (`SIZES`) with 1 and 2 threads, the three ways interleaved
 (fastest of 8 rounds).
 """
 
@@ -25,6 +25,7 @@ from torch import nn
 from lifelong.core.registries import WEIGHTINGS
 from lifelong.data.multitask import TaskSpec, shared_inputs
 from lifelong.grad import jacobian
+from lifelong.grad.layerwise import LayerwiseTrunk
 from lifelong.multitask.architectures import build_architecture
 from lifelong.multitask.config import TrainConfig
 from lifelong.multitask.engine import MultiTaskTrainer
@@ -40,7 +41,7 @@ MIN_TASKS = {"krum": 3}  # Krum scores each gradient against its k − 2 nearest
 
 
 class Problem:
-    """Data, shared trunk, heads and optimiser for k regression tasks (seeded)."""
+    """Data, shared trunk and one linear regression head per task, for k tasks (seeded)."""
 
     def __init__(self, k: int, seed: int = 0, size: tuple[int, int, int] = MEDIUM) -> None:
         gen = torch.Generator().manual_seed(seed)
@@ -49,13 +50,18 @@ class Problem:
         self.x = torch.randn(batch, inputs, generator=gen)
         self.y = torch.randn(batch, k, generator=gen)
         self.shared = nn.Sequential(nn.Linear(inputs, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU())
-        self.heads = nn.Linear(hidden, k)  # k heads of one output each, as one matrix
-        self.shared_params, self.head_params = list(self.shared.parameters()), list(self.heads.parameters())
-        self.opt = torch.optim.SGD([*self.shared_params, *self.head_params], lr=1e-3)
+        self.heads = nn.ModuleList([nn.Linear(hidden, 1) for _ in range(k)])
+        self.private = [list(head.parameters()) for head in self.heads]
+        self.params = [*self.shared.parameters(), *self.heads.parameters()]
+        self.layerwise = LayerwiseTrunk(self.shared)
 
-    def forward(self, rows: slice = slice(None)) -> tuple[torch.Tensor, torch.Tensor]:
-        z = self.shared(self.x[rows])
-        return z, ((self.heads(z) - self.y[rows]) ** 2).mean(0)
+    def losses(self, features: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Each task's mean squared error from its head on its copy of the features."""
+        return torch.stack([((head(z) - self.y[:, t:t + 1]) ** 2).mean()
+                            for t, (head, z) in enumerate(zip(self.heads, features, strict=True))])
+
+    def forward(self) -> torch.Tensor:
+        return self.losses([self.shared(self.x)] * len(self.heads))
 
 
 def hand_written_step(model: nn.Module, x: torch.Tensor, ys: dict[str, torch.Tensor],
@@ -131,25 +137,34 @@ def gemm_peak(size: tuple[int, int, int]) -> float:
 
 
 def jacobian_rows(tasks: Sequence[int], calls: int, threads: Sequence[int] = (1, 2)) -> list[dict]:
-    """Batched vs separate Jacobians for every size, thread count and number of tasks, with the
-    GFLOP/s the separate passes reach beside the machine's matrix-product peak: both ways do the
-    same arithmetic, so where the separate passes run near the peak no exact method can be faster."""
+    """The task Jacobian over the trunk and heads three ways: layer by layer (what the trainer does
+    for this Linear/ReLU trunk), one vmapped backward (`jacobian`, what it does for any other trunk)
+    and T separate backward passes, for every size, thread count and number of tasks; with the
+    GFLOP/s the separate passes reach beside the machine's matrix-product peak: all three do the
+    same arithmetic, so where the separate passes run near the peak no exact method can be much
+    faster."""
     rows = []
     for (size, dims), n_threads, k in itertools.product(SIZES.items(), threads, tasks):
         torch.set_num_threads(n_threads)
         problem = Problem(k, size=dims)
 
+        def layerwise(p: Problem = problem) -> None:
+            p.layerwise.jacobian(p.x, p.losses, p.private)
+
         def batched(p: Problem = problem) -> None:
-            jacobian(p.forward()[1], p.shared_params)
+            jacobian(p.forward(), p.params)
 
         def separate(p: Problem = problem) -> None:
-            losses = p.forward()[1]
-            rows = [torch.autograd.grad(loss, p.shared_params, retain_graph=True) for loss in losses]
+            losses = p.forward()
+            rows = [torch.autograd.grad(loss, p.params, retain_graph=True, allow_unused=True, materialize_grads=True)
+                    for loss in losses]
             torch.stack([torch.cat([g.reshape(-1) for g in row]) for row in rows])
 
-        us = microseconds({"batched": batched, "separate": separate}, calls=calls, rounds=8)
-        rows.append({"model": size, "threads": n_threads, "tasks": k, "batched ms": us["batched"] / 1e3,
-                     "separate ms": us["separate"] / 1e3, "batched / separate": us["batched"] / us["separate"],
+        us = microseconds({"layerwise": layerwise, "batched": batched, "separate": separate}, calls=calls, rounds=8)
+        rows.append({"model": size, "threads": n_threads, "tasks": k, "layerwise ms": us["layerwise"] / 1e3,
+                     "batched ms": us["batched"] / 1e3, "separate ms": us["separate"] / 1e3,
+                     "layerwise / separate": us["layerwise"] / us["separate"],
+                     "batched / separate": us["batched"] / us["separate"],
                      "separate GFLOP/s": trunk_gflop(k, dims) / us["separate"] * 1e6,
                      "matmul peak GFLOP/s": gemm_peak(dims)})
     torch.set_num_threads(1)
@@ -164,8 +179,9 @@ def main(tasks: Sequence[int] = (2, 4, 8), steps: int = 10, names: Sequence[str]
     print(markdown_table(rows, ["method", "tasks", "ms/step", "vs uniform"]))
     jac = jacobian_rows(tasks, max(2, steps // 2))
     print()
-    print(markdown_table(jac, ["model", "threads", "tasks", "batched ms", "separate ms", "batched / separate",
-                               "separate GFLOP/s", "matmul peak GFLOP/s"]))
+    print(markdown_table(jac, ["model", "threads", "tasks", "layerwise ms", "batched ms", "separate ms",
+                               "layerwise / separate", "batched / separate", "separate GFLOP/s",
+                               "matmul peak GFLOP/s"]))
     return rows + [{"method": "jacobian", **r} for r in jac]
 
 

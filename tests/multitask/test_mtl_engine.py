@@ -547,3 +547,37 @@ def test_a_batch_size_mapping_must_name_every_task(mtl):
     trainer(mtl, mtl.toy_shared(), batch_size={"a": 8, "b": 8, "c": 8})  # one size, given per task
     with pytest.raises(ConfigError, match="tasks_per_step=2 is the number of tasks a sampler draws"):
         TrainConfig(tasks_per_step=2)
+
+
+@pytest.mark.parametrize("name", ["pcgrad", "mgda", "nash_mtl", "modo"])
+def test_hard_sharing_on_an_mlp_trunk_steps_by_the_layerwise_jacobian_as_by_the_batched_one(mtl, name):
+    """HPS on a Linear/ReLU trunk takes the layerwise Jacobian (every step, including sampled
+    aggregators' parts); three steps give the same parameters and conflict statistics as the batched
+    `jacobian`, which a hook on the model brings back (hooks must run)."""
+    data = mtl.toy_shared()
+    fast, slow = (trainer(mtl, data, name, conflict_every=1) for _ in range(2))
+    assert fast.trunk is not None and fast.trunk.trunk is fast.model.backbone
+    slow.model.register_forward_pre_hook(lambda module, args: None)
+    calls = []
+    layerwise = fast.trunk.jacobian
+    fast.trunk.jacobian = lambda *args: calls.append(1) or layerwise(*args)
+    for start in (0, 16, 32):
+        torch.testing.assert_close(fast.train_step(torch.arange(start, start + 16)),
+                                   slow.train_step(torch.arange(start, start + 16)))
+    assert len(calls) == 3 * getattr(fast.weighting, "samples", 1)
+    torch.testing.assert_close(flat(fast.model.parameters()), flat(slow.model.parameters()))
+    torch.testing.assert_close(fast.monitor.cos_sum, slow.monitor.cos_sum)
+
+
+def test_the_layerwise_path_is_taken_only_where_it_applies_and_still_checks_the_losses(mtl):
+    data = mtl.toy_shared()
+    assert trainer(mtl, data, "pcgrad", arch="mmoe").trunk is None  # experts mixed per task by gates
+    torch.manual_seed(0)
+    conv = build_architecture("hps", data, lambda: torch.nn.Sequential(torch.nn.Unflatten(1, (1, 6)),
+                                                                       torch.nn.Conv1d(1, 2, 3), torch.nn.Flatten()))
+    config = TrainConfig(epochs=1, batch_size=16, lr=0.1, optimizer="sgd")
+    assert MultiTaskTrainer(conv, build_weighting("pcgrad", 3), data, config, torch.Generator()).trunk is None
+    diverged = trainer(mtl, data, "pcgrad")
+    diverged.train["c"][1][:8] = float("nan")
+    with pytest.raises(NonFiniteLossError, match="'c'"):
+        diverged.train_step(torch.arange(8))

@@ -31,11 +31,16 @@ def jacobian(losses: Tensor, params: Sequence[Tensor], *, retain_graph: bool = F
     grads = torch.autograd.grad(losses, params, grad_outputs=eye, is_grads_batched=True,
                                 retain_graph=retain_graph, create_graph=create_graph,
                                 allow_unused=True)
+    require_used(params, grads)
+    return torch.cat([g.reshape(len(losses), -1) for g in grads], dim=1)
+
+
+def require_used(params: Sequence[Tensor], grads: Sequence[Tensor | None]) -> None:
+    """Raise if a parameter got no gradient (autograd's None for a tensor the losses do not reach)."""
     unused = [f"#{i} {tuple(p.shape)}" for i, (p, g) in enumerate(zip(params, grads, strict=True)) if g is None]
     if unused:
         raise IncompatibleError(f"jacobian: the losses do not depend on parameters {unused}; pass "
                                 "only parameters used to compute the losses (e.g. the shared ones)")
-    return torch.cat([g.reshape(len(losses), -1) for g in grads], dim=1)
 
 
 def write_grad(params: Sequence[Tensor], vector: Tensor) -> None:

@@ -43,7 +43,7 @@ from lifelong.multitask.config import TrainConfig
 from lifelong.multitask.diagnostics import ConflictMonitor
 from lifelong.multitask.losses import check_output, check_targets, task_kind
 from lifelong.multitask.sampling import build_sampler
-from lifelong.multitask.steps import UpdateSteps
+from lifelong.multitask.steps import UpdateSteps, layerwise_trunk
 from lifelong.multitask.trainer_checks import (
     check_batch_sizes,
     check_micro_batch,
@@ -82,6 +82,7 @@ class MultiTaskTrainer(UpdateSteps):
                       for t, s in data.splits.items()}
         self.shared = model.shared_parameters()
         self.private = model.task_parameters()
+        self.trunk = layerwise_trunk(model, self.shared, self.private, self.tasks)
         params = [*model.parameters(), *(p for p in weighting.parameters() if p.requires_grad)]
         self.optimizer = build_optimizer(config.optimizer, params, config.lr)
         self.sampler = None

@@ -5,13 +5,33 @@ gradients, head scales), the after-step losses FAMO asks for."""
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 
 from lifelong.core.errors import IncompatibleError, NonFiniteLossError
 from lifelong.grad import jacobian, write_grad
+from lifelong.grad.layerwise import LayerwiseTrunk, hook_free, layerwise_parameters
+from lifelong.multitask.architectures.base import MultiTaskModel
 from lifelong.multitask.losses import check_output
 from lifelong.multitask.sampling import accumulated_gradient
+
+
+def layerwise_trunk(model: MultiTaskModel, shared: list[torch.Tensor], private: list[torch.Tensor],
+                    tasks: Sequence[str]) -> LayerwiseTrunk | None:
+    """The model's shared trunk when the trainer can take its Jacobian layer by layer
+    (`LayerwiseTrunk`): heads reading one trunk, the trunk's parameters the shared ones and the
+    heads', in task order, the private ones; None otherwise."""
+    trunk = model.shared_trunk()
+    params = None if trunk is None else layerwise_parameters(trunk)
+    heads = [p for t in tasks for p in model.heads[t].parameters()]
+    if params is None or not _same(params, shared) or not _same(heads, private):
+        return None
+    return LayerwiseTrunk(trunk)
+
+
+def _same(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
+    return len(a) == len(b) and all(x is y for x, y in zip(a, b, strict=True))
 
 
 class UpdateSteps:
@@ -44,17 +64,39 @@ class UpdateSteps:
             return self._sampled_step(idx, self.weighting.samples)
         if self.config.micro_batch is not None and self.config.micro_batch < len(idx):
             return self._micro_step(idx, self.config.micro_batch)
+        on_representation = getattr(self.weighting, "on_representation", False)
+        if self.weighting.kind == "gradient" and not on_representation:
+            losses, jac = self._losses_and_jacobian(idx)
+            if self._monitor_due() and self.shared:
+                self.monitor.update(jac[:, :sum(p.numel() for p in self.shared)], self.step)
+            self._apply_jacobian(jac, losses.detach())
+            return losses.detach()
         losses = self._losses(idx)
         if self._monitor_due() and self.shared:
             self.monitor.update(jacobian(losses, self.shared, retain_graph=True), self.step)
-        if getattr(self.weighting, "on_representation", False):
+        if on_representation:
             self._representation_update(losses)
-        elif self.weighting.kind == "gradient":
-            self._apply_jacobian(jacobian(losses, [*self.shared, *self.private]), losses.detach())
         else:
             total = self.weighting.combine(losses, shared=self.shared, step=self.step)
             (total + self.model.penalty()).backward()
         return losses.detach()
+
+    def _losses_and_jacobian(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The task losses (k,) of the shared-input rows `idx` and their Jacobian over the shared then
+        the task parameters: by the layerwise backward when the model's trunk allows it (see
+        `layerwise_trunk`), else from one forward and one batched backward."""
+        if self.trunk is None or not hook_free([self.model, *self.trunk.modules]):
+            losses = self._losses(idx)
+            return losses, jacobian(losses, [*self.shared, *self.private])
+
+        def task_losses(features: list[torch.Tensor]) -> torch.Tensor:
+            losses = torch.stack([self._task_loss(t, self.model.heads[t](z), self.train[t][1][idx])
+                                  for t, z in zip(self.tasks, features, strict=True)])
+            self._check_finite(losses)
+            return losses
+
+        return self.trunk.jacobian(self.train[self.tasks[0]][0][idx], task_losses,
+                                   [list(self.model.heads[t].parameters()) for t in self.tasks])
 
     def _sampled_step(self, idx: torch.Tensor, samples: int) -> torch.Tensor:
         """Aggregators that need independent estimates of J (MoDo, SDMGrad): the batch is split into
@@ -65,11 +107,9 @@ class UpdateSteps:
         if min(len(part) for part in parts) == 0:
             raise IncompatibleError(f"{type(self.weighting.aggregator).__name__} splits every batch into "
                                     f"{samples} disjoint parts, but this batch has only {len(idx)} rows")
-        params = [*self.shared, *self.private]
         share = torch.tensor([len(part) / len(idx) for part in parts])
-        losses, rows = zip(*((part_losses.detach(), jacobian(part_losses, params))
-                             for part_losses in map(self._losses, parts)), strict=True)
-        jac = torch.stack(rows)
+        losses, rows = zip(*map(self._losses_and_jacobian, parts), strict=True)
+        losses, jac = [part.detach() for part in losses], torch.stack(rows)
         mean = torch.einsum("s,skp->kp", share.to(jac), jac)
         if self._monitor_due() and self.shared:
             self.monitor.update(mean[:, :sum(p.numel() for p in self.shared)], self.step)
@@ -85,8 +125,8 @@ class UpdateSteps:
         losses = torch.zeros(len(self.tasks), dtype=torch.float64)
         jac = torch.zeros(len(self.tasks), sum(p.numel() for p in params), device=self.device)
         for part in idx.split(size):
-            part_losses = self._losses(part)
-            jac += jacobian(part_losses, params) * (len(part) / len(idx))
+            part_losses, part_jac = self._losses_and_jacobian(part)
+            jac += part_jac * (len(part) / len(idx))
             losses += part_losses.detach().double().cpu() * (len(part) / len(idx))
         if self._monitor_due() and self.shared:
             self.monitor.update(jac[:, :sum(p.numel() for p in self.shared)], self.step)

@@ -4,7 +4,9 @@
 gradient comes from one task only (heads, gates, private experts); `shared_parameters()` are
 all the others, the ones gradient aggregators (PCGrad, MGDA, ...) act on. `penalty()` is a
 coupling term added to the loss (zero unless the architecture couples its parts, e.g. soft
-sharing). `representation` is the last forward's shared features where one exists (MGDA-UB).
+sharing). `representation` is the last forward's shared features where one exists (MGDA-UB);
+`shared_trunk()` the module producing them when every head reads them as is (the trainer then
+takes the task Jacobian layer by layer where it can).
 """
 
 from __future__ import annotations
@@ -41,6 +43,10 @@ class MultiTaskModel(nn.Module):
         """Parameters reached by several tasks' losses: every parameter not task-specific."""
         private = {id(p) for p in self.task_parameters()}
         return [p for p in self.parameters() if id(p) not in private]
+
+    def shared_trunk(self) -> nn.Module | None:
+        """The module whose output every head reads as is (hard sharing), else None."""
+        return None
 
     def penalty(self) -> torch.Tensor:
         """Coupling term added to the training loss (zero by default)."""

@@ -23,6 +23,10 @@ class HardSharing(MultiTaskModel):
         super().__init__(heads)
         self.backbone = build(backbone, "backbone")
 
+    def shared_trunk(self) -> nn.Module:
+        """The backbone: each head reads its output as is."""
+        return self.backbone
+
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         z = self.backbone(x)
         self.representation = z

@@ -1,0 +1,126 @@
+"""The layerwise task Jacobian equals autograd's batched one on every layer it takes, and refuses
+(or is not offered) trunks it cannot take."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lifelong.core.errors import IncompatibleError
+from lifelong.grad import jacobian
+from lifelong.grad.layerwise import LayerwiseTrunk, layerwise_parameters
+
+
+def heads_for(width: int, tasks: int = 3, classes: int = 4) -> nn.ModuleList:
+    return nn.ModuleList([nn.Sequential(nn.Linear(width, 5), nn.Tanh(), nn.Linear(5, classes)) for _ in range(tasks)])
+
+
+def ce_losses(heads: nn.ModuleList, y: torch.Tensor):
+    def losses(features: list[torch.Tensor]) -> torch.Tensor:
+        return torch.stack([F.cross_entropy(h(z).reshape(len(y), -1, h[-1].out_features).mean(1), y)
+                            for h, z in zip(heads, features, strict=True)])
+    return losses
+
+
+def both_ways(trunk: nn.Sequential, heads: nn.ModuleList, x: torch.Tensor, losses_of) -> tuple:
+    """(losses, J) layerwise and by `jacobian`, each from the same random state (dropout masks)."""
+    torch.manual_seed(7)
+    layerwise = LayerwiseTrunk(trunk).jacobian(x, losses_of, [list(h.parameters()) for h in heads])
+    torch.manual_seed(7)
+    losses = losses_of([trunk(x)] * len(heads))
+    return layerwise, (losses, jacobian(losses, [*trunk.parameters(), *heads.parameters()]))
+
+
+TRUNKS = {
+    "relu mlp on images": (lambda: nn.Sequential(nn.Flatten(), nn.Linear(12, 16), nn.ReLU(), nn.Linear(16, 8),
+                                                 nn.ReLU()), (10, 3, 4)),
+    "every elementwise layer": (lambda: nn.Sequential(
+        nn.Linear(6, 9), nn.LeakyReLU(0.2), nn.Linear(9, 9, bias=False), nn.ELU(), nn.Identity(),
+        nn.Linear(9, 9), nn.GELU(), nn.Linear(9, 9), nn.SiLU(), nn.Linear(9, 9), nn.Tanh(), nn.Linear(9, 9),
+        nn.Sigmoid(), nn.Linear(9, 9), nn.Softplus(), nn.Dropout(0.4), nn.Linear(9, 8)), (7, 6)),
+    "in-place layers": (lambda: nn.Sequential(nn.Linear(6, 9), nn.LeakyReLU(0.1, inplace=True), nn.Linear(9, 9),
+                                              nn.ReLU(inplace=True), nn.Dropout(0.2, inplace=True), nn.Linear(9, 8),
+                                              nn.ELU(inplace=True)), (7, 6)),
+    "token rows (3-d inputs)": (lambda: nn.Sequential(nn.Linear(5, 8), nn.ReLU(), nn.Dropout(0.3), nn.Linear(8, 8)),
+                                (4, 9, 5)),
+}
+
+
+@pytest.mark.parametrize("name", list(TRUNKS))
+def test_the_layerwise_jacobian_equals_autograds(name):
+    build, shape = TRUNKS[name]
+    torch.manual_seed(0)
+    trunk, heads = build(), heads_for(8)
+    x, y = torch.randn(*shape), torch.randint(0, 4, (shape[0],))
+    (losses, jac), (ref_losses, ref) = both_ways(trunk, heads, x, ce_losses(heads, y))
+    torch.testing.assert_close(losses, ref_losses)
+    assert jac.shape == ref.shape
+    torch.testing.assert_close(jac, ref, rtol=1e-5, atol=1e-6)
+    n_shared = sum(p.numel() for p in trunk.parameters())
+    sizes = [sum(p.numel() for p in h.parameters()) for h in heads]
+    assert (jac[0, n_shared + sizes[0]:] == 0).all() and (jac[2, n_shared:n_shared + sizes[0] + sizes[1]] == 0).all()
+
+
+def test_a_task_that_ignores_the_trunk_gets_a_zero_trunk_row_and_an_unused_head_is_refused():
+    torch.manual_seed(0)
+    trunk, heads = nn.Sequential(nn.Linear(4, 6), nn.ReLU()), nn.ModuleList([nn.Linear(6, 1), nn.Linear(6, 1)])
+    x = torch.randn(5, 4)
+
+    def losses(features):  # task 1 reads a constant input, not the trunk
+        return torch.stack([heads[0](features[0]).pow(2).mean(), heads[1](torch.ones(5, 6)).pow(2).mean()])
+
+    _, jac = LayerwiseTrunk(trunk).jacobian(x, losses, [list(h.parameters()) for h in heads])
+    n_shared = sum(p.numel() for p in trunk.parameters())
+    assert (jac[1, :n_shared] == 0).all() and (jac[0, :n_shared] != 0).any()
+    spare = nn.Linear(6, 1)
+    with pytest.raises(IncompatibleError, match="do not depend on parameters"):
+        LayerwiseTrunk(trunk).jacobian(x, losses, [list(heads[0].parameters()), [*heads[1].parameters(), spare.weight]])
+
+
+class Residual(nn.Sequential):
+    def forward(self, x):
+        return x + super().forward(x)
+
+
+def frozen_first() -> nn.Sequential:
+    trunk = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 4))
+    trunk[0].weight.requires_grad_(False)
+    return trunk
+
+
+def hooked() -> nn.Sequential:
+    trunk = nn.Sequential(nn.Linear(4, 4), nn.ReLU())
+    trunk[1].register_forward_hook(lambda *args: None)
+    return trunk
+
+
+twice = nn.Linear(4, 4)
+REFUSED = {
+    "batch norm couples rows": lambda: nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4), nn.ReLU()),
+    "a convolution": lambda: nn.Sequential(nn.Conv1d(1, 2, 3), nn.Flatten(), nn.Linear(4, 4)),
+    "one Linear used twice": lambda: nn.Sequential(twice, nn.ReLU(), twice),
+    "a frozen Linear": frozen_first,
+    "a Sequential subclass with its own forward": lambda: Residual(nn.Linear(4, 4), nn.ReLU()),
+    "a hooked layer": hooked,
+    "no Linear": lambda: nn.Sequential(nn.ReLU()),
+    "not a Sequential": lambda: nn.Linear(4, 4),
+}
+
+
+@pytest.mark.parametrize("name", list(REFUSED))
+def test_trunks_it_cannot_take_are_not_offered_and_refused(name):
+    trunk = REFUSED[name]()
+    assert layerwise_parameters(trunk) is None
+    with pytest.raises(IncompatibleError, match="use lifelong.grad.jacobian"):
+        LayerwiseTrunk(trunk)
+
+
+def test_parameters_come_in_the_trunks_order_and_a_later_hook_is_refused():
+    trunk = nn.Sequential(nn.Flatten(), nn.Linear(4, 5), nn.ReLU(), nn.Linear(5, 3, bias=False))
+    assert [id(p) for p in layerwise_parameters(trunk)] == [id(p) for p in trunk.parameters()]
+    checked = LayerwiseTrunk(trunk)
+    trunk[2].register_forward_pre_hook(lambda *args: None)
+    with pytest.raises(IncompatibleError, match="hook was registered"):
+        checked.jacobian(torch.randn(2, 4), lambda zs: torch.stack([z.sum() for z in zs]), [[]])
