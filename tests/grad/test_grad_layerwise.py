@@ -41,8 +41,8 @@ TRUNKS = {
         nn.Linear(9, 9), nn.GELU(), nn.Linear(9, 9), nn.SiLU(), nn.Linear(9, 9), nn.Tanh(), nn.Linear(9, 9),
         nn.Sigmoid(), nn.Linear(9, 9), nn.Softplus(), nn.Dropout(0.4), nn.Linear(9, 8)), (7, 6)),
     "in-place layers": (lambda: nn.Sequential(nn.Linear(6, 9), nn.LeakyReLU(0.1, inplace=True), nn.Linear(9, 9),
-                                              nn.ReLU(inplace=True), nn.Dropout(0.2, inplace=True), nn.Linear(9, 8),
-                                              nn.ELU(inplace=True)), (7, 6)),
+                                              nn.ReLU(inplace=True), nn.Linear(9, 9), nn.Dropout(0.2, inplace=True),
+                                              nn.ELU(inplace=True), nn.Linear(9, 8)), (7, 6)),
     "token rows (3-d inputs)": (lambda: nn.Sequential(nn.Linear(5, 8), nn.ReLU(), nn.Dropout(0.3), nn.Linear(8, 8)),
                                 (4, 9, 5)),
 }
