@@ -6,8 +6,8 @@ Prints two markdown tables and returns their rows. Each weighting runs through t
 trainer's own step (`MultiTaskTrainer.train_step`: the Jacobian, the aggregation, sample splits,
 after-step losses, checks) on a shared MLP (64-256-256, ReLU) with one linear regression head per
 task, batch 256, SGD; the hand-written loop trains the same network with summed losses. The Jacobian is
-timed on three sizes of that model (`SIZES`) with 1 and 2 threads, the three ways interleaved
-(fastest of 8 rounds).
+timed on three sizes of that model and on the default dense-task trunk (`SIZES`) with 1 and 2
+threads, the three ways interleaved (fastest of 8 rounds).
 """
 
 from __future__ import annotations
@@ -29,11 +29,15 @@ from lifelong.grad.layerwise import LayerwiseTrunk
 from lifelong.multitask.architectures import build_architecture
 from lifelong.multitask.config import TrainConfig
 from lifelong.multitask.engine import MultiTaskTrainer
+from lifelong.multitask.presets import conv_trunk
 from lifelong.multitask.weighting import build_weighting
 
-MEDIUM = (256, 64, 256)  # batch, inputs, hidden units
+MEDIUM = (256, 64, 256)  # batch, inputs (channels), hidden units (channels)
+# The MLP sizes, and the default dense-task trunk (two 3×3 convolutions) on 16×16 images.
 SIZES = {"small (batch 64, 32-64-64)": (64, 32, 64), "medium (batch 256, 64-256-256)": MEDIUM,
-         "large (batch 256, 256-1024-1024)": (256, 256, 1024)}
+         "large (batch 256, 256-1024-1024)": (256, 256, 1024),
+         "conv (batch 32, 16×16, 3-32-32 channels)": (32, 3, 32)}
+IMAGE = {"conv (batch 32, 16×16, 3-32-32 channels)": 16}
 
 
 ARGS = {"constant": lambda k: {"weights": [1.0] * k}}  # weightings with a required argument
@@ -41,16 +45,22 @@ MIN_TASKS = {"krum": 3}  # Krum scores each gradient against its k − 2 nearest
 
 
 class Problem:
-    """Data, shared trunk and one linear regression head per task, for k tasks (seeded)."""
+    """Data, shared trunk and one regression head per task, for k tasks (seeded): an MLP with linear
+    heads, or with `image` set the default dense trunk with 1×1 convolution heads (per-pixel targets)."""
 
-    def __init__(self, k: int, seed: int = 0, size: tuple[int, int, int] = MEDIUM) -> None:
+    def __init__(self, k: int, seed: int = 0, size: tuple[int, int, int] = MEDIUM, image: int | None = None) -> None:
         gen = torch.Generator().manual_seed(seed)
         torch.manual_seed(seed)
         batch, inputs, hidden = size
-        self.x = torch.randn(batch, inputs, generator=gen)
-        self.y = torch.randn(batch, k, generator=gen)
-        self.shared = nn.Sequential(nn.Linear(inputs, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU())
-        self.heads = nn.ModuleList([nn.Linear(hidden, 1) for _ in range(k)])
+        pixels = () if image is None else (image, image)
+        self.x = torch.randn(batch, inputs, *pixels, generator=gen)
+        self.y = torch.randn(batch, k, *pixels, generator=gen)
+        if image is None:
+            self.shared = nn.Sequential(nn.Linear(inputs, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU())
+            self.heads = nn.ModuleList([nn.Linear(hidden, 1) for _ in range(k)])
+        else:
+            self.shared = conv_trunk(inputs, hidden)
+            self.heads = nn.ModuleList([nn.Conv2d(hidden, 1, 1) for _ in range(k)])
         self.private = [list(head.parameters()) for head in self.heads]
         self.params = [*self.shared.parameters(), *self.heads.parameters()]
         self.layerwise = LayerwiseTrunk(self.shared)
@@ -120,20 +130,27 @@ def weighting_rows(tasks: Sequence[int], names: Sequence[str], steps: int) -> li
     return rows
 
 
-def trunk_gflop(k: int, size: tuple[int, int, int]) -> float:
-    """GFLOP of one forward of the trunk and k backward passes (each: both layers' weight
-    gradients and the hidden layer's input gradient); the heads are negligible."""
-    batch, inputs, hidden = size
-    forward = 2 * batch * (inputs * hidden + hidden * hidden)
-    backward = 2 * batch * (inputs * hidden + 2 * hidden * hidden)
-    return (forward + k * backward) / 1e9
+def trunk_gflop(k: int, problem: Problem) -> float:
+    """GFLOP of one forward of the trunk and k backward passes (each: every layer's weight gradient
+    and, past the first layer, its input gradient); the heads are negligible."""
+    macs, h = [], problem.x
+    with torch.no_grad():
+        for layer in problem.shared:
+            out = layer(h)
+            if isinstance(layer, (nn.Linear, nn.Conv2d)):  # output positions × weights
+                macs.append(out.numel() // out.shape[-1 if isinstance(layer, nn.Linear) else 1] * layer.weight.numel())
+            h = out
+    return (2 * sum(macs) + k * 2 * (sum(macs) + sum(macs[1:]))) / 1e9
 
 
-def gemm_peak(size: tuple[int, int, int]) -> float:
-    """GFLOP/s of this machine on the trunk's largest product (batch × hidden) @ (hidden × hidden)."""
-    batch, _, hidden = size
-    a, b = torch.randn(batch, hidden), torch.randn(hidden, hidden)
-    return 2 * batch * hidden * hidden / 1e3 / microseconds({"mm": lambda: a @ b}, calls=20, rounds=5)["mm"]
+def gemm_peak(problem: Problem) -> float:
+    """GFLOP/s of this machine on the trunk's largest product: (batch × hidden) @ (hidden × hidden),
+    or a convolution's (batch·pixels × 9·channels) @ (9·channels × channels)."""
+    layer = problem.shared[-2]
+    rows = problem.x.shape[0] * problem.x[0, 0].numel()
+    inner = layer.weight[0].numel()
+    a, b = torch.randn(rows, inner), torch.randn(inner, layer.weight.shape[0])
+    return 2 * a.numel() * b.shape[1] / 1e3 / microseconds({"mm": lambda: a @ b}, calls=20, rounds=5)["mm"]
 
 
 def jacobian_rows(tasks: Sequence[int], calls: int, threads: Sequence[int] = (1, 2)) -> list[dict]:
@@ -146,7 +163,7 @@ def jacobian_rows(tasks: Sequence[int], calls: int, threads: Sequence[int] = (1,
     rows = []
     for (size, dims), n_threads, k in itertools.product(SIZES.items(), threads, tasks):
         torch.set_num_threads(n_threads)
-        problem = Problem(k, size=dims)
+        problem = Problem(k, size=dims, image=IMAGE.get(size))
 
         def layerwise(p: Problem = problem) -> None:
             p.layerwise.jacobian(p.x, p.losses, p.private)
@@ -165,8 +182,8 @@ def jacobian_rows(tasks: Sequence[int], calls: int, threads: Sequence[int] = (1,
                      "batched ms": us["batched"] / 1e3, "separate ms": us["separate"] / 1e3,
                      "layerwise / separate": us["layerwise"] / us["separate"],
                      "batched / separate": us["batched"] / us["separate"],
-                     "separate GFLOP/s": trunk_gflop(k, dims) / us["separate"] * 1e6,
-                     "matmul peak GFLOP/s": gemm_peak(dims)})
+                     "separate GFLOP/s": trunk_gflop(k, problem) / us["separate"] * 1e6,
+                     "matmul peak GFLOP/s": gemm_peak(problem)})
     torch.set_num_threads(1)
     return rows
 

@@ -1,4 +1,5 @@
-"""The layerwise task Jacobian equals autograd's batched one on every layer it takes, and refuses
+"""The layerwise task Jacobian equals autograd's batched one on every layer it takes (Linear,
+convolutions with stride, dilation and groups, pooling, reshapes, elementwise layers), and refuses
 (or is not offered) trunks it cannot take."""
 
 from __future__ import annotations
@@ -43,6 +44,13 @@ TRUNKS = {
     "in-place layers": (lambda: nn.Sequential(nn.Linear(6, 9), nn.LeakyReLU(0.1, inplace=True), nn.Linear(9, 9),
                                               nn.ReLU(inplace=True), nn.Linear(9, 9), nn.Dropout(0.2, inplace=True),
                                               nn.ELU(inplace=True), nn.Linear(9, 8)), (7, 6)),
+    "convolutions and pooling": (lambda: nn.Sequential(
+        nn.Conv2d(3, 8, 3, stride=2, padding=1, bias=False), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(8, 6, 3, padding=(1, 2), dilation=(1, 2), groups=2), nn.Tanh(), nn.AdaptiveAvgPool2d(3),
+        nn.Flatten(), nn.Linear(54, 8)), (5, 3, 12, 12)),
+    "1-d convolution on unflattened rows": (lambda: nn.Sequential(
+        nn.Unflatten(1, (2, 10)), nn.Conv1d(2, 4, 3), nn.GELU(), nn.AvgPool1d(2), nn.Conv1d(4, 2, 1), nn.Flatten(),
+        nn.Linear(8, 8)), (6, 20)),
     "token rows (3-d inputs)": (lambda: nn.Sequential(nn.Linear(5, 8), nn.ReLU(), nn.Dropout(0.3), nn.Linear(8, 8)),
                                 (4, 9, 5)),
 }
@@ -99,7 +107,9 @@ def hooked() -> nn.Sequential:
 twice = nn.Linear(4, 4)
 REFUSED = {
     "batch norm couples rows": lambda: nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4), nn.ReLU()),
-    "a convolution": lambda: nn.Sequential(nn.Conv1d(1, 2, 3), nn.Flatten(), nn.Linear(4, 4)),
+    "a convolution padded by reflection": lambda: nn.Sequential(nn.Conv1d(1, 2, 3, padding=1, padding_mode="reflect")),
+    "a convolution padded 'same'": lambda: nn.Sequential(nn.Conv1d(1, 2, 3, padding="same")),
+    "a pooling that returns indices": lambda: nn.Sequential(nn.Linear(4, 4), nn.MaxPool1d(2, return_indices=True)),
     "one Linear used twice": lambda: nn.Sequential(twice, nn.ReLU(), twice),
     "a frozen Linear": frozen_first,
     "a Sequential subclass with its own forward": lambda: Residual(nn.Linear(4, 4), nn.ReLU()),

@@ -572,12 +572,31 @@ def test_hard_sharing_on_an_mlp_trunk_steps_by_the_layerwise_jacobian_as_by_the_
 def test_the_layerwise_path_is_taken_only_where_it_applies_and_still_checks_the_losses(mtl):
     data = mtl.toy_shared()
     assert trainer(mtl, data, "pcgrad", arch="mmoe").trunk is None  # experts mixed per task by gates
-    torch.manual_seed(0)
-    conv = build_architecture("hps", data, lambda: torch.nn.Sequential(torch.nn.Unflatten(1, (1, 6)),
-                                                                       torch.nn.Conv1d(1, 2, 3), torch.nn.Flatten()))
     config = TrainConfig(epochs=1, batch_size=16, lr=0.1, optimizer="sgd")
-    assert MultiTaskTrainer(conv, build_weighting("pcgrad", 3), data, config, torch.Generator()).trunk is None
+    for padding_mode, layerwise in (("zeros", True), ("reflect", False)):
+        torch.manual_seed(0)
+        conv = build_architecture("hps", data, lambda mode=padding_mode: torch.nn.Sequential(
+            torch.nn.Unflatten(1, (1, 6)), torch.nn.Conv1d(1, 2, 3, padding=1, padding_mode=mode), torch.nn.Flatten()))
+        tr = MultiTaskTrainer(conv, build_weighting("pcgrad", 3), data, config, torch.Generator())
+        assert (tr.trunk is not None) == layerwise
     diverged = trainer(mtl, data, "pcgrad")
     diverged.train["c"][1][:8] = float("nan")
     with pytest.raises(NonFiniteLossError, match="'c'"):
         diverged.train_step(torch.arange(8))
+
+
+def test_dense_tasks_on_the_default_convolution_trunk_step_layerwise_as_batched():
+    """Scenes' segmentation, depth and count on the default convolution trunk: the layerwise
+    Jacobian's two steps equal the vmapped one's (a hook on the model selects it)."""
+    data = load_benchmark("scenes", n_train=16, n_test=8, size=8)
+    config = TrainConfig(epochs=1, batch_size=8, lr=1e-2)
+    runs = []
+    for hooked in (False, True):
+        torch.manual_seed(0)
+        tr = MultiTaskTrainer(build_default("hps", data, width=8), build_weighting("mgda", 3), data, config,
+                              torch.Generator().manual_seed(0))
+        assert tr.trunk is not None
+        if hooked:
+            tr.model.register_forward_hook(lambda *args: None)
+        runs.append((torch.stack([tr.train_step(torch.arange(i, i + 8)) for i in (0, 8)]), flat(tr.model.parameters())))
+    torch.testing.assert_close(runs[0], runs[1])

@@ -1,12 +1,12 @@
-"""The task Jacobian of a hard-sharing model whose trunk is a plain `nn.Sequential` of Linear,
-Flatten and elementwise layers, by a hand-written batched backward.
+"""The task Jacobian of a hard-sharing model whose trunk is a plain `nn.Sequential` of Linear and
+convolution layers, elementwise activations, pooling and reshapes, by a hand-written batched backward.
 
-The trunk runs forward once without autograd, keeping each Linear's input and each activation's
-derivative; every task's head reads its own leaf copy of the trunk's output, so one backward
+The trunk runs forward once without autograd, keeping each weighted layer's input and each other
+layer's backward; every task's head reads its own leaf copy of the trunk's output, so one backward
 through the heads gives the k cotangents of that output; those are pushed back through the trunk
-together ([k, n, d]: one matrix product per layer for the input gradients) and each Linear's
-weight gradient is written straight into its rows of J. Same arithmetic as `jacobian`, without
-vmap's layout copies and batching overhead; any other trunk keeps `jacobian`.
+together ([k, n, ...]: one product or transposed convolution per layer for the input gradients)
+and each task's weight gradient is written straight into its row of J. Same arithmetic as
+`jacobian`, without vmap's layout copies and batching overhead; any other trunk keeps `jacobian`.
 """
 
 from __future__ import annotations
@@ -46,11 +46,66 @@ def _elementwise(module: nn.Module, h: Tensor) -> tuple[Tensor, Backward]:
     return out.detach(), lambda g: g * derivative
 
 
+def _per_row(module: nn.Module, h: Tensor) -> tuple[Tensor, Backward]:
+    """A parameter-free layer acting on each row alone (pooling): its backward for k cotangents is
+    one autograd pass through the layer applied to k stacked copies of its input."""
+    def backward(g: Tensor) -> Tensor:
+        k, n = g.shape[0], h.shape[0]
+        with torch.enable_grad():
+            stacked = h.expand(k, *h.shape).reshape(k * n, *h.shape[1:]).requires_grad_(True)
+            (grad,) = torch.autograd.grad(module(stacked), stacked, g.reshape(k * n, *g.shape[2:]))
+        return grad.view(k, *h.shape)
+
+    return module(h), backward
+
+
+POOLS = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d,
+         nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d, nn.AdaptiveAvgPool1d,
+         nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d)
 LAYERS: dict[type[nn.Module], Callable[[nn.Module, Tensor], tuple[Tensor, Backward]]] = {
-    nn.ReLU: _relu, nn.Identity: _identity, nn.Flatten: _reshape,
+    nn.ReLU: _relu, nn.Identity: _identity, nn.Flatten: _reshape, nn.Unflatten: _reshape,
     **{kind: _elementwise for kind in (nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid,
                                        nn.Softplus, nn.Dropout)},
+    **{kind: _per_row for kind in POOLS},
 }
+
+
+def _linear(layer: nn.Linear, x: Tensor, g: Tensor, weight_rows: Tensor, bias_rows: Tensor | None,
+            push: bool) -> Tensor | None:
+    """Write each task's weight (and bias) gradient rows; return the input cotangents if `push`."""
+    k = g.shape[0]
+    rows, g_rows = x.reshape(-1, layer.in_features), g.reshape(k, -1, layer.out_features)
+    if bias_rows is not None:
+        torch.sum(g_rows, 1, out=bias_rows)
+    for t in range(k):  # each task's product written in place (a batched product would copy)
+        torch.mm(g_rows[t].T, rows, out=weight_rows[t].view_as(layer.weight))
+    return (g_rows.reshape(-1, layer.out_features) @ layer.weight).reshape(k, *x.shape) if push else None
+
+
+def _conv(layer: nn.Conv1d | nn.Conv2d | nn.Conv3d, x: Tensor, g: Tensor, weight_rows: Tensor,
+          bias_rows: Tensor | None, push: bool) -> Tensor | None:
+    """As `_linear` for a zero-padded convolution, one fused convolution backward per task (its
+    input, weight and bias gradients share the work, as in autograd)."""
+    spatial = layer.weight.dim() - 2
+    inputs = []
+    for t in range(g.shape[0]):
+        grad_input, grad_weight, grad_bias = torch.ops.aten.convolution_backward(
+            g[t], x, layer.weight, None if layer.bias is None else [layer.bias.numel()], layer.stride,
+            layer.padding, layer.dilation, False, [0] * spatial, layer.groups, [push, True, bias_rows is not None])
+        weight_rows[t].view_as(layer.weight).copy_(grad_weight)
+        if bias_rows is not None:
+            bias_rows[t].copy_(grad_bias)
+        inputs.append(grad_input)
+    return torch.stack(inputs) if push else None
+
+
+WEIGHTED = {nn.Linear: _linear, nn.Conv1d: _conv, nn.Conv2d: _conv, nn.Conv3d: _conv}
+
+
+def _takes(layer: nn.Module) -> bool:
+    if type(layer) in (nn.Conv1d, nn.Conv2d, nn.Conv3d):  # string padding and padding modes pad apart
+        return layer.padding_mode == "zeros" and not isinstance(layer.padding, str)
+    return type(layer) in WEIGHTED or (type(layer) in LAYERS and not getattr(layer, "return_indices", False))
 
 
 def hook_free(modules: Sequence[nn.Module]) -> bool:
@@ -65,30 +120,29 @@ def hook_free(modules: Sequence[nn.Module]) -> bool:
 
 def layerwise_parameters(trunk: nn.Module) -> list[Tensor] | None:
     """The trunk's parameters in the order of J's columns when `LayerwiseTrunk` can take it (a
-    hook-free `nn.Sequential` of distinct, trainable Linear layers and the layers of `LAYERS`);
-    None otherwise."""
-    if type(trunk) is not nn.Sequential or not hook_free([trunk, *trunk]):
+    hook-free `nn.Sequential` of distinct, trainable Linear and zero-padded convolution layers and
+    the layers of `LAYERS`); None otherwise."""
+    if type(trunk) is not nn.Sequential or not hook_free([trunk, *trunk]) or not all(map(_takes, trunk)):
         return None
-    linears = [m for m in trunk if type(m) is nn.Linear]
-    if not linears or len({id(m) for m in linears}) < len(linears) or any(
-            type(m) is not nn.Linear and type(m) not in LAYERS for m in trunk):
+    weighted = [m for m in trunk if type(m) in WEIGHTED]
+    if not weighted or len({id(m) for m in weighted}) < len(weighted):
         return None
-    params = [p for m in linears for p in (m.weight, m.bias) if p is not None]
+    params = [p for m in weighted for p in (m.weight, m.bias) if p is not None]
     if not all(p.requires_grad for p in params) or len(params) != len(list(trunk.parameters())):
         return None
     return params
 
 
-Tape = list[tuple[nn.Linear | None, Tensor | Backward]]
+Tape = list[tuple[nn.Module | None, Tensor | Backward]]
 
 
 def _forward(trunk: nn.Sequential, x: Tensor) -> tuple[Tensor, Tape]:
-    """The trunk's output and its tape: (Linear, its input) or (None, a layer's backward) per layer."""
+    """The trunk's output and its tape: (weighted layer, its input) or (None, a layer's backward)."""
     tape: Tape = []
     h = x
     with torch.no_grad():
         for layer in trunk:
-            if type(layer) is nn.Linear:
+            if type(layer) in WEIGHTED:
                 tape.append((layer, h))
                 h = layer(h)
             else:
@@ -100,24 +154,19 @@ def _forward(trunk: nn.Sequential, x: Tensor) -> tuple[Tensor, Tape]:
 @torch.no_grad()
 def _backward(tape: Tape, g: Tensor, out: Tensor) -> None:
     """Write the trunk's k parameter-gradient rows into `out` (k × P) from the output cotangents g."""
-    k = g.shape[0]
-    first = next(i for i, (linear, _) in enumerate(tape) if linear is not None)
+    first = next(i for i, (layer, _) in enumerate(tape) if layer is not None)
     end = out.shape[1]
     for i in range(len(tape) - 1, first - 1, -1):
-        linear, saved = tape[i]
-        if linear is None:
+        layer, saved = tape[i]
+        if layer is None:
             g = saved(g)
             continue
-        rows = saved.reshape(-1, linear.in_features)
-        g_rows = g.reshape(k, -1, linear.out_features)
-        if linear.bias is not None:
-            end -= linear.out_features
-            torch.sum(g_rows, 1, out=out[:, end:end + linear.out_features])
-        end -= linear.weight.numel()
-        for t in range(k):  # each task's weight gradient, written in place (a batched product copies)
-            torch.mm(g_rows[t].T, rows, out=out[t, end:end + linear.weight.numel()].view_as(linear.weight))
-        if i > first:
-            g = (g_rows.reshape(-1, linear.out_features) @ linear.weight).reshape(k, *saved.shape)
+        bias_rows = None
+        if layer.bias is not None:
+            end -= layer.bias.numel()
+            bias_rows = out[:, end:end + layer.bias.numel()]
+        end -= layer.weight.numel()
+        g = WEIGHTED[type(layer)](layer, saved, g, out[:, end:end + layer.weight.numel()], bias_rows, i > first)
 
 
 class LayerwiseTrunk:
@@ -127,16 +176,18 @@ class LayerwiseTrunk:
         params = layerwise_parameters(trunk)
         if params is None:
             raise IncompatibleError("layerwise Jacobian: the trunk is not a hook-free nn.Sequential of trainable "
-                                    "Linear, Flatten and elementwise layers; use lifelong.grad.jacobian")
+                                    "Linear or zero-padded convolution layers and elementwise, pooling or "
+                                    "reshaping layers; use lifelong.grad.jacobian")
         self.trunk, self.params = trunk, params
         self.modules = [trunk, *trunk]
 
     def jacobian(self, x: Tensor, task_losses: Callable[[list[Tensor]], Tensor],
                  private: Sequence[Sequence[Tensor]]) -> tuple[Tensor, Tensor]:
-        """(losses (k,), J (k × P)) for k tasks whose heads read the trunk's output: `task_losses` maps
-        k copies of that output (task t's loss must read the t-th) to the losses, `private[t]` are
-        task t's own parameters. J's columns are `self.params` then each task's private parameters in
-        turn (zero outside the task's row), as `jacobian(losses, [*self.params, *private])`."""
+        """(losses (k,), J (k × P)) for k tasks whose heads read the trunk's output of a batch x:
+        `task_losses` maps k copies of that output (task t's loss must read the t-th) to the losses,
+        `private[t]` are task t's own parameters. J's columns are `self.params` then each task's
+        private parameters in turn (zero outside the task's row), as
+        `jacobian(losses, [*self.params, *private])`."""
         if not hook_free(self.modules):
             raise IncompatibleError("layerwise Jacobian: a hook was registered on the trunk since it was "
                                     "checked; use lifelong.grad.jacobian, which runs hooks")
