@@ -6,8 +6,8 @@ Prints two markdown tables and returns their rows. Each weighting runs through t
 trainer's own step (`MultiTaskTrainer.train_step`: the Jacobian, the aggregation, sample splits,
 after-step losses, checks) on a shared MLP (64-256-256, ReLU) with one linear regression head per
 task, batch 256, SGD; the hand-written loop trains the same network with summed losses. The Jacobian is
-timed on three sizes of that model and on the default dense-task trunk (`SIZES`) with 1 and 2
-threads, the three ways interleaved (fastest of 8 rounds).
+timed on three sizes of that model, on the default dense-task trunk and on MMoE (`SIZES`) with 1
+and 2 threads, the three ways interleaved (fastest of 8 rounds).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from torch import nn
 from lifelong.core.registries import WEIGHTINGS
 from lifelong.data.multitask import TaskSpec, shared_inputs
 from lifelong.grad import jacobian
-from lifelong.grad.layerwise import LayerwiseTrunk
+from lifelong.grad.layerwise import LayerwiseTrunks
 from lifelong.multitask.architectures import build_architecture
 from lifelong.multitask.config import TrainConfig
 from lifelong.multitask.engine import MultiTaskTrainer
@@ -33,45 +33,57 @@ from lifelong.multitask.presets import conv_trunk
 from lifelong.multitask.weighting import build_weighting
 
 MEDIUM = (256, 64, 256)  # batch, inputs (channels), hidden units (channels)
-# The MLP sizes, and the default dense-task trunk (two 3×3 convolutions) on 16×16 images.
-SIZES = {"small (batch 64, 32-64-64)": (64, 32, 64), "medium (batch 256, 64-256-256)": MEDIUM,
-         "large (batch 256, 256-1024-1024)": (256, 256, 1024),
-         "conv (batch 32, 16×16, 3-32-32 channels)": (32, 3, 32)}
-IMAGE = {"conv (batch 32, 16×16, 3-32-32 channels)": 16}
-
+# label → (architecture, (batch, inputs, hidden), image side or None): hard sharing on MLPs of three
+# sizes and on the default dense-task trunk (two 3×3 convolutions), and MMoE on 8 MLP experts.
+SIZES: dict[str, tuple[str, tuple[int, int, int], int | None]] = {
+    "HPS small (batch 64, 32-64-64)": ("hps", (64, 32, 64), None),
+    "HPS medium (batch 256, 64-256-256)": ("hps", MEDIUM, None),
+    "HPS large (batch 256, 256-1024-1024)": ("hps", (256, 256, 1024), None),
+    "HPS conv (batch 32, 16×16, 3-32-32 channels)": ("hps", (32, 3, 32), 16),
+    "MMoE (batch 256, 8 experts 64-128-128)": ("mmoe", (256, 64, 128), None),
+}
 
 ARGS = {"constant": lambda k: {"weights": [1.0] * k}}  # weightings with a required argument
 MIN_TASKS = {"krum": 3}  # Krum scores each gradient against its k − 2 nearest others
 
 
 class Problem:
-    """Data, shared trunk and one regression head per task, for k tasks (seeded): an MLP with linear
-    heads, or with `image` set the default dense trunk with 1×1 convolution heads (per-pixel targets)."""
+    """k regression tasks on one batch of shared inputs (seeded) and a library architecture on them:
+    `arch` on a Linear/ReLU trunk with one linear head per task, or with `image` set on the default
+    dense trunk with one 1×1 convolution head per task (per-pixel targets)."""
 
-    def __init__(self, k: int, seed: int = 0, size: tuple[int, int, int] = MEDIUM, image: int | None = None) -> None:
+    def __init__(self, k: int, seed: int = 0, size: tuple[int, int, int] = MEDIUM, image: int | None = None,
+                 arch: str = "hps") -> None:
         gen = torch.Generator().manual_seed(seed)
-        torch.manual_seed(seed)
         batch, inputs, hidden = size
         pixels = () if image is None else (image, image)
         self.x = torch.randn(batch, inputs, *pixels, generator=gen)
-        self.y = torch.randn(batch, k, *pixels, generator=gen)
-        if image is None:
-            self.shared = nn.Sequential(nn.Linear(inputs, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU())
-            self.heads = nn.ModuleList([nn.Linear(hidden, 1) for _ in range(k)])
-        else:
-            self.shared = conv_trunk(inputs, hidden)
-            self.heads = nn.ModuleList([nn.Conv2d(hidden, 1, 1) for _ in range(k)])
-        self.private = [list(head.parameters()) for head in self.heads]
-        self.params = [*self.shared.parameters(), *self.heads.parameters()]
-        self.layerwise = LayerwiseTrunk(self.shared)
+        self.targets = {f"t{i}": torch.randn(batch, 1, *pixels, generator=gen) for i in range(k)}
+        tasks = [TaskSpec(t, "mse", 1) for t in self.targets]
+        self.data = shared_inputs("bench", tasks, self.x, self.targets, self.x[:1],
+                                  {t: y[:1] for t, y in self.targets.items()})
+        torch.manual_seed(seed)
+        trunk = (lambda: conv_trunk(inputs, hidden)) if image else \
+            (lambda: nn.Sequential(nn.Linear(inputs, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU()))
+        self.model = build_architecture(arch, self.data, trunk)
+        self.own = [self.model.own_parameters(t) for t in self.targets]
+        self.params = [*self.model.shared_parameters(), *(p for own in self.own for p in own)]
+        self.layerwise = LayerwiseTrunks(self.model.trunks())
 
-    def losses(self, features: Sequence[torch.Tensor]) -> torch.Tensor:
-        """Each task's mean squared error from its head on its copy of the features."""
-        return torch.stack([((head(z) - self.y[:, t:t + 1]) ** 2).mean()
-                            for t, (head, z) in enumerate(zip(self.heads, features, strict=True))])
+    def _loss(self, task: str, out: torch.Tensor) -> torch.Tensor:
+        return ((out - self.targets[task]) ** 2).mean()
 
-    def forward(self) -> torch.Tensor:
-        return self.losses([self.shared(self.x)] * len(self.heads))
+    def losses(self) -> torch.Tensor:
+        """The task losses from one forward of the model."""
+        out = self.model(self.x)
+        return torch.stack([self._loss(t, out[t]) for t in self.targets])
+
+    def layerwise_jacobian(self) -> None:
+        def losses(outputs: list[list[torch.Tensor]]) -> torch.Tensor:
+            return torch.stack([self._loss(t, self.model.task_output(t, self.x, self.model.join(own)))
+                                for t, own in zip(self.targets, outputs, strict=True)])
+
+        self.layerwise.jacobian(self.x, losses, self.own)
 
 
 def hand_written_step(model: nn.Module, x: torch.Tensor, ys: dict[str, torch.Tensor],
@@ -84,16 +96,11 @@ def hand_written_step(model: nn.Module, x: torch.Tensor, ys: dict[str, torch.Ten
 
 
 def trainer(k: int, weighting: nn.Module, seed: int = 0) -> MultiTaskTrainer:
-    """The multi-task trainer on the same problem as `Problem(k)`: one batch of shared inputs, the
-    64-256-256 trunk, one linear regression head per task, SGD."""
+    """The multi-task trainer on `Problem(k)`: one batch of shared inputs, HPS on the 64-256-256
+    trunk, one linear regression head per task, SGD."""
     problem = Problem(k, seed=seed)
-    tasks = [TaskSpec(f"t{i}", "mse", 1) for i in range(k)]
-    targets = {f"t{i}": problem.y[:, i:i + 1] for i in range(k)}
-    data = shared_inputs("bench", tasks, problem.x, targets, problem.x[:1], {t: y[:1] for t, y in targets.items()})
-    torch.manual_seed(seed)
-    model = build_architecture("hps", data, lambda: problem.shared)
     config = TrainConfig(batch_size=len(problem.x), lr=1e-3, optimizer="sgd")
-    return MultiTaskTrainer(model, weighting, data, config, torch.Generator().manual_seed(seed))
+    return MultiTaskTrainer(problem.model, weighting, problem.data, config, torch.Generator().manual_seed(seed))
 
 
 def seconds_per_call(fn: Callable[[int], None], calls: int, repeats: int = 3, warmup: int = 3) -> float:
@@ -131,22 +138,26 @@ def weighting_rows(tasks: Sequence[int], names: Sequence[str], steps: int) -> li
 
 
 def trunk_gflop(k: int, problem: Problem) -> float:
-    """GFLOP of one forward of the trunk and k backward passes (each: every layer's weight gradient
-    and, past the first layer, its input gradient); the heads are negligible."""
-    macs, h = [], problem.x
+    """GFLOP of one forward of the trunks and k backward passes (each: every layer's weight gradient
+    and, past a trunk's first layer, its input gradient); heads and gates are negligible."""
+    total = 0
     with torch.no_grad():
-        for layer in problem.shared:
-            out = layer(h)
-            if isinstance(layer, (nn.Linear, nn.Conv2d)):  # output positions × weights
-                macs.append(out.numel() // out.shape[-1 if isinstance(layer, nn.Linear) else 1] * layer.weight.numel())
-            h = out
-    return (2 * sum(macs) + k * 2 * (sum(macs) + sum(macs[1:]))) / 1e9
+        for trunk in problem.model.trunks():
+            macs, h = [], problem.x
+            for layer in trunk:
+                out = layer(h)
+                if isinstance(layer, (nn.Linear, nn.Conv2d)):  # output positions × weights
+                    macs.append(out.numel() // out.shape[-1 if isinstance(layer, nn.Linear) else 1]
+                                * layer.weight.numel())
+                h = out
+            total += 2 * sum(macs) + k * 2 * (sum(macs) + sum(macs[1:]))
+    return total / 1e9
 
 
 def gemm_peak(problem: Problem) -> float:
-    """GFLOP/s of this machine on the trunk's largest product: (batch × hidden) @ (hidden × hidden),
-    or a convolution's (batch·pixels × 9·channels) @ (9·channels × channels)."""
-    layer = problem.shared[-2]
+    """GFLOP/s of this machine on a trunk's largest product: (batch × hidden) @ (hidden × hidden), or
+    a convolution's (batch·pixels × 9·channels) @ (9·channels × channels)."""
+    layer = problem.model.trunks()[0][-2]
     rows = problem.x.shape[0] * problem.x[0, 0].numel()
     inner = layer.weight[0].numel()
     a, b = torch.randn(rows, inner), torch.randn(inner, layer.weight.shape[0])
@@ -154,31 +165,29 @@ def gemm_peak(problem: Problem) -> float:
 
 
 def jacobian_rows(tasks: Sequence[int], calls: int, threads: Sequence[int] = (1, 2)) -> list[dict]:
-    """The task Jacobian over the trunk and heads three ways: layer by layer (what the trainer does
-    for this Linear/ReLU trunk), one vmapped backward (`jacobian`, what it does for any other trunk)
-    and T separate backward passes, for every size, thread count and number of tasks; with the
-    GFLOP/s the separate passes reach beside the machine's matrix-product peak: all three do the
-    same arithmetic, so where the separate passes run near the peak no exact method can be much
-    faster."""
+    """The task Jacobian over the shared and task parameters three ways: layer by layer (what the
+    trainer does for these trunks), one vmapped backward (`jacobian`, what it does for any other
+    architecture) and T separate backward passes, for every model, thread count and number of
+    tasks; with the GFLOP/s the separate passes reach beside the machine's matrix-product peak: all
+    three do the same arithmetic, so where the separate passes run near the peak no exact method
+    can be much faster."""
     rows = []
-    for (size, dims), n_threads, k in itertools.product(SIZES.items(), threads, tasks):
+    for (label, (arch, dims, image)), n_threads, k in itertools.product(SIZES.items(), threads, tasks):
         torch.set_num_threads(n_threads)
-        problem = Problem(k, size=dims, image=IMAGE.get(size))
-
-        def layerwise(p: Problem = problem) -> None:
-            p.layerwise.jacobian(p.x, p.losses, p.private)
+        problem = Problem(k, size=dims, image=image, arch=arch)
 
         def batched(p: Problem = problem) -> None:
-            jacobian(p.forward(), p.params)
+            jacobian(p.losses(), p.params)
 
         def separate(p: Problem = problem) -> None:
-            losses = p.forward()
+            losses = p.losses()
             rows = [torch.autograd.grad(loss, p.params, retain_graph=True, allow_unused=True, materialize_grads=True)
                     for loss in losses]
             torch.stack([torch.cat([g.reshape(-1) for g in row]) for row in rows])
 
-        us = microseconds({"layerwise": layerwise, "batched": batched, "separate": separate}, calls=calls, rounds=8)
-        rows.append({"model": size, "threads": n_threads, "tasks": k, "layerwise ms": us["layerwise"] / 1e3,
+        us = microseconds({"layerwise": problem.layerwise_jacobian, "batched": batched, "separate": separate},
+                          calls=calls, rounds=8)
+        rows.append({"model": label, "threads": n_threads, "tasks": k, "layerwise ms": us["layerwise"] / 1e3,
                      "batched ms": us["batched"] / 1e3, "separate ms": us["separate"] / 1e3,
                      "layerwise / separate": us["layerwise"] / us["separate"],
                      "batched / separate": us["batched"] / us["separate"],

@@ -11,7 +11,7 @@ from torch import nn
 
 from lifelong.core.errors import IncompatibleError
 from lifelong.grad import jacobian
-from lifelong.grad.layerwise import LayerwiseTrunk, layerwise_parameters
+from lifelong.grad.layerwise import LayerwiseTrunks, layerwise_parameters
 
 
 def heads_for(width: int, tasks: int = 3, classes: int = 4) -> nn.ModuleList:
@@ -25,10 +25,15 @@ def ce_losses(heads: nn.ModuleList, y: torch.Tensor):
     return losses
 
 
+def one_trunk(losses_of):
+    """A loss function of each task's features as one of each task's list of trunk outputs."""
+    return lambda outputs: losses_of([own[0] for own in outputs])
+
+
 def both_ways(trunk: nn.Sequential, heads: nn.ModuleList, x: torch.Tensor, losses_of) -> tuple:
     """(losses, J) layerwise and by `jacobian`, each from the same random state (dropout masks)."""
     torch.manual_seed(7)
-    layerwise = LayerwiseTrunk(trunk).jacobian(x, losses_of, [list(h.parameters()) for h in heads])
+    layerwise = LayerwiseTrunks([trunk]).jacobian(x, one_trunk(losses_of), [list(h.parameters()) for h in heads])
     torch.manual_seed(7)
     losses = losses_of([trunk(x)] * len(heads))
     return layerwise, (losses, jacobian(losses, [*trunk.parameters(), *heads.parameters()]))
@@ -79,12 +84,13 @@ def test_a_task_that_ignores_the_trunk_gets_a_zero_trunk_row_and_an_unused_head_
     def losses(features):  # task 1 reads a constant input, not the trunk
         return torch.stack([heads[0](features[0]).pow(2).mean(), heads[1](torch.ones(5, 6)).pow(2).mean()])
 
-    _, jac = LayerwiseTrunk(trunk).jacobian(x, losses, [list(h.parameters()) for h in heads])
+    _, jac = LayerwiseTrunks([trunk]).jacobian(x, one_trunk(losses), [list(h.parameters()) for h in heads])
     n_shared = sum(p.numel() for p in trunk.parameters())
     assert (jac[1, :n_shared] == 0).all() and (jac[0, :n_shared] != 0).any()
     spare = nn.Linear(6, 1)
     with pytest.raises(IncompatibleError, match="do not depend on parameters"):
-        LayerwiseTrunk(trunk).jacobian(x, losses, [list(heads[0].parameters()), [*heads[1].parameters(), spare.weight]])
+        LayerwiseTrunks([trunk]).jacobian(x, one_trunk(losses),
+                                          [list(heads[0].parameters()), [*heads[1].parameters(), spare.weight]])
 
 
 class Residual(nn.Sequential):
@@ -124,13 +130,36 @@ def test_trunks_it_cannot_take_are_not_offered_and_refused(name):
     trunk = REFUSED[name]()
     assert layerwise_parameters(trunk) is None
     with pytest.raises(IncompatibleError, match="use lifelong.grad.jacobian"):
-        LayerwiseTrunk(trunk)
+        LayerwiseTrunks([nn.Sequential(nn.Linear(4, 4)), trunk])
 
 
 def test_parameters_come_in_the_trunks_order_and_a_later_hook_is_refused():
     trunk = nn.Sequential(nn.Flatten(), nn.Linear(4, 5), nn.ReLU(), nn.Linear(5, 3, bias=False))
     assert [id(p) for p in layerwise_parameters(trunk)] == [id(p) for p in trunk.parameters()]
-    checked = LayerwiseTrunk(trunk)
+    checked = LayerwiseTrunks([trunk])
     trunk[2].register_forward_pre_hook(lambda *args: None)
     with pytest.raises(IncompatibleError, match="hook was registered"):
-        checked.jacobian(torch.randn(2, 4), lambda zs: torch.stack([z.sum() for z in zs]), [[]])
+        checked.jacobian(torch.randn(2, 4), lambda outputs: torch.stack([own[0].sum() for own in outputs]), [[]])
+
+
+def test_several_trunks_mixed_per_task_as_in_a_mixture_of_experts():
+    """Three experts of different depths, mixed by each task's softmax gate on the input: the
+    layerwise Jacobian over the experts and each task's gate and head equals autograd's."""
+    torch.manual_seed(0)
+    experts = [nn.Sequential(nn.Linear(5, 6), nn.ReLU()), nn.Sequential(nn.Linear(5, 8), nn.Tanh(), nn.Linear(8, 6)),
+               nn.Sequential(nn.Flatten(), nn.Linear(5, 6, bias=False), nn.GELU())]
+    gates = nn.ModuleList([nn.Linear(5, 3) for _ in range(2)])
+    heads = nn.ModuleList([nn.Linear(6, 1) for _ in range(2)])
+    x, y = torch.randn(9, 5), torch.randn(9, 2)
+
+    def losses(outputs):
+        return torch.stack([((heads[t]((torch.softmax(gates[t](x), 1).unsqueeze(2) * torch.stack(own, 1)).sum(1))
+                              - y[:, t:t + 1]) ** 2).mean() for t, own in enumerate(outputs)])
+
+    private = [[*gates[t].parameters(), *heads[t].parameters()] for t in range(2)]
+    checked = LayerwiseTrunks(experts)
+    got, jac = checked.jacobian(x, losses, private)
+    expected = losses([[e(x) for e in experts]] * 2)
+    torch.testing.assert_close(got, expected)
+    assert [id(p) for p in checked.params] == [id(p) for e in experts for p in e.parameters()]
+    torch.testing.assert_close(jac, jacobian(expected, [*checked.params, *(p for own in private for p in own)]))

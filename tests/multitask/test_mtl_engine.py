@@ -549,18 +549,21 @@ def test_a_batch_size_mapping_must_name_every_task(mtl):
         TrainConfig(tasks_per_step=2)
 
 
-@pytest.mark.parametrize("name", ["pcgrad", "mgda", "nash_mtl", "modo"])
-def test_hard_sharing_on_an_mlp_trunk_steps_by_the_layerwise_jacobian_as_by_the_batched_one(mtl, name):
-    """HPS on a Linear/ReLU trunk takes the layerwise Jacobian (every step, including sampled
-    aggregators' parts); three steps give the same parameters and conflict statistics as the batched
-    `jacobian`, which a hook on the model brings back (hooks must run)."""
+@pytest.mark.parametrize(("name", "arch"), [("pcgrad", "hps"), ("mgda", "hps"), ("nash_mtl", "hps"), ("modo", "hps"),
+                                            ("pcgrad", "mmoe"), ("upgrad", "mmoe")])
+def test_mlp_trunks_step_by_the_layerwise_jacobian_as_by_the_batched_one(mtl, name, arch):
+    """HPS on a Linear/ReLU trunk, and MMoE on Linear/ReLU experts, take the layerwise Jacobian
+    (every step, including sampled aggregators' parts); three steps give the same parameters and
+    conflict statistics as the batched `jacobian`, which a hook on the model brings back (hooks must
+    run)."""
     data = mtl.toy_shared()
-    fast, slow = (trainer(mtl, data, name, conflict_every=1) for _ in range(2))
-    assert fast.trunk is not None and fast.trunk.trunk is fast.model.backbone
+    fast, slow = (trainer(mtl, data, name, arch=arch, conflict_every=1) for _ in range(2))
+    expected = [fast.model.backbone] if arch == "hps" else list(fast.model.experts)
+    assert fast.trunks is not None and fast.trunks.trunks == expected
     slow.model.register_forward_pre_hook(lambda module, args: None)
     calls = []
-    layerwise = fast.trunk.jacobian
-    fast.trunk.jacobian = lambda *args: calls.append(1) or layerwise(*args)
+    layerwise = fast.trunks.jacobian
+    fast.trunks.jacobian = lambda *args: calls.append(1) or layerwise(*args)
     for start in (0, 16, 32):
         torch.testing.assert_close(fast.train_step(torch.arange(start, start + 16)),
                                    slow.train_step(torch.arange(start, start + 16)))
@@ -571,14 +574,14 @@ def test_hard_sharing_on_an_mlp_trunk_steps_by_the_layerwise_jacobian_as_by_the_
 
 def test_the_layerwise_path_is_taken_only_where_it_applies_and_still_checks_the_losses(mtl):
     data = mtl.toy_shared()
-    assert trainer(mtl, data, "pcgrad", arch="mmoe").trunk is None  # experts mixed per task by gates
+    assert trainer(mtl, data, "pcgrad", arch="cross_stitch").trunks is None  # columns mixed at every layer
     config = TrainConfig(epochs=1, batch_size=16, lr=0.1, optimizer="sgd")
     for padding_mode, layerwise in (("zeros", True), ("reflect", False)):
         torch.manual_seed(0)
         conv = build_architecture("hps", data, lambda mode=padding_mode: torch.nn.Sequential(
             torch.nn.Unflatten(1, (1, 6)), torch.nn.Conv1d(1, 2, 3, padding=1, padding_mode=mode), torch.nn.Flatten()))
         tr = MultiTaskTrainer(conv, build_weighting("pcgrad", 3), data, config, torch.Generator())
-        assert (tr.trunk is not None) == layerwise
+        assert (tr.trunks is not None) == layerwise
     diverged = trainer(mtl, data, "pcgrad")
     diverged.train["c"][1][:8] = float("nan")
     with pytest.raises(NonFiniteLossError, match="'c'"):
@@ -595,7 +598,7 @@ def test_dense_tasks_on_the_default_convolution_trunk_step_layerwise_as_batched(
         torch.manual_seed(0)
         tr = MultiTaskTrainer(build_default("hps", data, width=8), build_weighting("mgda", 3), data, config,
                               torch.Generator().manual_seed(0))
-        assert tr.trunk is not None
+        assert tr.trunks is not None
         if hooked:
             tr.model.register_forward_hook(lambda *args: None)
         runs.append((torch.stack([tr.train_step(torch.arange(i, i + 8)) for i in (0, 8)]), flat(tr.model.parameters())))

@@ -19,7 +19,7 @@ from lifelong.grad.imtl import IMTL, imtl_weights
 from lifelong.grad.imtl_g import IMTLG, imtl_g_weights
 from lifelong.grad.jacobian import jacobian, write_grad
 from lifelong.grad.krum import Krum, krum_weights
-from lifelong.grad.layerwise import LayerwiseTrunk, layerwise_parameters
+from lifelong.grad.layerwise import LayerwiseTrunks, layerwise_parameters
 from lifelong.grad.mean import Mean, mean_weights
 from lifelong.grad.mgda import MGDA, frank_wolfe_weights, mgda_weights
 from lifelong.grad.moco import MoCo, moco_step
@@ -45,5 +45,5 @@ __all__ = [
     "CRMOGM", "Constant", "ExcessMTL", "Krum", "TrimmedMean", "constant_update", "cr_mogm_weights",
     "excess_mtl_weights", "excess_risks", "krum_weights", "trimmed_mean",
     "DBMTL", "IMTL", "MoCo", "db_mtl_step", "imtl_weights", "moco_step", "project_simplex",
-    "MoDo", "SDMGrad", "modo_weights", "sdmgrad_weights", "LayerwiseTrunk", "layerwise_parameters",
+    "MoDo", "SDMGrad", "modo_weights", "sdmgrad_weights", "LayerwiseTrunks", "layerwise_parameters",
 ]

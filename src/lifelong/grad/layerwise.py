@@ -119,7 +119,7 @@ def hook_free(modules: Sequence[nn.Module]) -> bool:
 
 
 def layerwise_parameters(trunk: nn.Module) -> list[Tensor] | None:
-    """The trunk's parameters in the order of J's columns when `LayerwiseTrunk` can take it (a
+    """The trunk's parameters in the order of J's columns when `LayerwiseTrunks` can take it (a
     hook-free `nn.Sequential` of distinct, trainable Linear and zero-padded convolution layers and
     the layers of `LAYERS`); None otherwise."""
     if type(trunk) is not nn.Sequential or not hook_free([trunk, *trunk]) or not all(map(_takes, trunk)):
@@ -169,40 +169,46 @@ def _backward(tape: Tape, g: Tensor, out: Tensor) -> None:
         g = WEIGHTED[type(layer)](layer, saved, g, out[:, end:end + layer.weight.numel()], bias_rows, i > first)
 
 
-class LayerwiseTrunk:
-    """A trunk checked once for `layerwise_parameters`, whose task Jacobians it then computes."""
+class LayerwiseTrunks:
+    """Trunks (each reading the batch as is) checked once for `layerwise_parameters`, whose task
+    Jacobians it then computes; one trunk for hard sharing, the experts for a mixture of experts."""
 
-    def __init__(self, trunk: nn.Module) -> None:
-        params = layerwise_parameters(trunk)
-        if params is None:
-            raise IncompatibleError("layerwise Jacobian: the trunk is not a hook-free nn.Sequential of trainable "
+    def __init__(self, trunks: Sequence[nn.Module]) -> None:
+        found = [layerwise_parameters(trunk) for trunk in trunks]
+        if not trunks or any(params is None for params in found):
+            raise IncompatibleError("layerwise Jacobian: every trunk must be a hook-free nn.Sequential of trainable "
                                     "Linear or zero-padded convolution layers and elementwise, pooling or "
                                     "reshaping layers; use lifelong.grad.jacobian")
-        self.trunk, self.params = trunk, params
-        self.modules = [trunk, *trunk]
+        self.trunks = list(trunks)
+        self.params = [p for params in found for p in params]
+        self.sizes = [sum(p.numel() for p in params) for params in found]
+        self.modules = [m for trunk in trunks for m in (trunk, *trunk)]
 
-    def jacobian(self, x: Tensor, task_losses: Callable[[list[Tensor]], Tensor],
+    def jacobian(self, x: Tensor, task_losses: Callable[[list[list[Tensor]]], Tensor],
                  private: Sequence[Sequence[Tensor]]) -> tuple[Tensor, Tensor]:
-        """(losses (k,), J (k × P)) for k tasks whose heads read the trunk's output of a batch x:
-        `task_losses` maps k copies of that output (task t's loss must read the t-th) to the losses,
-        `private[t]` are task t's own parameters. J's columns are `self.params` then each task's
-        private parameters in turn (zero outside the task's row), as
+        """(losses (k,), J (k × P)) for k tasks reading the trunks' outputs on a batch x:
+        `task_losses` maps k copies of those outputs (one list per task; task t's loss must read
+        the t-th) to the losses, `private[t]` are task t's own parameters. J's columns are
+        `self.params` then each task's private parameters in turn (zero outside the task's row), as
         `jacobian(losses, [*self.params, *private])`."""
         if not hook_free(self.modules):
-            raise IncompatibleError("layerwise Jacobian: a hook was registered on the trunk since it was "
+            raise IncompatibleError("layerwise Jacobian: a hook was registered on a trunk since it was "
                                     "checked; use lifelong.grad.jacobian, which runs hooks")
-        k = len(private)
-        z, tape = _forward(self.trunk, x)
-        copies = [z.detach().requires_grad_(True) for _ in range(k)]
+        k, m = len(private), len(self.trunks)
+        outputs, tapes = zip(*(_forward(trunk, x) for trunk in self.trunks), strict=True)
+        copies = [[z.detach().requires_grad_(True) for z in outputs] for _ in range(k)]
         losses = task_losses(copies)
         own = [p for task in private for p in task]
-        grads = torch.autograd.grad(losses.sum(), [*copies, *own], allow_unused=True)
-        require_used(own, grads[k:])
-        cotangents = torch.stack([torch.zeros_like(z) if g is None else g for g in grads[:k]])
-        n_shared = sum(p.numel() for p in self.params)
-        jac = torch.empty(k, n_shared + sum(p.numel() for p in own), dtype=z.dtype, device=z.device)
-        _backward(tape, cotangents, jac[:, :n_shared])
-        flat = iter(grads[k:])
+        grads = torch.autograd.grad(losses.sum(), [*(z for task in copies for z in task), *own], allow_unused=True)
+        require_used(own, grads[k * m:])
+        n_shared = sum(self.sizes)
+        jac = torch.empty(k, n_shared + sum(p.numel() for p in own), dtype=outputs[0].dtype, device=x.device)
+        start = 0
+        for j, (z, tape, size) in enumerate(zip(outputs, tapes, self.sizes, strict=True)):
+            cotangents = torch.stack([torch.zeros_like(z) if g is None else g for g in grads[j:k * m:m]])
+            _backward(tape, cotangents, jac[:, start:start + size])
+            start += size
+        flat = iter(grads[k * m:])
         jac[:, n_shared:] = torch.block_diag(*(torch.cat([next(flat).reshape(1, -1) for _ in task], dim=1)
-                                               if task else z.new_zeros(1, 0) for task in private))
+                                               if task else jac.new_zeros(1, 0) for task in private))
         return losses, jac

@@ -11,23 +11,26 @@ import torch
 
 from lifelong.core.errors import IncompatibleError, NonFiniteLossError
 from lifelong.grad import jacobian, write_grad
-from lifelong.grad.layerwise import LayerwiseTrunk, hook_free, layerwise_parameters
+from lifelong.grad.layerwise import LayerwiseTrunks, hook_free, layerwise_parameters
 from lifelong.multitask.architectures.base import MultiTaskModel
 from lifelong.multitask.losses import check_output
 from lifelong.multitask.sampling import accumulated_gradient
 
 
-def layerwise_trunk(model: MultiTaskModel, shared: list[torch.Tensor], private: list[torch.Tensor],
-                    tasks: Sequence[str]) -> LayerwiseTrunk | None:
-    """The model's shared trunk when the trainer can take its Jacobian layer by layer
-    (`LayerwiseTrunk`): heads reading one trunk, the trunk's parameters the shared ones and the
-    heads', in task order, the private ones; None otherwise."""
-    trunk = model.shared_trunk()
-    params = None if trunk is None else layerwise_parameters(trunk)
-    heads = [p for t in tasks for p in model.heads[t].parameters()]
-    if params is None or not _same(params, shared) or not _same(heads, private):
+def layerwise_trunks(model: MultiTaskModel, shared: list[torch.Tensor], private: list[torch.Tensor],
+                     tasks: Sequence[str]) -> LayerwiseTrunks | None:
+    """The model's trunks when the trainer can take its Jacobian layer by layer (`LayerwiseTrunks`):
+    trunks holding exactly the shared parameters, in their order, and task parameters each owned by
+    one task (`own_parameters`) that together are the private ones; None otherwise."""
+    trunks = model.trunks()
+    if trunks is None or any(layerwise_parameters(trunk) is None for trunk in trunks):
         return None
-    return LayerwiseTrunk(trunk)
+    checked = LayerwiseTrunks(trunks)
+    owned = [p for t in tasks for p in model.own_parameters(t)]
+    if not _same(checked.params, shared) or len(owned) != len(private) or \
+            {id(p) for p in owned} != {id(p) for p in private}:
+        return None
+    return checked
 
 
 def _same(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
@@ -83,20 +86,21 @@ class UpdateSteps:
 
     def _losses_and_jacobian(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The task losses (k,) of the shared-input rows `idx` and their Jacobian over the shared then
-        the task parameters: by the layerwise backward when the model's trunk allows it (see
-        `layerwise_trunk`), else from one forward and one batched backward."""
-        if self.trunk is None or not hook_free([self.model, *self.trunk.modules]):
+        the task parameters: by the layerwise backward when the model's trunks allow it (see
+        `layerwise_trunks`), else from one forward and one batched backward."""
+        if self.trunks is None or not hook_free([self.model, *self.trunks.modules]):
             losses = self._losses(idx)
             return losses, jacobian(losses, [*self.shared, *self.private])
+        x = self.train[self.tasks[0]][0][idx]
 
-        def task_losses(features: list[torch.Tensor]) -> torch.Tensor:
-            losses = torch.stack([self._task_loss(t, self.model.heads[t](z), self.train[t][1][idx])
-                                  for t, z in zip(self.tasks, features, strict=True)])
+        def task_losses(outputs: list[list[torch.Tensor]]) -> torch.Tensor:
+            losses = torch.stack([
+                self._task_loss(t, self.model.task_output(t, x, self.model.join(own)), self.train[t][1][idx])
+                for t, own in zip(self.tasks, outputs, strict=True)])
             self._check_finite(losses)
             return losses
 
-        return self.trunk.jacobian(self.train[self.tasks[0]][0][idx], task_losses,
-                                   [list(self.model.heads[t].parameters()) for t in self.tasks])
+        return self.trunks.jacobian(x, task_losses, [self.model.own_parameters(t) for t in self.tasks])
 
     def _sampled_step(self, idx: torch.Tensor, samples: int) -> torch.Tensor:
         """Aggregators that need independent estimates of J (MoDo, SDMGrad): the batch is split into

@@ -4,9 +4,10 @@
 gradient comes from one task only (heads, gates, private experts); `shared_parameters()` are
 all the others, the ones gradient aggregators (PCGrad, MGDA, ...) act on. `penalty()` is a
 coupling term added to the loss (zero unless the architecture couples its parts, e.g. soft
-sharing). `representation` is the last forward's shared features where one exists (MGDA-UB);
-`shared_trunk()` the module producing them when every head reads them as is (the trainer then
-takes the task Jacobian layer by layer where it can).
+sharing). `representation` is the last forward's shared features where one exists (MGDA-UB).
+Where every shared parameter sits in modules reading the input as is (hard sharing's backbone,
+MMoE's experts), `trunks()` names them and `task_output(task, x, join(outputs))` gives each task's
+output from theirs, so the trainer can take the task Jacobian layer by layer.
 """
 
 from __future__ import annotations
@@ -44,9 +45,23 @@ class MultiTaskModel(nn.Module):
         private = {id(p) for p in self.task_parameters()}
         return [p for p in self.parameters() if id(p) not in private]
 
-    def shared_trunk(self) -> nn.Module | None:
-        """The module whose output every head reads as is (hard sharing), else None."""
+    def own_parameters(self, task: str) -> list[nn.Parameter]:
+        """The task parameters of `task` alone (default: its head)."""
+        return list(self.heads[task].parameters())
+
+    def trunks(self) -> list[nn.Module] | None:
+        """Modules holding every shared parameter, each reading the input as is, such that each
+        task's output is `task_output(task, x, join(their outputs))`; None (the default) where
+        shared and task-specific parts interleave."""
         return None
+
+    def join(self, outputs: list[torch.Tensor]) -> torch.Tensor:
+        """The shared features from the trunks' outputs (only where `trunks()` is not None)."""
+        raise NotImplementedError(f"{type(self).__name__} has no trunks")
+
+    def task_output(self, task: str, x: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        """`task`'s output from the input and the joined trunk outputs (where `trunks()` is not None)."""
+        raise NotImplementedError(f"{type(self).__name__} has no trunks")
 
     def penalty(self) -> torch.Tensor:
         """Coupling term added to the training loss (zero by default)."""

@@ -23,11 +23,16 @@ class HardSharing(MultiTaskModel):
         super().__init__(heads)
         self.backbone = build(backbone, "backbone")
 
-    def shared_trunk(self) -> nn.Module:
-        """The backbone: each head reads its output as is."""
-        return self.backbone
+    def trunks(self) -> list[nn.Module]:
+        return [self.backbone]
+
+    def join(self, outputs: list[torch.Tensor]) -> torch.Tensor:
+        return outputs[0]
+
+    def task_output(self, task: str, x: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        return self.heads[task](features)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         z = self.backbone(x)
         self.representation = z
-        return {t: head(z) for t, head in self.heads.items()}
+        return {t: self.task_output(t, x, z) for t in self.heads}

@@ -48,10 +48,23 @@ class MMoE(MultiTaskModel):
         self.gate_weights: dict[str, torch.Tensor] = {}
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        outs = torch.stack([e(x) for e in self.experts], dim=1)
-        gates = {t: g(x) for t, g in self.gates.items()}
-        self.gate_weights = {t: g.detach() for t, g in gates.items()}
-        return self.apply_heads({t: mix(g, outs) for t, g in gates.items()})
+        features = self.join([e(x) for e in self.experts])
+        return {t: self.task_output(t, x, features) for t in self.heads}
+
+    def trunks(self) -> list[nn.Module]:
+        return list(self.experts)
+
+    def join(self, outputs: list[torch.Tensor]) -> torch.Tensor:
+        return torch.stack(outputs, dim=1)
+
+    def task_output(self, task: str, x: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        """`task`'s tower on its gate's mixture of the stacked expert outputs (B, E, ...)."""
+        gate = self.gates[task](x)
+        self.gate_weights[task] = gate.detach()
+        return self.heads[task](mix(gate, features))
+
+    def own_parameters(self, task: str) -> list[nn.Parameter]:
+        return [*self.gates[task].parameters(), *self.heads[task].parameters()]
 
     def task_parameters(self) -> list[nn.Parameter]:
         return [*self.gates.parameters(), *self.heads.parameters()]
