@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import math
 import time
 from collections.abc import Callable, Sequence
 
@@ -34,13 +35,15 @@ from lifelong.multitask.weighting import build_weighting
 
 MEDIUM = (256, 64, 256)  # batch, inputs (channels), hidden units (channels)
 # label → (architecture, (batch, inputs, hidden), image side or None): hard sharing on MLPs of three
-# sizes and on the default dense-task trunk (two 3×3 convolutions), and MMoE on 8 MLP experts.
+# sizes and on the default dense-task trunk (two 3×3 convolutions), MMoE on 8 MLP experts, and
+# cross-stitch columns (no layerwise path: the columns mix after every stage).
 SIZES: dict[str, tuple[str, tuple[int, int, int], int | None]] = {
     "HPS small (batch 64, 32-64-64)": ("hps", (64, 32, 64), None),
     "HPS medium (batch 256, 64-256-256)": ("hps", MEDIUM, None),
     "HPS large (batch 256, 256-1024-1024)": ("hps", (256, 256, 1024), None),
     "HPS conv (batch 32, 16×16, 3-32-32 channels)": ("hps", (32, 3, 32), 16),
     "MMoE (batch 256, 8 experts 64-128-128)": ("mmoe", (256, 64, 128), None),
+    "cross-stitch (batch 256, 64-128-128 columns)": ("cross_stitch", (256, 64, 128), None),
 }
 
 ARGS = {"constant": lambda k: {"weights": [1.0] * k}}  # weightings with a required argument
@@ -68,7 +71,8 @@ class Problem:
         self.model = build_architecture(arch, self.data, trunk)
         self.own = [self.model.own_parameters(t) for t in self.targets]
         self.params = [*self.model.shared_parameters(), *(p for own in self.own for p in own)]
-        self.layerwise = LayerwiseTrunks(self.model.trunks())
+        trunks = self.model.trunks()
+        self.layerwise = None if trunks is None else LayerwiseTrunks(trunks)
 
     def _loss(self, task: str, out: torch.Tensor) -> torch.Tensor:
         return ((out - self.targets[task]) ** 2).mean()
@@ -137,12 +141,19 @@ def weighting_rows(tasks: Sequence[int], names: Sequence[str], steps: int) -> li
     return rows
 
 
+def shared_layers(problem: Problem) -> list[nn.Sequential]:
+    """The model's trunks, or its cross-stitch columns, each as one Sequential of its layers."""
+    return problem.model.trunks() or [nn.Sequential(*(m for stage in problem.model.stages for m in stage[t]))
+                                      for t in range(len(problem.targets))]
+
+
 def trunk_gflop(k: int, problem: Problem) -> float:
-    """GFLOP of one forward of the trunks and k backward passes (each: every layer's weight gradient
-    and, past a trunk's first layer, its input gradient); heads and gates are negligible."""
+    """GFLOP of one forward of the shared layers and k backward passes (each: every layer's weight
+    gradient and, past the first layer of a trunk or column, its input gradient); heads, gates and
+    cross-stitch units are negligible."""
     total = 0
     with torch.no_grad():
-        for trunk in problem.model.trunks():
+        for trunk in shared_layers(problem):
             macs, h = [], problem.x
             for layer in trunk:
                 out = layer(h)
@@ -157,7 +168,7 @@ def trunk_gflop(k: int, problem: Problem) -> float:
 def gemm_peak(problem: Problem) -> float:
     """GFLOP/s of this machine on a trunk's largest product: (batch × hidden) @ (hidden × hidden), or
     a convolution's (batch·pixels × 9·channels) @ (9·channels × channels)."""
-    layer = problem.model.trunks()[0][-2]
+    layer = [m for m in shared_layers(problem)[0] if isinstance(m, (nn.Linear, nn.Conv2d))][-1]
     rows = problem.x.shape[0] * problem.x[0, 0].numel()
     inner = layer.weight[0].numel()
     a, b = torch.randn(rows, inner), torch.randn(inner, layer.weight.shape[0])
@@ -185,14 +196,21 @@ def jacobian_rows(tasks: Sequence[int], calls: int, threads: Sequence[int] = (1,
                     for loss in losses]
             torch.stack([torch.cat([g.reshape(-1) for g in row]) for row in rows])
 
-        us = microseconds({"layerwise": problem.layerwise_jacobian, "batched": batched, "separate": separate},
-                          calls=calls, rounds=8)
-        rows.append({"model": label, "threads": n_threads, "tasks": k, "layerwise ms": us["layerwise"] / 1e3,
-                     "batched ms": us["batched"] / 1e3, "separate ms": us["separate"] / 1e3,
-                     "layerwise / separate": us["layerwise"] / us["separate"],
-                     "batched / separate": us["batched"] / us["separate"],
-                     "separate GFLOP/s": trunk_gflop(k, problem) / us["separate"] * 1e6,
-                     "matmul peak GFLOP/s": gemm_peak(problem)})
+        ways = {"batched": batched, "separate": separate}
+        if problem.layerwise is not None:
+            ways["layerwise"] = problem.layerwise_jacobian
+        start = time.perf_counter()
+        separate()
+        once = time.perf_counter() - start  # at least 20 ms a round, so short calls are not all noise
+        us = microseconds(ways, calls=max(calls, math.ceil(0.02 / once)), rounds=8)
+        row = {"model": label, "threads": n_threads, "tasks": k, "batched ms": us["batched"] / 1e3,
+               "separate ms": us["separate"] / 1e3, "batched / separate": us["batched"] / us["separate"],
+               "separate GFLOP/s": trunk_gflop(k, problem) / us["separate"] * 1e6,
+               "matmul peak GFLOP/s": gemm_peak(problem)}
+        if "layerwise" in us:
+            row["layerwise ms"] = us["layerwise"] / 1e3
+            row["layerwise / separate"] = us["layerwise"] / us["separate"]
+        rows.append(row)
     torch.set_num_threads(1)
     return rows
 
