@@ -6,8 +6,8 @@ Prints two markdown tables and returns their rows. Each weighting runs through t
 trainer's own step (`MultiTaskTrainer.train_step`: the Jacobian, the aggregation, sample splits,
 after-step losses, checks) on a shared MLP (64-256-256, ReLU) with one linear regression head per
 task, batch 256, SGD; the hand-written loop trains the same network with summed losses. The Jacobian is
-timed on three sizes of that model, on the default dense-task trunk and on MMoE (`SIZES`) with 1
-and 2 threads, the three ways interleaved (fastest of 8 rounds).
+timed on three sizes of that model, on the default dense-task trunk, on MMoE, CGC and cross-stitch
+(`SIZES`) with 1 and 2 threads, the three ways interleaved (fastest of 8 rounds).
 """
 
 from __future__ import annotations
@@ -35,14 +35,16 @@ from lifelong.multitask.weighting import build_weighting
 
 MEDIUM = (256, 64, 256)  # batch, inputs (channels), hidden units (channels)
 # label → (architecture, (batch, inputs, hidden), image side or None): hard sharing on MLPs of three
-# sizes and on the default dense-task trunk (two 3×3 convolutions), MMoE on 8 MLP experts, and
-# cross-stitch columns (no layerwise path: the columns mix after every stage).
+# sizes and on the default dense-task trunk (two 3×3 convolutions), MMoE on 8 MLP experts, CGC
+# (one shared and one own expert per task), and cross-stitch columns (no layerwise path: the
+# columns mix after every stage).
 SIZES: dict[str, tuple[str, tuple[int, int, int], int | None]] = {
     "HPS small (batch 64, 32-64-64)": ("hps", (64, 32, 64), None),
     "HPS medium (batch 256, 64-256-256)": ("hps", MEDIUM, None),
     "HPS large (batch 256, 256-1024-1024)": ("hps", (256, 256, 1024), None),
     "HPS conv (batch 32, 16×16, 3-32-32 channels)": ("hps", (32, 3, 32), 16),
     "MMoE (batch 256, 8 experts 64-128-128)": ("mmoe", (256, 64, 128), None),
+    "CGC (batch 256, experts 64-128-128)": ("cgc", (256, 64, 128), None),
     "cross-stitch (batch 256, 64-128-128 columns)": ("cross_stitch", (256, 64, 128), None),
 }
 
@@ -149,8 +151,8 @@ def shared_layers(problem: Problem) -> list[nn.Sequential]:
 
 def trunk_gflop(k: int, problem: Problem) -> float:
     """GFLOP of one forward of the shared layers and k backward passes (each: every layer's weight
-    gradient and, past the first layer of a trunk or column, its input gradient); heads, gates and
-    cross-stitch units are negligible."""
+    gradient and, past the first layer of a trunk or column, its input gradient); the task-specific
+    parts are left out (negligible heads, gates and cross-stitch units, but also CGC's own experts)."""
     total = 0
     with torch.no_grad():
         for trunk in shared_layers(problem):

@@ -550,15 +550,16 @@ def test_a_batch_size_mapping_must_name_every_task(mtl):
 
 
 @pytest.mark.parametrize(("name", "arch"), [("pcgrad", "hps"), ("mgda", "hps"), ("nash_mtl", "hps"), ("modo", "hps"),
-                                            ("pcgrad", "mmoe"), ("upgrad", "mmoe")])
+                                            ("pcgrad", "mmoe"), ("upgrad", "mmoe"), ("cagrad", "cgc")])
 def test_mlp_trunks_step_by_the_layerwise_jacobian_as_by_the_batched_one(mtl, name, arch):
-    """HPS on a Linear/ReLU trunk, and MMoE on Linear/ReLU experts, take the layerwise Jacobian
-    (every step, including sampled aggregators' parts); three steps give the same parameters and
-    conflict statistics as the batched `jacobian`, which a hook on the model brings back (hooks must
-    run)."""
+    """HPS on a Linear/ReLU trunk, and MMoE and CGC on Linear/ReLU experts, take the layerwise
+    Jacobian (every step, including sampled aggregators' parts); three steps give the same
+    parameters, conflict statistics and gate distributions as the batched `jacobian`, which a hook on
+    the model brings back (hooks must run)."""
     data = mtl.toy_shared()
     fast, slow = (trainer(mtl, data, name, arch=arch, conflict_every=1) for _ in range(2))
-    expected = [fast.model.backbone] if arch == "hps" else list(fast.model.experts)
+    expected = {"hps": lambda m: [m.backbone], "mmoe": lambda m: list(m.experts),
+                "cgc": lambda m: list(m.shared_experts[0])}[arch](fast.model)
     assert fast.trunks is not None and fast.trunks.trunks == expected
     slow.model.register_forward_pre_hook(lambda module, args: None)
     calls = []
@@ -570,12 +571,16 @@ def test_mlp_trunks_step_by_the_layerwise_jacobian_as_by_the_batched_one(mtl, na
     assert len(calls) == 3 * getattr(fast.weighting, "samples", 1)
     torch.testing.assert_close(flat(fast.model.parameters()), flat(slow.model.parameters()))
     torch.testing.assert_close(fast.monitor.cos_sum, slow.monitor.cos_sum)
+    if arch != "hps":
+        torch.testing.assert_close(fast.model.gate_weights, slow.model.gate_weights)
 
 
 def test_the_layerwise_path_is_taken_only_where_it_applies_and_still_checks_the_losses(mtl):
     data = mtl.toy_shared()
     assert trainer(mtl, data, "pcgrad", arch="cross_stitch").trunks is None  # columns mixed at every layer
+    two_levels = build_architecture("ple", data, lambda: mtl.mlp(6, 6))  # level 2 reads mixtures, not x
     config = TrainConfig(epochs=1, batch_size=16, lr=0.1, optimizer="sgd")
+    assert MultiTaskTrainer(two_levels, build_weighting("pcgrad", 3), data, config, torch.Generator()).trunks is None
     for padding_mode, layerwise in (("zeros", True), ("reflect", False)):
         torch.manual_seed(0)
         conv = build_architecture("hps", data, lambda mode=padding_mode: torch.nn.Sequential(

@@ -74,34 +74,48 @@ class PLE(MultiTaskModel):
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         hs = dict.fromkeys(self.task_names, x)
         h_shared = x
-        weights: dict[str, torch.Tensor] = {}
+        self.gate_weights = {}
         for j in range(self.levels):
             own = {t: _run(self.task_experts[j][t], hs[t]) for t in self.task_names}
             common = _run(self.shared_experts[j], h_shared)
-            new = {}
-            for t in self.task_names:
-                g = self.task_gates[j][t](hs[t])
-                weights[f"{t}/{j}"] = g.detach()
-                new[t] = mix(g, torch.stack(own[t] + common, dim=1))
+            new = {t: self._task_mixture(j, t, hs[t], torch.stack(own[t] + common, dim=1)) for t in self.task_names}
             if j < self.levels - 1:
                 g = self.shared_gates[j](h_shared)
-                weights[f"shared/{j}"] = g.detach()
+                self.gate_weights[f"shared/{j}"] = g.detach()
                 every = [o for t in self.task_names for o in own[t]] + common
                 h_shared = mix(g, torch.stack(every, dim=1))
             hs = new
-        self.gate_weights = weights
         return self.apply_heads(hs)
+
+    def _task_mixture(self, level: int, task: str, h: torch.Tensor, experts: torch.Tensor) -> torch.Tensor:
+        """`task`'s gate at `level` on h mixing the stacked experts (its own, then the shared)."""
+        g = self.task_gates[level][task](h)
+        self.gate_weights[f"{task}/{level}"] = g.detach()
+        return mix(g, experts)
+
+    def trunks(self) -> list[nn.Module] | None:
+        """The shared experts when there is one level (CGC); above it they read mixtures, not x."""
+        return list(self.shared_experts[0]) if self.levels == 1 else None
+
+    def join(self, outputs: list[torch.Tensor]) -> torch.Tensor:
+        return torch.stack(outputs, dim=1)
+
+    def task_output(self, task: str, x: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        """One level: `task`'s head on its gate's mixture of its own experts and the shared ones."""
+        own = torch.stack(_run(self.task_experts[0][task], x), dim=1)
+        return self.heads[task](self._task_mixture(0, task, x, torch.cat([own, features], dim=1)))
 
     def task_parameters(self) -> list[nn.Parameter]:
         """Heads, last-level private experts, and private gates of the last two levels.
 
         Below those, private experts feed the shared gate and so reach every task.
         """
+        return [p for t in self.task_names for p in self.own_parameters(t)]
+
+    def own_parameters(self, task: str) -> list[nn.Parameter]:
         last = self.levels - 1
-        params = [*self.heads.parameters(), *self.task_experts[last].parameters()]
-        for j in range(max(0, last - 1), self.levels):
-            params.extend(self.task_gates[j].parameters())
-        return params
+        return [*self.heads[task].parameters(), *self.task_experts[last][task].parameters(),
+                *(p for j in range(max(0, last - 1), self.levels) for p in self.task_gates[j][task].parameters())]
 
 
 @ARCHITECTURES.register("cgc", aliases=("CGC",), paper="Tang et al., 2020")
