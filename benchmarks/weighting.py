@@ -26,7 +26,6 @@ from torch import nn
 from lifelong.core.registries import WEIGHTINGS
 from lifelong.data.multitask import TaskSpec, shared_inputs
 from lifelong.grad import jacobian
-from lifelong.grad.layerwise import LayerwiseTrunks
 from lifelong.multitask.architectures import build_architecture
 from lifelong.multitask.config import TrainConfig
 from lifelong.multitask.engine import MultiTaskTrainer
@@ -36,8 +35,9 @@ from lifelong.multitask.weighting import build_weighting
 MEDIUM = (256, 64, 256)  # batch, inputs (channels), hidden units (channels)
 # label → (architecture, (batch, inputs, hidden), image side or None): hard sharing on MLPs of three
 # sizes and on the default dense-task trunk (two 3×3 convolutions), MMoE on 8 MLP experts, CGC
-# (one shared and one own expert per task), and cross-stitch columns (no layerwise path: the
-# columns mix after every stage).
+# (one shared and one own expert per task), and cross-stitch MLP columns (no layerwise path: the
+# columns mix after every stage, so each task's cotangent runs through every column, the same work
+# as separate passes).
 SIZES: dict[str, tuple[str, tuple[int, int, int], int | None]] = {
     "HPS small (batch 64, 32-64-64)": ("hps", (64, 32, 64), None),
     "HPS medium (batch 256, 64-256-256)": ("hps", MEDIUM, None),
@@ -73,8 +73,7 @@ class Problem:
         self.model = build_architecture(arch, self.data, trunk)
         self.own = [self.model.own_parameters(t) for t in self.targets]
         self.params = [*self.model.shared_parameters(), *(p for own in self.own for p in own)]
-        trunks = self.model.trunks()
-        self.layerwise = None if trunks is None else LayerwiseTrunks(trunks)
+        self.layerwise = self.model.layerwise()
 
     def _loss(self, task: str, out: torch.Tensor) -> torch.Tensor:
         return ((out - self.targets[task]) ** 2).mean()
@@ -179,8 +178,8 @@ def gemm_peak(problem: Problem) -> float:
 
 def jacobian_rows(tasks: Sequence[int], calls: int, threads: Sequence[int] = (1, 2)) -> list[dict]:
     """The task Jacobian over the shared and task parameters three ways: layer by layer (what the
-    trainer does for these trunks), one vmapped backward (`jacobian`, what it does for any other
-    architecture) and T separate backward passes, for every model, thread count and number of
+    trainer does for these models), one vmapped backward (`jacobian`, what it does for any other
+    model) and T separate backward passes, for every model, thread count and number of
     tasks; with the GFLOP/s the separate passes reach beside the machine's matrix-product peak: all
     three do the same arithmetic, so where the separate passes run near the peak no exact method
     can be much faster."""

@@ -43,7 +43,7 @@ from lifelong.multitask.config import TrainConfig
 from lifelong.multitask.diagnostics import ConflictMonitor
 from lifelong.multitask.losses import check_output, check_targets, task_kind
 from lifelong.multitask.sampling import build_sampler
-from lifelong.multitask.steps import UpdateSteps, layerwise_trunks
+from lifelong.multitask.steps import UpdateSteps, layerwise_of
 from lifelong.multitask.trainer_checks import (
     check_batch_sizes,
     check_micro_batch,
@@ -82,8 +82,8 @@ class MultiTaskTrainer(UpdateSteps):
                       for t, s in data.splits.items()}
         self.shared = model.shared_parameters()
         self.private = model.task_parameters()
-        self.trunks = layerwise_trunks(model, self.shared, self.private, self.tasks)
-        if self.trunks is not None:  # the layerwise Jacobian's columns: each task's own parameters in turn
+        self.layerwise = layerwise_of(model, self.shared, self.private, self.tasks)
+        if self.layerwise is not None:  # the layerwise Jacobian's columns: each task's own parameters in turn
             self.private = [p for t in self.tasks for p in model.own_parameters(t)]
         params = [*model.parameters(), *(p for p in weighting.parameters() if p.requires_grad)]
         self.optimizer = build_optimizer(config.optimizer, params, config.lr)

@@ -11,26 +11,25 @@ import torch
 
 from lifelong.core.errors import IncompatibleError, NonFiniteLossError
 from lifelong.grad import jacobian, write_grad
-from lifelong.grad.layerwise import LayerwiseTrunks, hook_free, layerwise_parameters
+from lifelong.grad.layerwise import LayerwiseTrunks, hook_free
 from lifelong.multitask.architectures.base import MultiTaskModel
 from lifelong.multitask.losses import check_output
 from lifelong.multitask.sampling import accumulated_gradient
 
 
-def layerwise_trunks(model: MultiTaskModel, shared: list[torch.Tensor], private: list[torch.Tensor],
-                     tasks: Sequence[str]) -> LayerwiseTrunks | None:
-    """The model's trunks when the trainer can take its Jacobian layer by layer (`LayerwiseTrunks`):
-    trunks holding exactly the shared parameters, in their order, and task parameters each owned by
-    one task (`own_parameters`) that together are the private ones; None otherwise."""
-    trunks = model.trunks()
-    if trunks is None or any(layerwise_parameters(trunk) is None for trunk in trunks):
+def layerwise_of(model: MultiTaskModel, shared: list[torch.Tensor], private: list[torch.Tensor],
+                 tasks: Sequence[str]) -> LayerwiseTrunks | None:
+    """The model's layerwise Jacobian (`MultiTaskModel.layerwise`) when the trainer can use it: over
+    exactly the shared parameters, in their order, with task parameters each owned by one task
+    (`own_parameters`) that together are the private ones, and tasks in the model's order; else None."""
+    layerwise = model.layerwise()
+    if layerwise is None or tuple(tasks) != tuple(model.task_names):
         return None
-    checked = LayerwiseTrunks(trunks)
     owned = [p for t in tasks for p in model.own_parameters(t)]
-    if not _same(checked.params, shared) or len(owned) != len(private) or \
+    if not _same(layerwise.params, shared) or len(owned) != len(private) or \
             {id(p) for p in owned} != {id(p) for p in private}:
         return None
-    return checked
+    return layerwise
 
 
 def _same(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
@@ -86,9 +85,9 @@ class UpdateSteps:
 
     def _losses_and_jacobian(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The task losses (k,) of the shared-input rows `idx` and their Jacobian over the shared then
-        the task parameters: by the layerwise backward when the model's trunks allow it (see
-        `layerwise_trunks`), else from one forward and one batched backward."""
-        if self.trunks is None or not hook_free([self.model, *self.trunks.modules]):
+        the task parameters: by the layerwise backward when the model allows it (see `layerwise_of`),
+        else from one forward and one batched backward."""
+        if self.layerwise is None or not hook_free([self.model, *self.layerwise.modules]):
             losses = self._losses(idx)
             return losses, jacobian(losses, [*self.shared, *self.private])
         x = self.train[self.tasks[0]][0][idx]
@@ -100,7 +99,7 @@ class UpdateSteps:
             self._check_finite(losses)
             return losses
 
-        return self.trunks.jacobian(x, task_losses, [self.model.own_parameters(t) for t in self.tasks])
+        return self.layerwise.jacobian(x, task_losses, [self.model.own_parameters(t) for t in self.tasks])
 
     def _sampled_step(self, idx: torch.Tensor, samples: int) -> torch.Tensor:
         """Aggregators that need independent estimates of J (MoDo, SDMGrad): the batch is split into

@@ -7,7 +7,7 @@ coupling term added to the loss (zero unless the architecture couples its parts,
 sharing). `representation` is the last forward's shared features where one exists (MGDA-UB).
 Where every shared parameter sits in modules reading the input as is (hard sharing's backbone,
 MMoE's experts), `trunks()` names them and `task_output(task, x, join(outputs))` gives each task's
-output from theirs, so the trainer can take the task Jacobian layer by layer.
+output from theirs; `layerwise()` then lets the trainer take the task Jacobian layer by layer.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from lifelong.core.errors import ConfigError
+from lifelong.grad.layerwise import LayerwiseTrunks, layerwise_parameters
 
 ModuleFactory = Callable[[], nn.Module]
 
@@ -54,6 +55,14 @@ class MultiTaskModel(nn.Module):
         task's output is `task_output(task, x, join(their outputs))`; None (the default) where
         shared and task-specific parts interleave."""
         return None
+
+    def layerwise(self) -> LayerwiseTrunks | None:
+        """The layerwise Jacobian of the shared parameters over `trunks()`, when there are trunks and
+        each is a plain Sequential `LayerwiseTrunks` takes; else None."""
+        trunks = self.trunks()
+        if trunks is None or any(layerwise_parameters(trunk) is None for trunk in trunks):
+            return None
+        return LayerwiseTrunks(trunks)
 
     def join(self, outputs: list[torch.Tensor]) -> torch.Tensor:
         """The shared features from the trunks' outputs (only where `trunks()` is not None)."""
