@@ -10,6 +10,10 @@ import torch
 from torch import nn
 
 from lifelong.data.multitask import MultiTaskData, TaskSpec, TaskSplit, per_task, shared_inputs
+from lifelong.multitask.architectures import build_architecture
+from lifelong.multitask.config import TrainConfig
+from lifelong.multitask.engine import MultiTaskTrainer
+from lifelong.multitask.weighting import build_weighting
 
 
 def toy_shared(n: int = 64, d: int = 6, seed: int = 0) -> MultiTaskData:
@@ -39,7 +43,23 @@ def mlp(d: int = 6, width: int = 16) -> nn.Sequential:
     return nn.Sequential(nn.Linear(d, width), nn.ReLU())
 
 
+def trainer(data: MultiTaskData, weighting: str = "uniform", arch: str = "hps", seed: int = 0,
+            **cfg) -> MultiTaskTrainer:
+    """`arch` on the `mlp` trunk with `weighting`, one epoch of SGD at lr 0.1 in batches of 16
+    unless `cfg` says otherwise (seeded)."""
+    torch.manual_seed(seed)
+    model = build_architecture(arch, data, lambda: mlp(data.input_shape[0]))
+    config = TrainConfig(**{"epochs": 1, "batch_size": 16, "lr": 0.1, "optimizer": "sgd", **cfg})
+    return MultiTaskTrainer(model, build_weighting(weighting, len(data.tasks)), data, config,
+                            torch.Generator().manual_seed(seed))
+
+
+def flat(params) -> torch.Tensor:
+    """The parameters' values as one flat vector."""
+    return torch.cat([p.detach().reshape(-1) for p in params])
+
+
 @pytest.fixture
 def mtl() -> SimpleNamespace:
-    """`mtl.toy_shared()`, `mtl.toy_per_task()`, `mtl.mlp()`."""
-    return SimpleNamespace(toy_shared=toy_shared, toy_per_task=toy_per_task, mlp=mlp)
+    """`mtl.toy_shared()`, `mtl.toy_per_task()`, `mtl.mlp()`, `mtl.trainer()`, `mtl.flat()`."""
+    return SimpleNamespace(toy_shared=toy_shared, toy_per_task=toy_per_task, mlp=mlp, trainer=trainer, flat=flat)
