@@ -125,6 +125,20 @@ def test_best_grouping_lets_groups_overlap_as_tag_does():
         grouping_score(z, [[0, 1], [2]])
 
 
+def test_grouping_score_checks_its_affinity_matrix_and_task_indices():
+    """The checks best_grouping makes, and task indices within 0..k-1 (an index past the end used to
+    fail inside the 2^k table with a bitmask for an index)."""
+    z = torch.tensor([[0.0, 0.5, -0.5], [0.5, 0.0, 0.5], [-0.5, 0.5, 0.0]])
+    with pytest.raises(ShapeMismatchError, match=r"\(k × k\), got \(3, 4\)"):
+        grouping_score(torch.zeros(3, 4), [[0, 1]])
+    with pytest.raises(DataError, match="NaN or infinite"):
+        grouping_score(torch.full((3, 3), float("nan")), [[0, 1, 2]])
+    with pytest.raises(ConfigError, match=r"task indices \[5, -1\] are not in 0..2"):
+        grouping_score(z, [[0, 5], [1, -1, 2]])
+    with pytest.raises(ConfigError, match=r"tasks \[0, 1, 2\] are in no group"):
+        grouping_score(z, [])
+
+
 @settings(max_examples=25, deadline=None)
 @given(k=st.integers(2, 5), n=st.integers(1, 3), seed=st.integers(0, 2**16))
 def test_best_grouping_matches_a_search_over_every_selection(k, n, seed):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from numbers import Integral
 from typing import Any
 
 import torch
@@ -22,6 +23,7 @@ from torch.func import functional_call
 
 from lifelong.core.errors import ConfigError, DataError, ShapeMismatchError
 from lifelong.grad import jacobian
+from lifelong.models.layer_list import evaluating
 from lifelong.multitask.architectures.base import MultiTaskModel
 
 log = logging.getLogger("lifelong.multitask")
@@ -99,9 +101,7 @@ def lookahead_affinity(model: MultiTaskModel, x: torch.Tensor,
     params = dict(model.named_parameters())
     shared_ids = {id(p) for p in model.shared_parameters()}
     names = [n for n, p in params.items() if id(p) in shared_ids]
-    training = model.training
-    model.eval()
-    try:
+    with evaluating(model):
         losses = task_losses(functional_call(model, params, (x,)))
         jac = jacobian(losses, [params[n] for n in names])
         rows = []
@@ -111,8 +111,6 @@ def lookahead_affinity(model: MultiTaskModel, x: torch.Tensor,
                 moved = {**params, **{n: params[n] - lr * d.view_as(params[n])
                                       for n, d in zip(names, steps, strict=True)}}
                 rows.append(task_losses(functional_call(model, moved, (x,))))
-    finally:
-        model.train(training)
     return 1.0 - torch.stack(rows) / losses.detach().clamp_min(1e-12)
 
 
@@ -145,22 +143,41 @@ def members(k: int) -> torch.Tensor:
 def group_scores(z: torch.Tensor) -> torch.Tensor:
     """S[g, t] = mean_{j ∈ g, j ≠ t} Z_{j→t}: the affinity onto task t from its mates in the group
     whose members are the set bits of g (2^k × k); −inf where t ∉ g or g has fewer than 2 tasks."""
-    member = members(z.shape[0])
+    return _onto(members(z.shape[0]), z)
+
+
+def _onto(member: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """`group_scores` for the groups whose rows of 0/1 members are `member` (groups × k)."""
     size = member.sum(1, keepdim=True)
     zd = z.double()
     onto = (member.double() @ zd - zd.diagonal()) / (size - 1).clamp_min(1)
     return onto.masked_fill(~(member.bool() & (size >= 2)), float("-inf"))
 
 
-def _mask(group: Sequence[int]) -> int:
-    return sum(1 << int(t) for t in set(group))
+def check_affinity(z: torch.Tensor) -> int:
+    """The number of tasks k of an affinity matrix Z, checked to be a finite k × k tensor."""
+    if not isinstance(z, torch.Tensor) or z.ndim != 2 or z.shape[0] != z.shape[1]:
+        got = tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__
+        raise ShapeMismatchError(f"task grouping needs the affinity matrix Z (k × k), got {got}")
+    if not bool(torch.isfinite(z).all()):
+        raise DataError("task grouping: the affinity matrix holds NaN or infinite values; the losses it "
+                        "was measured on were not finite")
+    return z.shape[0]
 
 
 def grouping_score(z: torch.Tensor, groups: Sequence[Sequence[int]]) -> float:
     """Mean over tasks of the affinity onto each task from its best group (Fifty et al., 2021,
     §3.3); a task must sit in at least one group of two or more tasks."""
-    scores = group_scores(z)[[_mask(g) for g in groups]].amax(0)
-    alone = [t for t in range(z.shape[0]) if scores[t] == float("-inf")]
+    k = check_affinity(z)
+    bad = [t for g in groups for t in g if isinstance(t, bool) or not isinstance(t, Integral) or not 0 <= t < k]
+    if bad:
+        raise ConfigError(f"grouping_score: task indices {bad} are not in 0..{k - 1}; name tasks by their "
+                          "row in the affinity matrix")
+    member = torch.zeros(len(groups), k, dtype=torch.long)
+    for i, group in enumerate(groups):
+        member[i, [int(t) for t in group]] = 1
+    scores = _onto(member, z).amax(0) if groups else torch.full((k,), float("-inf"), dtype=torch.float64)
+    alone = [t for t in range(k) if scores[t] == float("-inf")]
     if alone:
         raise ConfigError(f"grouping_score: tasks {alone} are in no group of two or more tasks; "
                           "put every task in a group with at least one other")
@@ -204,13 +221,7 @@ def best_grouping(z: torch.Tensor, n_groups: int) -> tuple[list[list[int]], floa
     `n_groups` served blocks, each with its best group containing it (a dynamic programme over
     subsets); the selected groups are those best groups.
     """
-    if not isinstance(z, torch.Tensor) or z.ndim != 2 or z.shape[0] != z.shape[1]:
-        got = tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__
-        raise ShapeMismatchError(f"task grouping needs the affinity matrix Z (k × k), got {got}")
-    if not bool(torch.isfinite(z).all()):
-        raise DataError("task grouping: the affinity matrix holds NaN or infinite values; the losses it "
-                        "was measured on were not finite")
-    k = z.shape[0]
+    k = check_affinity(z)
     if k < 2:
         raise ConfigError(f"task grouping needs at least 2 tasks, got {k}")
     if not 1 <= n_groups <= k:
