@@ -93,3 +93,14 @@ def test_devices_are_checked_before_they_are_used(monkeypatch):
     with pytest.raises(ConfigError, match="asks for a GPU"):
         resolve_device("cuda:0")
     assert resolve_device("auto") == torch.device("cpu") and resolve_device("cpu") == torch.device("cpu")
+
+
+def test_devices_this_build_lacks_and_the_meta_device_are_refused():
+    """mps or xpu on this CPU build used to fail deep in Module.to or torch.xpu; meta trained on
+    shapes and failed at the first .item() of the evaluation."""
+    absent = {"mps": not torch.backends.mps.is_available(), "xpu": not torch.xpu.is_available()}
+    for name in (n for n, missing in absent.items() if missing):  # both, on the CPU build CI runs
+        with pytest.raises(ConfigError, match=f"'{name}' is not available in this torch build"):
+            resolve_device(name)
+    with pytest.raises(ConfigError, match="holds shapes, not values"):
+        resolve_device("meta")

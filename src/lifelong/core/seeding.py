@@ -29,7 +29,8 @@ def seed_everything(seed: int, *, deterministic: bool = False) -> torch.Generato
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
     """`auto`/None → cuda when available, else cpu; anything else as torch parses it, or a
-    ConfigError for a name torch does not know or a GPU this machine does not have."""
+    ConfigError for a name torch does not know, a device this build or machine does not have, or
+    `meta` (no values to train on)."""
     if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -40,4 +41,12 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     if parsed.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device {device!r} asks for a GPU, but this torch has no CUDA device (a CPU "
                           "build, or no GPU); use device=cpu or auto")
+    if parsed.type == "meta":
+        raise ConfigError(f"device {device!r} holds shapes, not values: nothing can train on it; use cpu or auto")
+    if parsed.type != "cpu":
+        try:  # mps, xpu, ...: torch knows the name, but this build or machine may not have the device
+            torch.empty(0, device=parsed)
+        except (RuntimeError, AssertionError):
+            raise ConfigError(f"device {device!r} is not available in this torch build or on this machine; "
+                              "use device=cpu or auto") from None
     return parsed
