@@ -52,6 +52,18 @@ def test_full_leak_is_the_plain_sum() -> None:
     torch.testing.assert_close(GradDrop(leak=1.0)(SPLIT, representation=SIGNS), SPLIT.sum(0))
 
 
+def masks_by_feature(out: torch.Tensor, J: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """(positive, negative, G): whether each feature's column of the update `out` (batch × features)
+    is the sum of the tasks whose batch-summed signed gradient G_if = Σ_b J_ibf·sign(z_bf) is
+    positive, or of those where it is negative, worked by hand."""
+    G = torch.einsum("kbf,bf->kf", J, z.sign())
+    on_positive = torch.einsum("kf,kbf->bf", (G > 0).double(), J)
+    on_negative = torch.einsum("kf,kbf->bf", (G < 0).double(), J)
+    positive = torch.isclose(out, on_positive, rtol=0, atol=1e-12).all(0)
+    negative = torch.isclose(out, on_negative, rtol=0, atol=1e-12).all(0)
+    return positive, negative, G
+
+
 def test_the_mask_of_a_feature_is_shared_by_every_sample() -> None:
     # 3 tasks, 5 samples, 40 features: each feature's column of the update (5 samples) is the sum of
     # the tasks whose batch-summed signed gradient G_if has the drawn sign, for all samples at once.
@@ -61,22 +73,23 @@ def test_the_mask_of_a_feature_is_shared_by_every_sample() -> None:
     z = torch.randn(batch, features, generator=gen, dtype=torch.float64)
     agg = GradDrop(generator=torch.Generator().manual_seed(3))
     out = agg(J.reshape(k, -1), representation=z).reshape(batch, features)
-    G = torch.einsum("kbf,bf->kf", J, z.sign())
-    on_positive = torch.einsum("kf,kbf->bf", (G > 0).double(), J)
-    on_negative = torch.einsum("kf,kbf->bf", (G < 0).double(), J)
-    positive = torch.isclose(out, on_positive, rtol=0, atol=1e-12).all(0)
-    negative = torch.isclose(out, on_negative, rtol=0, atol=1e-12).all(0)
+    positive, negative, G = masks_by_feature(out, J, z)
     assert bool((positive ^ negative).all()) and bool(positive.any()) and bool(negative.any())
     kept = ((G > 0) & positive) | ((G < 0) & negative)
     torch.testing.assert_close(agg.last_weights, kept.double().mean(1))
 
 
 def test_the_features_are_everything_after_the_batch_dimension() -> None:
+    """A (2, 3, 4) representation: 12 features per sample, each masked as a whole column of the batch,
+    and the same update as the representation flattened to (2, 12)."""
     gen = torch.Generator().manual_seed(6)
     J = torch.randn(2, 2 * 3 * 4, generator=gen, dtype=torch.float64)
     z = torch.randn(2, 3, 4, generator=gen, dtype=torch.float64)
     a, b = GradDrop(generator=torch.Generator().manual_seed(0)), GradDrop(generator=torch.Generator().manual_seed(0))
-    torch.testing.assert_close(a(J, representation=z), b(J, representation=z.reshape(2, 12)), rtol=0, atol=0)
+    out = a(J, representation=z)
+    positive, negative, _ = masks_by_feature(out.reshape(2, 12), J.reshape(2, 2, 12), z.reshape(2, 12))
+    assert bool((positive ^ negative).all()) and bool(positive.any()) and bool(negative.any())
+    torch.testing.assert_close(out, b(J, representation=z.reshape(2, 12)), rtol=0, atol=0)
 
 
 def test_it_refuses_a_jacobian_without_its_activations() -> None:
