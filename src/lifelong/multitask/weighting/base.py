@@ -25,11 +25,11 @@ class LossWeighting(nn.Module):
     theirs through the returned total) and saves `state_dict()`. `weights` holds the task weights
     of the last step (k,), for logging. A task sampler draws only some tasks at a step: then
     `combine(..., present=mask)` weighs only the drawn tasks' losses, through `weigh_present`, which
-    the weightings with `weighs_subsets = True` implement (the others are refused with a sampler).
+    the weightings that can weigh a subset implement (`weighs_subsets`; the others are refused with a
+    sampler).
     """
 
     kind = "loss"
-    weighs_subsets = False
 
     def __init__(self, n_tasks: int) -> None:
         super().__init__()
@@ -52,6 +52,11 @@ class LossWeighting(nn.Module):
         self.weights = weights.detach().to(self.weights.dtype)
         return total
 
+    @property
+    def weighs_subsets(self) -> bool:
+        """Whether this weighting can weigh only the tasks a sampler draws (it implements `weigh_present`)."""
+        return type(self).weigh_present is not LossWeighting.weigh_present
+
     def weigh(self, losses: Tensor, *, shared: Sequence[Tensor] | None,
               step: int) -> tuple[Tensor, Tensor]:
         """(total, weights) for validated losses: a weighting implements this, or `weigh_present`
@@ -63,7 +68,7 @@ class LossWeighting(nn.Module):
     def weigh_present(self, losses: Tensor, present: Tensor, *, shared: Sequence[Tensor] | None,
                       step: int) -> tuple[Tensor, Tensor]:
         """(total, weights) of the `present` tasks alone (absent losses are 0 and absent weights
-        must be 0); implemented by the weightings with `weighs_subsets = True`."""
+        must be 0); implemented by the weightings that can weigh a subset."""
         raise IncompatibleError(f"{type(self).__name__} weighs every task at each step and cannot weigh "
                                 "the few a task sampler draws; drop the sampler or use e.g. uniform, "
                                 "uncertainty, dwa or rlw")

@@ -22,8 +22,6 @@ class DWA(LossWeighting):
     not drawn in one of the two epochs (mean NaN) has r_t = 1.
     """
 
-    weighs_subsets = True
-
     def __init__(self, n_tasks: int, temperature: float = 2.0) -> None:
         super().__init__(n_tasks)
         self.temperature = check_positive("dwa: temperature", temperature, allow_zero=False)

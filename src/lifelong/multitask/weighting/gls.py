@@ -18,8 +18,6 @@ class GLS(LossWeighting):
     ∂L/∂L_t = L / (k L_t) favour the tasks with small losses. Needs positive losses. With a task
     sampler, the geometric mean of the drawn tasks' losses."""
 
-    weighs_subsets = True
-
     def weigh_present(self, losses: Tensor, present: Tensor, *, shared: Sequence[Tensor] | None,
                       step: int) -> tuple[Tensor, Tensor]:
         drawn = losses[present]

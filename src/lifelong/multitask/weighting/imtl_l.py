@@ -17,8 +17,6 @@ class IMTLL(LossWeighting):
     so no task dominates by scale (Liu et al. 2021, "Towards Impartial Multi-task Learning");
     with a task sampler only the drawn tasks' terms count."""
 
-    weighs_subsets = True
-
     def __init__(self, n_tasks: int) -> None:
         super().__init__(n_tasks)
         self.log_scale = nn.Parameter(torch.zeros(n_tasks))

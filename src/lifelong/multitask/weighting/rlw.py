@@ -20,8 +20,6 @@ class RLW(LossWeighting):
     With a task sampler the weights are the softmax of the drawn tasks' z alone (k draws each step
     either way)."""
 
-    weighs_subsets = True
-
     def __init__(self, n_tasks: int, generator: torch.Generator | None = None) -> None:
         super().__init__(n_tasks)
         self.rng = GeneratorState(generator)

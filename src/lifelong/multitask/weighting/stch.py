@@ -40,8 +40,6 @@ class STCH(LossWeighting):
     log-sum-exp run over the drawn tasks alone.
     """
 
-    weighs_subsets = True
-
     def __init__(self, n_tasks: int, mu: float = 1.0, warmup_epochs: int = 4,
                  preference: Sequence[float] | None = None) -> None:
         super().__init__(n_tasks)

@@ -26,8 +26,6 @@ class Uncertainty(LossWeighting):
     only the drawn tasks' terms enter the total, so an undrawn task's s_t gets no gradient.
     """
 
-    weighs_subsets = True
-
     def __init__(self, n_tasks: int, task_types: Sequence[str] | None = None) -> None:
         super().__init__(n_tasks)
         types = ["regression"] * n_tasks if task_types is None else \

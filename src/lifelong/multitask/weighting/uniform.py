@@ -14,8 +14,6 @@ from lifelong.multitask.weighting.base import LossWeighting
 class Uniform(LossWeighting):
     """L = Σ_t L_t, every weight 1 (LibMTL's EW); with a task sampler, the sum of the drawn tasks'."""
 
-    weighs_subsets = True
-
     def weigh_present(self, losses: Tensor, present: Tensor, *, shared: Sequence[Tensor] | None,
                       step: int) -> tuple[Tensor, Tensor]:
         return losses.sum(), present.to(losses.dtype)  # absent losses arrive as 0
