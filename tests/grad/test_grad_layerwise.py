@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lifelong.core.errors import IncompatibleError
+from lifelong.core.errors import IncompatibleError, ShapeMismatchError
 from lifelong.grad import jacobian
 from lifelong.grad.layerwise import LayerwiseTrunks, layerwise_parameters
 
@@ -163,3 +163,13 @@ def test_several_trunks_mixed_per_task_as_in_a_mixture_of_experts():
     torch.testing.assert_close(got, expected)
     assert [id(p) for p in checked.params] == [id(p) for e in experts for p in e.parameters()]
     torch.testing.assert_close(jac, jacobian(expected, [*checked.params, *(p for own in private for p in own)]))
+
+
+def test_task_losses_must_give_one_loss_per_task():
+    trunk, heads = nn.Sequential(nn.Linear(4, 6), nn.ReLU()), nn.ModuleList([nn.Linear(6, 1), nn.Linear(6, 1)])
+    private = [list(h.parameters()) for h in heads]
+    checked, x = LayerwiseTrunks([trunk]), torch.randn(5, 4)
+    with pytest.raises(ShapeMismatchError, match=r"the 2 task losses as one vector \(2,\).*got \(1,\)"):
+        checked.jacobian(x, lambda outputs: heads[0](outputs[0][0]).mean().reshape(1), private)
+    with pytest.raises(ShapeMismatchError, match="got float"):
+        checked.jacobian(x, lambda outputs: 1.0, private)

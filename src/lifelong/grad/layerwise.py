@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.modules import module as module_globals
 
-from lifelong.core.errors import IncompatibleError
+from lifelong.core.errors import IncompatibleError, ShapeMismatchError
 from lifelong.grad.jacobian import require_used
 
 Backward = Callable[[Tensor], Tensor]  # a layer's input cotangents [k, *input] from its output's
@@ -198,6 +198,10 @@ class LayerwiseTrunks:
         outputs, tapes = zip(*(_forward(trunk, x) for trunk in self.trunks), strict=True)
         copies = [[z.detach().requires_grad_(True) for z in outputs] for _ in range(k)]
         losses = task_losses(copies)
+        if not isinstance(losses, Tensor) or losses.shape != (k,):
+            got = tuple(losses.shape) if isinstance(losses, Tensor) else type(losses).__name__
+            raise ShapeMismatchError(f"layerwise Jacobian: task_losses must return the {k} task losses as one "
+                                     f"vector ({k},), one per entry of `private`, got {got}")
         own = [p for task in private for p in task]
         grads = torch.autograd.grad(losses.sum(), [*(z for task in copies for z in task), *own], allow_unused=True)
         require_used(own, grads[k * m:])
