@@ -49,6 +49,15 @@ def test_typed_errors(mtl):
     with pytest.raises(NonFiniteLossError, match="'c'"):
         diverged.train_step(torch.arange(8))
 
+@pytest.mark.parametrize("name", ["pcgrad", "imtl", "nash_mtl", "gradnorm"])
+def test_weightings_acting_on_shared_parameters_are_refused_for_soft_sharing(mtl, name):
+    """Soft sharing shares no parameter: PCGrad or IMTL trained exactly as uniform (same parameters after
+    an epoch, in the audit) and GradNorm failed asking for `shared=`; now refused before training."""
+    with pytest.raises(IncompatibleError, match="SoftSharing shares none .* use a loss weighting"):
+        mtl.trainer(mtl.toy_shared(), name, arch="soft")
+    mtl.trainer(mtl.toy_shared(), "uncertainty", arch="soft").fit()  # loss weightings still train it
+
+
 @pytest.mark.parametrize("name", ["uniform", "uncertainty", "gls", "pcgrad"])
 def test_micro_batches_on_shared_inputs_give_the_whole_batchs_step(mtl, name):
     """micro_batch=5 on a 16-row shared batch: forwards of 5, 5, 5 and 1 rows (it used to be ignored),

@@ -46,6 +46,7 @@ from lifelong.multitask.sampling import build_sampler
 from lifelong.multitask.steps import UpdateSteps, layerwise_of
 from lifelong.multitask.trainer_checks import (
     check_batch_sizes,
+    check_has_shared,
     check_micro_batch,
     check_sampled_weighting,
     check_samples,
@@ -82,6 +83,7 @@ class MultiTaskTrainer(UpdateSteps):
                       for t, s in data.splits.items()}
         self.shared = model.shared_parameters()
         self.private = model.task_parameters()
+        check_has_shared(weighting, model, len(self.shared))
         self.layerwise = layerwise_of(model, self.shared, self.private, self.tasks)
         if self.layerwise is not None:  # the layerwise Jacobian's columns: each task's own parameters in turn
             self.private = [p for t in self.tasks for p in model.own_parameters(t)]

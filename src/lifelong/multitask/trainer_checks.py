@@ -86,3 +86,14 @@ def check_shared_batch(weighting: nn.Module, shared: bool) -> None:
         raise IncompatibleError(f"{_name(weighting)} measures each task's gradient on the shared parameters of "
                                 "one batch all tasks share; it works with tasks that share inputs, not with "
                                 "per-task data")
+
+
+def check_has_shared(weighting: nn.Module, model: nn.Module, n_shared: int) -> None:
+    """Refuse a weighting that acts on the shared parameters (a gradient aggregator, GradNorm) for a
+    model that shares none (soft sharing): an aggregator would silently train as uniform weighting."""
+    if n_shared or not (weighting.kind == "gradient" or getattr(weighting, "needs_shared", False)):
+        return
+    raise IncompatibleError(f"{_name(weighting)} acts on the parameters the tasks share, but {type(model).__name__} "
+                            "shares none (each task has its own), so it has nothing to act on; "
+                            "use a loss weighting that needs no shared parameters (e.g. uniform, uncertainty, dwa, "
+                            "rlw) or an architecture that shares parameters (e.g. hps, mmoe)")

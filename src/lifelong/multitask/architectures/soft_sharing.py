@@ -37,7 +37,7 @@ class SoftSharing(MultiTaskModel):
     `coupling`: `l2` (pairwise squared distance, Duong et al., 2015) or `trace` (nuclear norm
     of the task-stacked layer matrix, Yang & Hospedales, 2017). `weight` has no paper default
     (it depends on the scale of the losses); 1e-2 is ours. No parameter is shared, so gradient
-    aggregators have nothing to act on: use a loss weighting.
+    aggregators and GradNorm have nothing to act on (the trainer refuses them): use a loss weighting.
     """
 
     def __init__(self, backbone: ModuleFactory, heads: Mapping[str, nn.Module],
