@@ -303,3 +303,42 @@ def test_heads_follow_the_aggregators_task_weights_from_the_second_step(mtl, nam
     scales = s_before.exp() if name == "imtl" else agg.task_weights
     assert not torch.allclose(scales, torch.ones_like(scales))
     torch.testing.assert_close(mtl.flat(tr.private), private0 - 0.1 * scales.to(jac_p) @ jac_p)
+
+
+@pytest.mark.parametrize(("name", "kwargs"), [("sum", {}), ("mean", {}), ("constant", {"weights": [2.0, 0.5, -1.0]}),
+                                              ("rgw", {})])
+def test_aggregators_whose_weights_ignore_the_jacobian_step_without_forming_it(mtl, monkeypatch, name, kwargs):
+    """Sum, mean, constant and RGW update the shared parameters by wᵀJ whatever J: the trainer takes it as
+    ∇ Σ_t w_t L_t, one backward, and forms J only on the conflict monitor's steps. Three steps give the
+    same parameters and weights as forming J at every step (the monitor due each step), RGW drawing
+    the same weights from the same seed."""
+    import lifelong.multitask.steps as steps
+
+    data = mtl.toy_shared()
+
+    def build(conflict_every):
+        torch.manual_seed(0)
+        model = build_architecture("cross_stitch", data, lambda: mtl.mlp(6))
+        args = {"generator": torch.Generator().manual_seed(3)} if name == "rgw" else kwargs
+        return MultiTaskTrainer(model, build_weighting(name, 3, **args), data,
+                                TrainConfig(batch_size=16, lr=0.1, optimizer="sgd", conflict_every=conflict_every),
+                                torch.Generator())
+
+    fast, slow = build(0), build(1)
+    assert fast.weighting.jacobian_free
+    formed = []
+    monkeypatch.setattr(steps, "jacobian", lambda *a, **k: formed.append(1) or jacobian(*a, **k))
+    weights = []
+    for start in (0, 16, 32):
+        torch.testing.assert_close(fast.train_step(torch.arange(start, start + 16)),
+                                   slow.train_step(torch.arange(start, start + 16)))
+        weights.append(fast.weighting.weights.clone())
+        torch.testing.assert_close(weights[-1], slow.weighting.weights)
+    assert len(formed) == 3  # the slow trainer's, one per step
+    torch.testing.assert_close(mtl.flat(fast.model.parameters()), mtl.flat(slow.model.parameters()))
+    torch.testing.assert_close(torch.tensor(fast.weights_trajectory), torch.tensor(slow.weights_trajectory))
+    if name == "rgw":
+        assert not torch.allclose(weights[0], weights[1])
+    if name == "constant":
+        torch.testing.assert_close(weights[0], torch.tensor([2.0, 0.5, -1.0]))
+    assert not build_weighting("pcgrad", 3).jacobian_free

@@ -100,7 +100,9 @@ class Aggregator(nn.Module):
     J (samples × k × p), the Jacobians of disjoint parts of the batch (double sampling: MoDo,
     SDMGrad). `needs_representation` asks for the activations z the Jacobian was taken at (batch
     first): `aggregator(J, representation=z)` (GradDrop reads their sign). `last_weights` holds the
-    task weights of the last call (k,), for logging.
+    task weights of the last call (k,), for logging. An aggregator whose weights do not depend on J
+    implements `combination(k)` (`jacobian_free`): its update wᵀJ is then the gradient of Σ_t w_t L_t,
+    which the multi-task trainer takes with one backward instead of forming J.
     """
 
     on_representation: bool = False
@@ -130,6 +132,21 @@ class Aggregator(nn.Module):
 
     def check_tasks(self, k: int) -> None:
         """Raise, before training, when the aggregator cannot work with `k` tasks (no-op here)."""
+
+    def combination(self, k: int) -> Tensor:
+        """This call's task weights (k,) when they do not depend on the Jacobian (a stochastic aggregator
+        draws them here; `last_weights` records them); implemented only by such aggregators."""
+        raise NotImplementedError(f"{type(self).__name__}'s weights depend on the Jacobian")
+
+    @property
+    def jacobian_free(self) -> bool:
+        """Whether the update is `combination(k) @ J` whatever J (it implements `combination`)."""
+        return type(self).combination is not Aggregator.combination
+
+    def weigh(self, w: Tensor, J: Tensor) -> Tensor:
+        """wᵀJ in J's dtype and device, recording w as `last_weights`."""
+        self.last_weights = w.detach()
+        return w.to(dtype=J.dtype, device=J.device) @ J
 
     def task_scales(self, losses: Tensor) -> Tensor | None:
         """Factors (k,) on each task's gradient of its own parameters (its head), or None to leave
@@ -166,13 +183,12 @@ class Aggregator(nn.Module):
 
 
 class GramianAggregator(Aggregator):
-    """An aggregator whose update is `weights(J Jᵀ) @ J`: subclasses implement `weights`."""
+    """An aggregator whose update is `weights(J Jᵀ) @ J`: subclasses implement `weights`, or
+    `combination` when the weights do not depend on G (then G is not formed)."""
 
     def weights(self, G: Tensor) -> Tensor:
         """Task weights (k,) from the Gramian G (k × k, float64, CPU)."""
-        raise NotImplementedError
+        return self.combination(len(G))
 
     def aggregate(self, J: Tensor, losses: Tensor | None = None) -> Tensor:
-        w = self.weights(gramian(J))
-        self.last_weights = w.detach()
-        return w.to(dtype=J.dtype, device=J.device) @ J
+        return self.weigh(self.combination(len(J)) if self.jacobian_free else self.weights(gramian(J)), J)

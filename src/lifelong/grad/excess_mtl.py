@@ -66,8 +66,7 @@ class ExcessMTL(Aggregator):
         w, initial = excess_mtl_weights(weights.cpu(), risks.to("cpu", torch.float64), initial.cpu(),
                                         self.robust_step_size)
         self.initial, self.task_weights = initial.to(self.initial.device), w.to(self.task_weights.device)
-        self.last_weights = w
-        return w.to(dtype=J.dtype, device=J.device) @ J
+        return self.weigh(w, J)
 
     def task_scales(self, losses: Tensor) -> Tensor | None:
         """The heads learn from the weighted sum Σ w_i L_i too, as in the authors' code."""

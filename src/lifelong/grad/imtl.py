@@ -61,8 +61,7 @@ class IMTL(Aggregator):
         grad = scale_gradient(s.detach(), losses.to(s.device))
         s.grad = grad if s.grad is None else s.grad + grad
         w = imtl_weights(gramian(J), s.detach())
-        self.last_weights = w
-        return w.to(dtype=J.dtype, device=J.device) @ J
+        return self.weigh(w, J)
 
     def task_scales(self, losses: Tensor) -> Tensor | None:
         """The heads learn from the scaled losses: e^{s_t} g_t (Liu et al. 2021, Algorithm 1)."""

@@ -18,5 +18,5 @@ def mean_weights(G: Tensor) -> Tensor:
 class Mean(GramianAggregator):
     """The mean of the task gradients."""
 
-    def weights(self, G: Tensor) -> Tensor:
-        return mean_weights(G)
+    def combination(self, k: int) -> Tensor:
+        return torch.full((k,), 1.0 / k, dtype=torch.float64)

@@ -24,5 +24,5 @@ class RGW(GramianAggregator):
         super().__init__()
         self.rng = GeneratorState(generator)
 
-    def weights(self, G: Tensor) -> Tensor:
-        return random_weights(len(G), self.rng.generator)
+    def combination(self, k: int) -> Tensor:
+        return random_weights(k, self.rng.generator)

@@ -67,6 +67,8 @@ class UpdateSteps:
         if self.config.micro_batch is not None and self.config.micro_batch < len(idx):
             return self._micro_step(idx, self.config.micro_batch)
         on_representation = getattr(self.weighting, "on_representation", False)
+        if getattr(self.weighting, "jacobian_free", False) and not self._monitor_due():
+            return self._combination_step(idx)
         if self.weighting.kind == "gradient" and not on_representation:
             losses, jac = self._losses_and_jacobian(idx)
             if self._monitor_due() and self.shared:
@@ -81,6 +83,15 @@ class UpdateSteps:
         else:
             total = self.weighting.combine(losses, shared=self.shared, step=self.step)
             (total + self.model.penalty()).backward()
+        return losses.detach()
+
+    def _combination_step(self, idx: torch.Tensor) -> torch.Tensor:
+        """An aggregator whose weights w ignore J (sum, mean, constant, RGW): the shared update wᵀJ is the
+        gradient of Σ_t w_t L_t, taken by one backward instead of forming J; the task parameters as usual."""
+        losses = self._losses(idx)
+        shared = torch.autograd.grad(self.weighting.combination().to(losses) @ losses, self.shared,
+                                     retain_graph=True)
+        self._write(torch.cat([g.reshape(-1) for g in (*shared, *self._own_gradients(losses))]))
         return losses.detach()
 
     def _losses_and_jacobian(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -149,9 +160,13 @@ class UpdateSteps:
                                              representation=z.detach())
         shared = torch.autograd.grad(z, self.shared, grad_outputs=direction.view_as(z),
                                      retain_graph=True)
+        self._write(torch.cat([g.reshape(-1) for g in (*shared, *self._own_gradients(losses))]))
+
+    def _own_gradients(self, losses: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Each task's gradient of its own parameters (times the aggregator's `task_scales`), by one
+        backward that autograd limits to the task parameters' part of the graph."""
         scales = self.weighting.task_scales(losses.detach())
-        private = torch.autograd.grad(losses.sum() if scales is None else scales.to(losses) @ losses, self.private)
-        self._write(torch.cat([g.reshape(-1) for g in (*shared, *private)]))
+        return torch.autograd.grad(losses.sum() if scales is None else scales.to(losses) @ losses, self.private)
 
     def _per_task_step(self) -> torch.Tensor:
         """Each drawn task's mean loss and gradient row over its batches, then the weighting's update

@@ -56,6 +56,19 @@ class GradientWeighting(nn.Module):
             self.weights = self.aggregator.last_weights.to(self.weights)
         return update
 
+    @property
+    def jacobian_free(self) -> bool:
+        """Whether the aggregator's weights ignore J (sum, mean, constant, RGW): the engine then takes the
+        update as the gradient of Σ_t w_t L_t, with `combination()`'s weights, instead of forming J."""
+        return self.aggregator.jacobian_free
+
+    def combination(self) -> Tensor:
+        """This step's task weights (k,) of a `jacobian_free` aggregator, recorded as `weights`."""
+        w = self.aggregator.combination(self.n_tasks)
+        self.aggregator.last_weights = w.detach()
+        self.weights = w.to(self.weights)
+        return w
+
     def task_scales(self, losses: Tensor) -> Tensor | None:
         """Factors on each task's head gradient (None: unscaled), from the aggregator."""
         return self.aggregator.task_scales(losses)
