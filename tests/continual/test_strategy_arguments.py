@@ -17,7 +17,7 @@ from lifelong.core.errors import ConfigError, UnknownNameError
     ("prototypes", {"freeze": "x"}, "prototypes: freeze must be true or false"),
     ("prototypes", {"batch_size": "abc"}, "prototypes: batch_size must be a positive integer"),
     ("prototypes", {"encoder": 3}, "prototypes: encoder must be a module"),
-    ("curriculum", {"total": "abc"}, r"curriculum: total \(epochs\) must be a number"),
+    ("curriculum", {"total": "abc"}, r"curriculum: total \(steps\) must be a number"),
     ("curriculum", {"rescore_every": float("nan")}, "curriculum: rescore_every must be a finite number"),
     ("curriculum", {"anti": "x"}, "curriculum: anti must be true or false"),
     ("curriculum", {"balanced": 0}, "curriculum: balanced must be true or false"),

@@ -109,6 +109,7 @@ class Engine:
                          "output layer grows with the classes; use head 'single' or 'multi'"
                          for p in self.plugins if p.needs_fixed_width]
         problems += composition_problems(self.plugins, self._takes_task)
+        problems += [problem for p in self.plugins for problem in p.problems(stream, self.epochs, self.batch_size)]
         if problems:
             raise IncompatibleError("; ".join(problems))
 
@@ -139,7 +140,8 @@ class Engine:
         """The record handed to plugins for experience `index`."""
         return Context(self.model, stream, stream[index], index, epoch, self.step, self.generator,
                        self.device, stream.setting, self._forward, self._masker(stream),
-                       routed=any(p.routes_model for p in self.plugins))
+                       routed=any(p.routes_model for p in self.plugins), epochs=self.epochs,
+                       batch_size=self.batch_size)
 
     # -- the loop ------------------------------------------------------------------------------
     def run(self, stream: Stream, on_experience_end: Callable[[int, Engine], None] | None = None) -> list[list[float]]:

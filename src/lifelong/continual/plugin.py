@@ -83,7 +83,8 @@ class Context:
     the task labels); `mask(logits, t)` applies the task-incremental class mask. During training
     `data` is what the experience trains on (after every plugin's `train_data`). `routed` says an
     architecture strategy routes the model by the task labels of each batch it builds, so the
-    model's output on a row depends on the batch it sits in.
+    model's output on a row depends on the batch it sits in. `epochs` and `batch_size` are the
+    engine's: each experience trains for `epochs` passes in batches of `batch_size` rows.
     """
 
     model: nn.Module
@@ -99,6 +100,8 @@ class Context:
     mask: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     data: TrainData | None = None
     routed: bool = False
+    epochs: int = 1
+    batch_size: int = 128
 
     def advance(self, **changes: Any) -> Context:
         """A copy with some counters changed."""
@@ -134,6 +137,11 @@ class Plugin:
 
     def before_experience(self, ctx: Context) -> None:
         """Called before training on `ctx.experience` (after the model has adapted to it)."""
+
+    def problems(self, stream: Stream, epochs: int, batch_size: int) -> list[str]:
+        """Why this strategy cannot train `stream` for `epochs` in batches of `batch_size`, found before
+        training (default: nothing)."""
+        return []
 
     def train_data(self, ctx: Context, data: TrainData) -> TrainData:
         """The data to train on for this experience (default: unchanged)."""

@@ -16,6 +16,7 @@ from lifelong.curriculum.pacing import Pacing
 from lifelong.curriculum.samplers import PacedCurriculum
 from lifelong.curriculum.scorers import Forward, LossScorer, Scorer
 from lifelong.curriculum.self_paced import SelfPaced
+from lifelong.data.stream import Stream
 
 UNITS = ("epoch", "step")
 
@@ -41,34 +42,40 @@ def context_forward(ctx: Context, data: TrainData) -> Forward:
                      stores="difficulty scores", memory="O(n) scores", compute="a scoring pass per rescore",
                      paper="Bengio et al. 2009; Platanios et al. 2019")
 class CurriculumPlugin(Plugin):
-    """Each epoch of an experience visits the easiest `pacing(t, total)` fraction of its data, shuffled.
+    """Trains each experience easiest first, on the `pacing(t, total)` fraction of its data allowed at t.
 
-    `scorer` and `pacing` are registered names (their arguments in `scorer_args`, `pacing_args`)
-    or built objects. `t` counts epochs or steps (`unit`) since the experience began; the pacing
-    reaches the whole data at `total` such units. Scores are recomputed every `rescore_every`
-    units with the current model (0 = once per experience). `anti=True` starts from the hardest;
-    `balanced` ranks difficulty within each class (Hacohen & Weinshall, 2019) so that no class is
-    left out of the early epochs.
-    Defaults: loss scorer, Platanios et al.'s square-root competence with c0 = 0.01 over 5 epochs.
+    `t` counts steps or epochs (`unit`) since the experience began. By steps (Platanios et al. 2019,
+    Algorithm 1), the batch at step t draws its rows uniformly from the easiest `pacing(t, total)`
+    fraction; an epoch is as many steps as a plain one. By epochs, each epoch visits that fraction
+    once, shuffled. The pacing reaches the whole data at t = `total`; unset, `total` is half of each
+    experience (as `compare_with_random`'s default), and a `total` beyond the experience's last step
+    or epoch (its hardest examples never trained on) is refused before training. `scorer` and
+    `pacing` are registered names (their arguments in `scorer_args`, `pacing_args`) or built
+    objects. Scores are recomputed at the start of an epoch once `rescore_every` units have passed
+    (0 = once per experience). `anti=True` starts from the hardest; `balanced` ranks difficulty
+    within each class (Hacohen & Weinshall, 2019) so that no class is left out early.
+    Defaults: loss scorer, Platanios et al.'s square-root competence with c0 = 0.01, by steps.
     Everything is recomputed at each experience, so no state outlives one (checkpoints hold none).
     """
 
     name = "curriculum"
 
     def __init__(self, scorer: str | Scorer = "loss", pacing: str | Pacing = "competence",
-                 total: float = 5, unit: str = "epoch", anti: bool = False, balanced: bool = True,
+                 total: float | None = None, unit: str = "step", anti: bool = False, balanced: bool = True,
                  rescore_every: int = 1, scorer_args: dict[str, Any] | None = None,
                  pacing_args: dict[str, Any] | None = None) -> None:
         if unit not in UNITS:
             raise ConfigError(f"curriculum: unit={unit!r} must be one of {UNITS}")
-        check_positive(f"curriculum: total ({unit}s)", total, allow_zero=False)
+        if total is not None:
+            check_positive(f"curriculum: total ({unit}s)", total, allow_zero=False)
+        self.total = total
         check_positive("curriculum: rescore_every", rescore_every)
         check_flag("curriculum: anti", anti)
         check_flag("curriculum: balanced", balanced)
         self.unit = unit
         scorer = resolve(SCORERS, scorer, Scorer, scorer_args)
         self.runs_model = scorer.needs_model  # a model-based scorer runs the model on the whole experience
-        self.curriculum = PacedCurriculum(scorer, resolve(PACINGS, pacing, Pacing, pacing_args), total,
+        self.curriculum = PacedCurriculum(scorer, resolve(PACINGS, pacing, Pacing, pacing_args), total or 1,
                                           anti=anti, balanced=balanced, rescore_every=rescore_every)
         self.start_step = 0
 
@@ -76,13 +83,40 @@ class CurriculumPlugin(Plugin):
         self.curriculum.reset()
         self.start_step = ctx.step
 
+    def problems(self, stream: Stream, epochs: int, batch_size: int) -> list[str]:
+        return [problem for e in stream if (problem := self.length_problem(self.units(len(e.train_y), epochs,
+                                                                                     batch_size)))]
+
+    def units(self, n: int, epochs: int, batch_size: int) -> int:
+        """How many units (steps or epochs) an experience of `n` rows trains for."""
+        return epochs if self.unit == "epoch" else epochs * -(-n // batch_size)
+
+    def length_problem(self, units: int) -> str | None:
+        """Why the curriculum cannot pace an experience of `units` steps or epochs, or None."""
+        if self.total is None and units < 2:
+            return (f"curriculum: an experience that trains for one {self.unit} cannot be paced by "
+                    f"{self.unit}s; " + ("use unit='step' or more epochs" if self.unit == "epoch" else
+                                         "use more epochs or a smaller batch_size"))
+        if self.total is not None and self.total > units - 1:
+            return (f"curriculum: total={self.total:g} {self.unit}s, but an experience trains for {units} "
+                    f"(the last at t = {units - 1}), so its hardest examples would never be trained on; "
+                    f"set total <= {units - 1}, or leave it unset (half of each experience)")
+        return None
+
     def elapsed(self, ctx: Context) -> int:
         """Epochs or steps since the current experience began."""
         return ctx.epoch if self.unit == "epoch" else ctx.step - self.start_step
 
     def epoch_order(self, ctx: Context, data: TrainData) -> torch.Tensor:
-        return self.curriculum.order(self.elapsed(ctx), ctx.model, data.x, data.y, ctx.generator,
-                                     context_forward(ctx, data))
+        units = self.units(len(data), ctx.epochs, ctx.batch_size)
+        problem = self.length_problem(units)
+        if problem:
+            raise ConfigError(problem)
+        self.curriculum.total = units / 2 if self.total is None else self.total
+        args = (ctx.model, data.x, data.y, ctx.generator, context_forward(ctx, data))
+        if self.unit == "epoch":
+            return self.curriculum.order(self.elapsed(ctx), *args)
+        return self.curriculum.batches(self.elapsed(ctx), ctx.batch_size, *args)
 
 
 @STRATEGIES.register("self-paced", aliases=("self_paced", "spl"), family="curriculum",

@@ -143,9 +143,9 @@ class PacedCurriculum:
         self.periodic.reset()
         self.sampler = None
 
-    def order(self, t: float, model: nn.Module | None, x: torch.Tensor, y: torch.Tensor,
-              generator: torch.Generator, forward: Forward | None = None) -> torch.Tensor:
-        """Indices of `x` for the pass starting at `t`: the allowed easiest fraction, shuffled."""
+    def _scored(self, t: float, model: nn.Module | None, x: torch.Tensor, y: torch.Tensor,
+                generator: torch.Generator, forward: Forward | None) -> CurriculumSampler:
+        """The sampler over `x`'s difficulty order, scored again when due (or when `x` is new data)."""
         if self.sampler is None or self.sampler.order.shape[0] != y.shape[0]:
             self.periodic.reset()
         scores = self.periodic.refresh(t, model, x, y, forward)
@@ -153,5 +153,25 @@ class PacedCurriculum:
             self.sampler = CurriculumSampler(scores, self.pacing, self.total, anti=self.anti,
                                              labels=y if self.balanced else None,
                                              generator=generator)
-        self.sampler.set_time(t)
-        return self.sampler.indices(generator)
+        return self.sampler
+
+    def order(self, t: float, model: nn.Module | None, x: torch.Tensor, y: torch.Tensor,
+              generator: torch.Generator, forward: Forward | None = None) -> torch.Tensor:
+        """Indices of `x` for the pass starting at `t`: the allowed easiest fraction, shuffled."""
+        sampler = self._scored(t, model, x, y, generator, forward)
+        sampler.set_time(t)
+        return sampler.indices(generator)
+
+    def batches(self, t: int, batch_size: int, model: nn.Module | None, x: torch.Tensor, y: torch.Tensor,
+                generator: torch.Generator, forward: Forward | None = None) -> torch.Tensor:
+        """Indices of `x` for one epoch of len(x) rows from step `t`, in batches of `batch_size`: the
+        rows of the batch at step t + b are drawn uniformly, with replacement, from the easiest
+        `pacing(t + b, total)` fraction (Platanios et al. 2019, Algorithm 1)."""
+        sampler = self._scored(t, model, x, y, generator, forward)
+        n = sampler.order.shape[0]
+        steps = -(-n // batch_size)
+        allowed = torch.tensor([allowed_count(n, self.pacing(t + b, self.total)) for b in range(steps)],
+                               dtype=torch.float64)
+        per_row = allowed.repeat_interleave(batch_size)[:n].to(generator.device)
+        picks = (torch.rand(n, generator=generator, device=generator.device, dtype=torch.float64) * per_row).long()
+        return sampler.order[picks.to(sampler.order.device)]
