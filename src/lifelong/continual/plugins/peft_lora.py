@@ -2,8 +2,9 @@
 
 Each task injects a LoRA adapter named `task_<slot>` into `target_modules` and trains it with
 the modules named in `train_modules` (the head); earlier adapters and the rest of the model stay
-frozen. Before every forward the adapter of the batch's task is activated, so a batch (training
-or evaluation) must hold one task. `peft` is imported when the strategy is built.
+frozen, BatchNorm statistics included (they normalise with the stored ones). Before every
+forward the adapter of the batch's task is activated, so a batch (training or evaluation) must
+hold one task. `peft` is imported when the strategy is built.
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.utils.hooks import RemovableHandle
 
 from lifelong.continual.plugin import Batch, Context, Plugin
 from lifelong.continual.task_identity import TaskSlots, check_shared_head
 from lifelong.core.errors import ConfigError, IncompatibleError, MissingExtraError
+from lifelong.models.layer_list import freeze_statistics
 
 INSTALL = "pip install lifelong[adapters]"
 
@@ -70,6 +73,7 @@ class PeftLoRA(Plugin):
         self.train_modules = tuple(train_modules)
         self.slots = TaskSlots()
         self.tuner_layers: list[nn.Module] = []
+        self._statistics: list[RemovableHandle] = []
 
     def _inject(self, model: nn.Module, slot: int) -> None:
         # Resolved once, on the model before any adapter: peft's own layers are nn.Linear too.
@@ -98,6 +102,9 @@ class PeftLoRA(Plugin):
         current = f".{adapter_name(slot)}."
         for n, p in ctx.model.named_parameters():
             p.requires_grad_(current in n or n.startswith(self.train_modules))
+        frozen = [m for n, m in ctx.model.named_modules()
+                  if getattr(m, "track_running_stats", False) and not n.startswith(self.train_modules)]
+        self._statistics = self._statistics or [hook for m in frozen for hook in freeze_statistics(m)]
 
     def extend_batch(self, ctx: Context, batch: Batch) -> Batch:
         self._activate(self.slots.of(batch.t))
