@@ -181,3 +181,49 @@ def test_a_batch_size_mapping_must_name_every_task(mtl):
     mtl.trainer(mtl.toy_shared(), batch_size={"a": 8, "b": 8, "c": 8})  # one size, given per task
     with pytest.raises(ConfigError, match="tasks_per_step=2 is the number of tasks a sampler draws"):
         TrainConfig(tasks_per_step=2)
+
+
+@pytest.mark.parametrize(("name", "cfg", "per_task"), [("pcgrad", {}, False), ("uniform", {"conflict_every": 1}, False),
+                                                       ("mgda", {"micro_batch": 4}, False), ("uniform", {}, True)])
+def test_a_partly_frozen_trunk_trains_around_its_frozen_layer(mtl, name, cfg, per_task):
+    """A frozen first layer (a pretrained extractor): gradient weightings, the conflict monitor,
+    micro-batches and per-task data failed inside autograd ("One of the differentiated Tensors does not
+    require grad"); the trainer now trains only what requires grad, and the frozen weight never moves."""
+    data = mtl.toy_per_task() if per_task else mtl.toy_shared()
+    torch.manual_seed(0)
+    model = build_architecture("hps", data, lambda: mtl.mlp(6))
+    model.backbone[0].weight.requires_grad_(False)
+    frozen, trained = model.backbone[0].weight.detach().clone(), model.backbone[0].bias.detach().clone()
+    tr = MultiTaskTrainer(model, build_weighting(name, len(data.tasks)), data,
+                          TrainConfig(epochs=1, batch_size=16, lr=0.1, optimizer="sgd", **cfg), torch.Generator())
+    tr.fit()
+    assert torch.equal(model.backbone[0].weight, frozen)
+    assert not torch.equal(model.backbone[0].bias, trained)
+
+
+def test_a_parameter_frozen_after_the_trainer_was_built_is_refused(mtl):
+    """The layerwise path wrote a gradient into a weight frozen after the trainer was built, and SGD moved
+    it (by 0.185 in the audit); the step now refuses and the weight stays as it was."""
+    tr = mtl.trainer(mtl.toy_shared(), "pcgrad")
+    weight = tr.model.backbone[0].weight.requires_grad_(False)
+    before = weight.detach().clone()
+    with pytest.raises(IncompatibleError, match="frozen .* after the trainer was built"):
+        tr.train_step(torch.arange(16))
+    assert torch.equal(weight, before)
+
+
+def test_evaluation_refuses_a_split_it_does_not_hold(mtl):
+    tr = mtl.trainer(mtl.toy_shared())
+    assert tr.evaluate("train") != tr.evaluate("test")
+    with pytest.raises(ConfigError, match="split 'val' is not 'test' or 'train'"):
+        tr.evaluate("val")  # it used to score the training split
+
+
+def test_an_epoch_order_fills_steps_per_epoch_with_passes(mtl):
+    """steps_per_epoch = 7 with an epoch_order of 32 rows in batches of 16: 7 steps over four passes
+    (it used to take one pass, 2 steps), each pass a new call."""
+    tr = mtl.trainer(mtl.toy_shared(), steps_per_epoch=7)
+    calls, rows = [], []
+    tr.fit(before_step=lambda t, idx: rows.append(idx), epoch_order=lambda t: calls.append(1) or torch.arange(32))
+    assert tr.step == 7 and len(calls) == 4
+    assert [r.tolist() for r in rows] == [list(range(16)), list(range(16, 32))] * 3 + [list(range(16))]

@@ -35,7 +35,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from lifelong.core.errors import IncompatibleError
+from lifelong.core.errors import ConfigError, IncompatibleError
 from lifelong.core.optimizers import build_optimizer, check_optimizer
 from lifelong.data.multitask import MultiTaskData
 from lifelong.multitask.architectures.base import MultiTaskModel
@@ -81,13 +81,14 @@ class MultiTaskTrainer(UpdateSteps):
             check_targets(t, data.splits[t.name].test_y, "test")
         self.train = {t: (s.train_x.to(self.device), s.train_y.to(self.device))
                       for t, s in data.splits.items()}
-        self.shared = model.shared_parameters()
-        self.private = model.task_parameters()
+        self.shared = [p for p in model.shared_parameters() if p.requires_grad]  # frozen ones stay as they are
+        self.private = [p for p in model.task_parameters() if p.requires_grad]
         check_has_shared(weighting, model, len(self.shared))
         self.layerwise = layerwise_of(model, self.shared, self.private, self.tasks)
         if self.layerwise is not None:  # the layerwise Jacobian's columns: each task's own parameters in turn
             self.private = [p for t in self.tasks for p in model.own_parameters(t)]
-        params = [*model.parameters(), *(p for p in weighting.parameters() if p.requires_grad)]
+        self._trained = [*self.shared, *self.private]
+        params = [*self._trained, *(p for p in weighting.parameters() if p.requires_grad)]
         self.optimizer = build_optimizer(config.optimizer, params, config.lr)
         self.sampler = None
         if config.sampler is not None:
@@ -150,6 +151,10 @@ class MultiTaskTrainer(UpdateSteps):
         """One optimiser update; returns the per-task losses (k,), NaN for a task the sampler did not draw."""
         if not self.model.training:  # train() walks every module: only after an evaluation
             self.model.train()
+        if not all(p.requires_grad for p in self._trained):
+            raise IncompatibleError("a parameter of the model was frozen (requires_grad=False) after the trainer "
+                                    "was built, which takes the parameters to train when it is built (a gradient "
+                                    "weighting would still update it); freeze parameters before building the trainer")
         self.optimizer.zero_grad(set_to_none=True)
         self._step_batches = {}
         losses = self._shared_step(idx) if self.data.shared else self._per_task_step()
@@ -173,8 +178,9 @@ class MultiTaskTrainer(UpdateSteps):
 
         `before_step(trainer, idx)` runs before each update with the batch's indices (shared
         data) or None (per-task data); diagnostics use it to probe the model. `epoch_order(trainer)`
-        returns the training indices to visit this epoch on shared data (e.g. a curriculum
-        sampler's `indices()` after `set_epoch(trainer.epoch)`); by default a random permutation.
+        returns the training indices of one pass on shared data (e.g. a curriculum sampler's
+        `indices()` after `set_epoch(trainer.epoch)`); by default a random permutation. An epoch is one
+        pass, or `steps_per_epoch` steps over as many passes as they need (each a new call).
         """
         if epoch_order is not None and not self.data.shared:
             raise IncompatibleError("epoch_order orders shared-input examples; these tasks have their own data")
@@ -182,14 +188,14 @@ class MultiTaskTrainer(UpdateSteps):
         while self.epoch < self.config.epochs:
             start = time.perf_counter()
             n_steps, per_pass, passes = self.steps_per_epoch(), 1, []
-            if epoch_order is not None:
-                passes = [epoch_order(self).to(self.device)]
-                n_steps = per_pass = self._steps_per_pass(len(passes[0]))
-            elif self.data.shared:
+            if self.data.shared:
                 n = self.data.n_train(self.tasks[0])
-                per_pass = self._steps_per_pass(n)
+                draw = (lambda: epoch_order(self).to(self.device)) if epoch_order is not None else \
+                    (lambda n=n: torch.randperm(n, generator=self.generator))
+                passes = [draw()]
+                per_pass = self._steps_per_pass(len(passes[0]))
                 n_steps = self.config.steps_per_epoch or per_pass
-                passes = [torch.randperm(n, generator=self.generator) for _ in range(math.ceil(n_steps / per_pass))]
+                passes += [draw() for _ in range(math.ceil(n_steps / per_pass) - 1)]
             sums = torch.zeros(len(self.tasks), dtype=torch.float64)
             draws = torch.zeros(len(self.tasks), dtype=torch.float64)
             for i in range(n_steps):
@@ -219,7 +225,10 @@ class MultiTaskTrainer(UpdateSteps):
 
     @torch.no_grad()
     def evaluate(self, split: str = "test") -> dict[str, dict[str, float]]:
-        """Per-task metrics (accuracy, MSE, mIoU as fits the task kind) on `split`."""
+        """Per-task metrics (accuracy, MSE, mIoU as fits the task kind) on `split` ('test' or 'train')."""
+        if split not in ("test", "train"):
+            raise ConfigError(f"evaluate: split {split!r} is not 'test' or 'train' (the splits multi-task data "
+                              "holds); hold a validation set out of the training data as its own data")
         self.model.eval()
         stats: dict[str, torch.Tensor] = {}
         bs = self.config.eval_batch_size
@@ -240,6 +249,7 @@ class MultiTaskTrainer(UpdateSteps):
         return {
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "weighting": self.weighting.state_dict(), "generator": self.generator.get_state(),
+            "torch_rng": torch.get_rng_state(),  # dropout draws from it
             "epoch": self.epoch, "step": self.step, "history": self.history,
             "weights_trajectory": self.weights_trajectory,
             "cursors": {t: [p, int(c)] for t, (p, c) in self._cursors.items()},
@@ -252,6 +262,7 @@ class MultiTaskTrainer(UpdateSteps):
         self.optimizer.load_state_dict(state["optimizer"])
         self.weighting.load_state_dict(state["weighting"])
         self.generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
         self.epoch, self.step = int(state["epoch"]), int(state["step"])
         self.history = list(state["history"])
         self.weights_trajectory = list(state["weights_trajectory"])
