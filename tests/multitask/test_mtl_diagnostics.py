@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 
 import pytest
 import torch
@@ -52,6 +53,36 @@ def test_conflict_monitor_ratio_and_persistent_warning(caplog):
     restored = ConflictMonitor(["a", "b", "c"], patience=3)
     restored.load_state_dict(mon.state_dict())
     assert restored.summary() == s
+
+
+def test_conflict_monitor_counts_each_pair_over_the_records_that_held_it():
+    """A task sampler draws some tasks a step: a pair's statistics are over the records holding both
+    (they were not recorded at all unless every task was drawn, and the summary read 0.0 conflict);
+    an absent pair keeps its run of conflicting records; a pair never drawn together is NaN, and
+    with no pair recorded the overall ratio is None."""
+    mon = ConflictMonitor(["a", "b", "c"], threshold=-0.1, patience=2)
+    fight = torch.tensor([[1.0, 0.0], [-1.0, 0.1], [0.0, 1.0]])
+    ab, bc = torch.tensor([True, True, False]), torch.tensor([False, True, True])
+    mon.update(fight, 0, ab)
+    mon.update(fight, 1, bc)  # a absent: (a, b) keeps its run of 1
+    assert mon.warnings == []
+    mon.update(fight, 2, ab)
+    assert [w["tasks"] for w in mon.warnings] == [["a", "b"]]
+    s = mon.summary()
+    assert s["records"] == 3 and s["pair_records"][0][1] == 2 and s["pair_records"][1][2] == 1
+    assert s["conflict_ratio"][0][1] == 1.0 and s["conflict_ratio"][1][2] == 0.0
+    assert math.isnan(s["conflict_ratio"][0][2]) and math.isnan(s["mean_cosine"][0][2])
+    assert s["overall_conflict_ratio"] == pytest.approx(0.5)  # over the two pairs recorded
+    alone = ConflictMonitor(["a", "b"])
+    alone.update(fight[:2], 0, torch.tensor([True, False]))
+    assert alone.summary()["overall_conflict_ratio"] is None
+
+
+def test_sampled_per_task_steps_feed_the_conflict_monitor(mtl):
+    tr = mtl.trainer(mtl.toy_per_task(), sampler="equal", tasks_per_step=2, conflict_every=1)
+    tr.fit()
+    s = tr.monitor.summary()
+    assert s["records"] == tr.step and 0 < s["pair_records"][0][1] < tr.step
 
 
 def test_lookahead_affinity_on_a_scalar_toy():

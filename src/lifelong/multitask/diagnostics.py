@@ -36,7 +36,11 @@ def cosine_matrix(jac: torch.Tensor) -> torch.Tensor:
 
 
 class ConflictMonitor:
-    """Running gradient-conflict statistics of k tasks, with a warning on persistent conflict."""
+    """Running gradient-conflict statistics of k tasks, with a warning on persistent conflict.
+
+    Each record holds the pairs of tasks present in it (all of them, unless a task sampler drew only
+    some); a pair's statistics are over the records that held it (`pairs` counts them).
+    """
 
     def __init__(self, tasks: Sequence[str], threshold: float = -0.1, patience: int = 10) -> None:
         self.tasks = tuple(tasks)
@@ -44,24 +48,29 @@ class ConflictMonitor:
         self.threshold, self.patience = threshold, patience
         self.cos_sum = torch.zeros(k, k, dtype=torch.float64)
         self.conflicts = torch.zeros(k, k, dtype=torch.float64)
+        self.pairs = torch.zeros(k, k, dtype=torch.float64)
         self.run = torch.zeros(k, k, dtype=torch.long)
         self.count = 0
         self.warnings: list[dict[str, Any]] = []
 
-    def update(self, jac: torch.Tensor, step: int) -> torch.Tensor:
-        """Record the cosines of one (k, p) Jacobian of shared-parameter gradients; returns them."""
+    def update(self, jac: torch.Tensor, step: int, present: torch.Tensor | None = None) -> torch.Tensor:
+        """Record the cosines of one (k, p) Jacobian of shared-parameter gradients between the tasks
+        `present` (k booleans; default all, the others' rows are ignored); returns them."""
         cos = cosine_matrix(jac.detach().double()).cpu()
-        self.cos_sum += cos
-        self.conflicts += (cos < 0).double()
+        seen = torch.ones(len(self.tasks), dtype=torch.bool) if present is None else present.cpu()
+        both = seen[:, None] & seen[None, :]
+        self.cos_sum += cos * both
+        self.conflicts += ((cos < 0) & both).double()
+        self.pairs += both.double()
         self.count += 1
         below = cos < self.threshold
-        self.run = torch.where(below, self.run + 1, torch.zeros_like(self.run))
+        self.run = torch.where(both, torch.where(below, self.run + 1, torch.zeros_like(self.run)), self.run)
         warned = {tuple(w["tasks"]) for w in self.warnings}
         k = len(self.tasks)
         for i, j in zip(*torch.triu_indices(k, k, 1).tolist(), strict=True):
             pair = (self.tasks[i], self.tasks[j])
             if int(self.run[i, j]) >= self.patience and pair not in warned:
-                mean = float(self.cos_sum[i, j] / self.count)
+                mean = float(self.cos_sum[i, j] / self.pairs[i, j])
                 self.warnings.append({"tasks": list(pair), "step": step, "mean_cosine": mean})
                 log.warning("tasks %r and %r: gradient cosine below %.2f for %d records (step "
                             "%d); consider separating them", *pair, self.threshold,
@@ -69,22 +78,24 @@ class ConflictMonitor:
         return cos
 
     def summary(self) -> dict[str, Any]:
-        """Mean cosine and conflict-ratio matrices, the overall conflict ratio and the warnings."""
-        n = max(self.count, 1)
+        """Mean cosine and conflict-ratio matrices (NaN for a pair no record held), the overall conflict
+        ratio over the pairs recorded (None when none was) and the warnings."""
         k = len(self.tasks)
         iu = torch.triu_indices(k, k, 1)
-        ratio = self.conflicts / n
-        overall = float(ratio[iu[0], iu[1]].mean()) if k > 1 else 0.0
-        return {"tasks": list(self.tasks), "records": self.count,
-                "mean_cosine": (self.cos_sum / n).tolist(), "conflict_ratio": ratio.tolist(),
+        ratio = self.conflicts / self.pairs
+        recorded = ratio[iu[0], iu[1]][self.pairs[iu[0], iu[1]] > 0]
+        overall = float(recorded.mean()) if len(recorded) else None
+        return {"tasks": list(self.tasks), "records": self.count, "pair_records": self.pairs.long().tolist(),
+                "mean_cosine": (self.cos_sum / self.pairs).tolist(), "conflict_ratio": ratio.tolist(),
                 "overall_conflict_ratio": overall, "warnings": list(self.warnings)}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"cos_sum": self.cos_sum, "conflicts": self.conflicts, "run": self.run,
+        return {"cos_sum": self.cos_sum, "conflicts": self.conflicts, "pairs": self.pairs, "run": self.run,
                 "count": self.count, "warnings": self.warnings}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.cos_sum, self.conflicts, self.run = state["cos_sum"], state["conflicts"], state["run"]
+        self.pairs = state["pairs"]
         self.count, self.warnings = int(state["count"]), list(state["warnings"])
 
 

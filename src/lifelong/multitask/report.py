@@ -91,9 +91,11 @@ def write_report(folder: Path, results: dict[str, Any]) -> Path:
     if conflicts:
         plot = matrix_plot(conflicts["mean_cosine"], names, folder / "conflicts.png",
                            "mean gradient cosine")
+        overall = conflicts["overall_conflict_ratio"]
         lines += ["", "## Gradient conflicts", "",
                   f"Overall conflict ratio (share of records with cosine < 0, over pairs): "
-                  f"{conflicts['overall_conflict_ratio']:.3f} over {conflicts['records']} records.",
+                  f"{'none: no pair of tasks was recorded' if overall is None else f'{overall:.3f}'} "
+                  f"over {conflicts['records']} records.",
                   "", f"![gradient cosines]({plot})"]
         lines += [f"- WARNING: {w['tasks'][0]} and {w['tasks'][1]} conflict persistently "
                   f"(mean cosine {w['mean_cosine']:.3f} at step {w['step']})"

@@ -116,7 +116,8 @@ class UpdateSteps:
         """Aggregators that need independent estimates of J (MoDo, SDMGrad): the batch is split into
         `samples` disjoint parts, one forward and one batched backward each; the task heads take
         the size-weighted mean of the parts' gradients, i.e. the whole batch's gradient (`fit`
-        drops an epoch's tail batch too short to split)."""
+        drops an epoch's tail batch too short to split). BatchNorm normalises each part with its own
+        statistics, and updates its running ones once per part, as for independent batches of that size."""
         parts = idx.tensor_split(samples)
         if min(len(part) for part in parts) == 0:
             raise IncompatibleError(f"{type(self.weighting.aggregator).__name__} splits every batch into "
@@ -193,8 +194,8 @@ class UpdateSteps:
                 losses[i] += loss / counts[i]
                 jac[i] += grad / counts[i]
         self._check_finite(losses)
-        if self._monitor_due() and self.shared and bool(present.all()):
-            self.monitor.update(jac[:, :sum(p.numel() for p in self.shared)], self.step)
+        if self._monitor_due() and self.shared:
+            self.monitor.update(jac[:, :sum(p.numel() for p in self.shared)], self.step, present)
         if getattr(self.weighting, "on_representation", False):
             raise IncompatibleError("representation-based aggregators need tasks sharing inputs")
         self._update_from_jacobian(jac, losses, present)
