@@ -227,3 +227,13 @@ def test_an_epoch_order_fills_steps_per_epoch_with_passes(mtl):
     tr.fit(before_step=lambda t, idx: rows.append(idx), epoch_order=lambda t: calls.append(1) or torch.arange(32))
     assert tr.step == 7 and len(calls) == 4
     assert [r.tolist() for r in rows] == [list(range(16)), list(range(16, 32))] * 3 + [list(range(16))]
+
+
+def test_stch_is_refused_for_a_run_its_warm_up_would_fill(mtl):
+    """STCH trains on Σ log L_t for warmup_epochs + 1 epochs (4 + 1 by default) while it measures the
+    nadir: the CLI's default 5 epochs never trained on its objective, silently; now refused."""
+    with pytest.raises(ConfigError, match=r"first 5 epochs, so 5 epoch\(s\) would never .* at least 6 epochs"):
+        mtl.trainer(mtl.toy_shared(), "stch", epochs=5)
+    tr = mtl.trainer(mtl.toy_shared(), "stch", epochs=6, steps_per_epoch=1)
+    tr.fit()
+    assert not tr.weighting.warming_up  # the last epoch trained on STCH's objective

@@ -46,6 +46,7 @@ from lifelong.multitask.sampling import build_sampler
 from lifelong.multitask.steps import UpdateSteps, layerwise_of
 from lifelong.multitask.trainer_checks import (
     check_batch_sizes,
+    check_epochs,
     check_has_shared,
     check_micro_batch,
     check_sampled_weighting,
@@ -84,6 +85,7 @@ class MultiTaskTrainer(UpdateSteps):
         self.shared = [p for p in model.shared_parameters() if p.requires_grad]  # frozen ones stay as they are
         self.private = [p for p in model.task_parameters() if p.requires_grad]
         check_has_shared(weighting, model, len(self.shared))
+        check_epochs(weighting, config.epochs)
         self.layerwise = layerwise_of(model, self.shared, self.private, self.tasks)
         if self.layerwise is not None:  # the layerwise Jacobian's columns: each task's own parameters in turn
             self.private = [p for t in self.tasks for p in model.own_parameters(t)]

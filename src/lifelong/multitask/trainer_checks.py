@@ -97,3 +97,12 @@ def check_has_shared(weighting: nn.Module, model: nn.Module, n_shared: int) -> N
                             "shares none (each task has its own), so it has nothing to act on; "
                             "use a loss weighting that needs no shared parameters (e.g. uniform, uncertainty, dwa, "
                             "rlw) or an architecture that shares parameters (e.g. hps, mmoe)")
+
+
+def check_epochs(weighting: nn.Module, epochs: int) -> None:
+    """Refuse a run too short for the weighting's own objective to train (STCH's warm-up epochs)."""
+    needed = getattr(weighting, "min_epochs", 1)
+    if epochs < needed:
+        raise ConfigError(f"{_name(weighting)} trains on its warm-up objective for its first {needed - 1} epochs, "
+                          f"so {epochs} epoch(s) would never train on its own; train for at least {needed} epochs "
+                          "(train.epochs, --epochs) or lower its warmup_epochs")

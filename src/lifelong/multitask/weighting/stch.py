@@ -57,6 +57,11 @@ class STCH(LossWeighting):
         self.register_buffer("epochs_seen", torch.zeros((), dtype=torch.long))
 
     @property
+    def min_epochs(self) -> int:
+        """The epochs a run needs for STCH's objective to train at all: W + 1 measure the nadir, then one."""
+        return self.warmup_epochs + 2
+
+    @property
     def warming_up(self) -> bool:
         """True until the nadir has been measured (the first W + 1 epochs)."""
         return bool(self.epochs_seen <= self.warmup_epochs)
