@@ -73,3 +73,18 @@ def test_representation_flags() -> None:
     assert MGDA(upper_bound=True).on_representation and not MGDA().on_representation
     assert GradDrop().on_representation and not PCGrad().on_representation
     assert GradDrop().needs_representation and not MGDA(upper_bound=True).needs_representation
+
+
+@pytest.mark.parametrize("name", STOCHASTIC)
+def test_without_a_generator_the_draws_follow_torch_manual_seed(name: str) -> None:
+    """Built without `generator=`, every seed gave the same draws (a fresh Generator's fixed seed), so a
+    multi-seed study repeated one random sequence; the default generator now follows torch.manual_seed."""
+    J = torch.randn(4, 6, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+
+    def draws(seed: int) -> torch.Tensor:
+        torch.manual_seed(seed)
+        agg = AGGREGATORS.build(name)
+        return torch.stack([call(agg, J) for _ in range(3)])
+
+    torch.testing.assert_close(draws(0), draws(0), rtol=0, atol=0)
+    assert not torch.equal(draws(0), draws(1))

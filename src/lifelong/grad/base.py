@@ -74,13 +74,15 @@ def gramian(J: Tensor) -> Tensor:
 
 
 class GeneratorState(nn.Module):
-    """Holds the `torch.Generator` a stochastic method draws from and keeps its state in state_dict."""
+    """Holds the `torch.Generator` a stochastic method draws from and keeps its state in state_dict;
+    without one given, a generator seeded from torch's global one (so `torch.manual_seed` sets it)."""
 
     def __init__(self, generator: torch.Generator | None = None) -> None:
         super().__init__()
         if generator is not None and not isinstance(generator, torch.Generator):
             raise ConfigError(f"generator must be a torch.Generator (or None for a fresh one), got {generator!r}")
-        self.generator = generator if generator is not None else torch.Generator()
+        self.generator = generator if generator is not None else \
+            torch.Generator().manual_seed(int(torch.randint(2**62, ())))
 
     def get_extra_state(self) -> Tensor:
         return self.generator.get_state()
