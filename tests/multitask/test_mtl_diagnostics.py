@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from lifelong.core.errors import ConfigError, DataError, ShapeMismatchError
-from lifelong.multitask.architectures import HardSharing
+from lifelong.core.errors import ConfigError, DataError, IncompatibleError, ShapeMismatchError
+from lifelong.multitask.architectures import HardSharing, build_architecture
 from lifelong.multitask.diagnostics import (
     AffinityTracker,
     ConflictMonitor,
@@ -197,3 +197,12 @@ def test_delta_m_by_hand():
     assert report["tasks"]["acc"]["change_percent"] == pytest.approx(12.5)
     assert report["tasks"]["mse"]["change_percent"] == pytest.approx(-25.0)
     assert [t["negative_transfer"] for t in report["tasks"].values()] == [False, True]
+
+
+def test_lookahead_affinity_refuses_a_model_sharing_no_parameter(mtl):
+    """Soft sharing: it failed inside `jacobian` ("no parameters given; pass the shared parameters")."""
+    data = mtl.toy_shared()
+    model = build_architecture("soft", data, lambda: mtl.mlp(6))
+    with pytest.raises(IncompatibleError, match="SoftSharing shares no parameter"):
+        lookahead_affinity(model, data.splits["a"].train_x[:8], lambda out: torch.stack(
+            [out[t].float().pow(2).mean() for t in data.task_names]), 0.1)

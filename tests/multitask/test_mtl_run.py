@@ -108,6 +108,25 @@ def test_diagnose_reports_affinity_groups_and_transfer(tmp_path):
     assert "Δm" in report and "affinity.png" in report
 
 
+def test_diagnose_resumes_with_the_affinities_recorded_before_the_interruption(tmp_path):
+    """The affinity tracker lives in the checkpoint: an interrupted and resumed diagnosis averages the
+    same lookahead affinities as an uninterrupted one (it kept only the resumed epochs' 5 of 10)."""
+    def cfg(name):
+        return config(tmp_path, name=name, train=TrainConfig(epochs=2, batch_size=256, lr=1e-2))
+
+    straight = diagnose(cfg("straight"), affinity_every=1, baselines=False)["diagnostics"]
+
+    def interrupt(tr):
+        if tr.epoch == 1:
+            raise Stop
+
+    with pytest.raises(Stop):
+        diagnose(cfg("cut"), affinity_every=1, baselines=False, on_epoch=interrupt)
+    resumed = diagnose(cfg("cut"), affinity_every=1, baselines=False, resume=True)["diagnostics"]
+    assert resumed["affinity_records"] == straight["affinity_records"] > 0
+    assert resumed["affinity"] == straight["affinity"]
+
+
 def test_cli_mtl_command(tmp_path):
     app = typer.Typer()
     register(app)

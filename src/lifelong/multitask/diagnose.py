@@ -80,4 +80,4 @@ def diagnose(config: MTLConfig, *, affinity_every: int = 5, lookahead_lr: float 
 
     name = config.name or f"{config.run_name()}-diagnose"
     return run_mtl(replace(config, name=name), resume=resume, overwrite=overwrite, data=data,
-                   before_step=probe, finish=finish, on_epoch=on_epoch)
+                   before_step=probe, finish=finish, on_epoch=on_epoch, extra=tracker)

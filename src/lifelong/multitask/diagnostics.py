@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch.func import functional_call
 
-from lifelong.core.errors import ConfigError, DataError, ShapeMismatchError
+from lifelong.core.errors import ConfigError, DataError, IncompatibleError, ShapeMismatchError
 from lifelong.grad import jacobian
 from lifelong.models.layer_list import evaluating
 from lifelong.multitask.architectures.base import MultiTaskModel
@@ -112,6 +112,10 @@ def lookahead_affinity(model: MultiTaskModel, x: torch.Tensor,
     params = dict(model.named_parameters())
     shared_ids = {id(p) for p in model.shared_parameters()}
     names = [n for n, p in params.items() if id(p) in shared_ids]
+    if not names:
+        raise IncompatibleError(f"task affinity measures how a step on the shared parameters for one task changes "
+                                f"the others' losses, but {type(model).__name__} shares no parameter; diagnose an "
+                                "architecture that shares some (e.g. hps, mmoe, cross_stitch)")
     with evaluating(model):
         losses = task_losses(functional_call(model, params, (x,)))
         jac = jacobian(losses, [params[n] for n in names])
@@ -135,6 +139,12 @@ class AffinityTracker:
     def update(self, z: torch.Tensor) -> None:
         self.total += z.detach().double().cpu()
         self.count += 1
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"total": self.total, "count": self.count}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.total, self.count = state["total"], int(state["count"])
 
     def mean(self) -> torch.Tensor:
         """The averaged affinity matrix Z[i, j] = Z_{i→j}."""

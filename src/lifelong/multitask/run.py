@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -130,7 +130,15 @@ def _prepare(folder: Path, resume: bool, overwrite: bool) -> None:
                              f"or --overwrite to start again")
 
 
-def _restore(trainer: MultiTaskTrainer, folder: Path, config: MTLConfig) -> None:
+class Stateful(Protocol):
+    """What a run checkpoints beside the trainer (e.g. the diagnostics' affinity tracker)."""
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+def _restore(trainer: MultiTaskTrainer, folder: Path, config: MTLConfig, extra: Stateful | None) -> None:
     state, saved = load_checkpoint(folder / CHECKPOINT)
     ours = config.to_dict()
     diff = sorted(k for k in ours if k not in ("out", "device") and ours[k] != saved.get(k))
@@ -138,6 +146,8 @@ def _restore(trainer: MultiTaskTrainer, folder: Path, config: MTLConfig) -> None
         raise CheckpointError(f"the checkpoint in {folder} was written by another configuration "
                               f"(differs in {diff}); resume with the same settings or --overwrite")
     trainer.load_state_dict(state)
+    if extra is not None:
+        extra.load_state_dict(state["extra"])
     atomic_write_text(folder / "metrics.jsonl", "")
     for record in trainer.history:
         append_jsonl(folder / "metrics.jsonl", record)
@@ -147,12 +157,14 @@ def run_mtl(config: MTLConfig, *, resume: bool = False, overwrite: bool = False,
             data: MultiTaskData | None = None,
             before_step: Callable[[MultiTaskTrainer, torch.Tensor | None], None] | None = None,
             finish: Callable[[MultiTaskTrainer], dict[str, Any]] | None = None,
-            on_epoch: Callable[[MultiTaskTrainer], None] | None = None) -> dict[str, Any]:
+            on_epoch: Callable[[MultiTaskTrainer], None] | None = None,
+            extra: Stateful | None = None) -> dict[str, Any]:
     """Train `config`, checkpointing each epoch; write config, metrics, results and report.
 
     `before_step` is passed to `MultiTaskTrainer.fit`; `finish(trainer)` returns the
     diagnostics recorded under `results["diagnostics"]`; `on_epoch` is called after each
-    epoch's checkpoint (progress bars).
+    epoch's checkpoint (progress bars); `extra`'s state is checkpointed with the trainer's and
+    restored on resume (what `before_step` accumulates).
     """
     folder = Path(config.out) / config.run_name()
     _prepare(folder, resume, overwrite)
@@ -161,10 +173,11 @@ def run_mtl(config: MTLConfig, *, resume: bool = False, overwrite: bool = False,
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_yaml(folder / "config.yaml", config.to_dict())
     if resume and (folder / CHECKPOINT).exists():
-        _restore(trainer, folder, config)
+        _restore(trainer, folder, config, extra)
 
     def on_epoch_end(tr: MultiTaskTrainer) -> None:
-        save_checkpoint(folder / CHECKPOINT, tr.state_dict(), config.to_dict())
+        state = tr.state_dict() if extra is None else {**tr.state_dict(), "extra": extra.state_dict()}
+        save_checkpoint(folder / CHECKPOINT, state, config.to_dict())
         append_jsonl(folder / "metrics.jsonl", tr.history[-1])
         if on_epoch is not None:
             on_epoch(tr)
