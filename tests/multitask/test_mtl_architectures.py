@@ -9,12 +9,16 @@ from torch import nn
 
 from lifelong.core.errors import ConfigError
 from lifelong.core.registries import ARCHITECTURES
-from lifelong.data.multitask import TaskSpec, load_benchmark, shared_inputs
+from lifelong.data.multitask import MultiTaskData, TaskSpec, load_benchmark, shared_inputs
 from lifelong.multitask.architectures import CrossStitch, build_architecture
+from lifelong.multitask.architectures.mmoe import Gate
 from lifelong.multitask.architectures.soft_sharing import l2_coupling, trace_coupling
+from lifelong.multitask.config import TrainConfig
+from lifelong.multitask.engine import MultiTaskTrainer
 from lifelong.multitask.heads import build_heads
 from lifelong.multitask.losses import task_kind
 from lifelong.multitask.presets import build_default
+from lifelong.multitask.weighting import build_weighting
 
 ARCHS = ARCHITECTURES.names()
 
@@ -205,3 +209,39 @@ def test_architecture_arguments_of_the_wrong_type_are_named(arch, args, why):
     width = {k: args.pop(k) for k in ("width", "depth") if k in args}
     with pytest.raises(ConfigError, match=why):
         build_default(arch, data, **width, **args)
+
+
+def _token_data(vocab: int = 20, length: int = 6) -> MultiTaskData:
+    """Token IDs (N, L) with a per-token tag (the ID mod 3) and a sentence label (first ID ≥ vocab / 2)."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, vocab, (240, length), generator=g)
+    ys = {"tag": x % 3, "first": (x[:, 0] >= vocab // 2).long()}
+    tasks = (TaskSpec("tag", "token-ce", 3), TaskSpec("first", "ce", 2))
+    return shared_inputs("tagging", tasks, x[:200], {k: v[:200] for k, v in ys.items()}, x[200:],
+                         {k: v[200:] for k, v in ys.items()})
+
+
+def test_token_tagging_on_token_ids_with_an_embedding_trunk_trains():
+    """Heads used to be sized by running the trunk on float zeros, which an nn.Embedding refuses."""
+    data = _token_data()
+    torch.manual_seed(0)
+    model = build_architecture("hps", data, lambda: nn.Sequential(nn.Embedding(20, 16), nn.ReLU()))
+    assert tuple(model(data.splits["tag"].test_x[:2])["tag"].shape) == (2, 6, 3)
+    config = TrainConfig(epochs=4, batch_size=20, lr=0.05, optimizer="adam")
+    trainer = MultiTaskTrainer(model, build_weighting("uniform", 2), data, config, torch.Generator().manual_seed(0))
+    before = trainer.evaluate()["tag"]["accuracy"]
+    history = trainer.fit()
+    assert history[-1]["train_loss"]["tag"] < 0.5 * history[0]["train_loss"]["tag"]
+    assert history[-1]["test"]["tag"]["accuracy"] > max(0.95, before + 0.3)
+
+
+@pytest.mark.parametrize("arch", ["mmoe", "cgc", "ple"])
+def test_gated_architectures_refuse_token_ids_before_training(arch):
+    """Their gates are linear in the input: they used to fail inside torch on integer token IDs."""
+    with pytest.raises(ConfigError, match="cannot read token IDs .* use an architecture without input gates"):
+        build_architecture(arch, _token_data(), lambda: nn.Sequential(nn.Embedding(20, 8), nn.Linear(8, 8)))
+
+
+def test_a_gate_given_integer_inputs_says_what_to_do():
+    with pytest.raises(ConfigError, match=r"gate given inputs of dtype torch.int64: .* embed the tokens"):
+        Gate(4, 2)(torch.zeros(3, 4, dtype=torch.long))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lifelong.core.errors import DataError, ShapeMismatchError
+from lifelong.core.errors import ConfigError, DataError, ShapeMismatchError
 from lifelong.data.multitask import (
     TaskSpec,
     TaskSplit,
@@ -121,3 +121,43 @@ def test_test_targets_must_have_the_train_targets_shape():
     split = TaskSplit(x[:6], y[:6].float().unsqueeze(1), x[6:], y[6:].float())
     with pytest.raises(ShapeMismatchError, match=r"task 'reg'.*reshape the test targets to \(4, 1\)"):
         per_task("bad", (TaskSpec("reg", "mse", 1),), {"reg": split})
+
+
+def test_non_finite_inputs_are_refused_naming_the_task_split_and_rows():
+    """A NaN test input used to give NaN metrics silently, and a NaN train input a non-finite loss
+    that blamed the learning rate; both are refused when the data set is built."""
+    x, y = torch.randn(10, 3), torch.zeros(10, dtype=torch.long)
+    spec = TaskSpec("cls", "ce", 2)
+    test_x = x[6:].clone()
+    test_x[2, 1] = float("nan")
+    with pytest.raises(DataError, match=r"task 'cls': 1 test input row\(s\) hold NaN or infinite values \(rows 2\); "
+                                        r"drop or impute them"):
+        shared_inputs("nan", (spec,), x[:6], {"cls": y[:6]}, test_x, {"cls": y[6:]})
+    train_x = x.clone()
+    train_x[[1, 4], 0] = float("inf")
+    good = TaskSplit(x, y, x, y)
+    with pytest.raises(DataError, match=r"task 'q': 2 train input row\(s\) .* \(rows 1, 4\)"):
+        per_task("inf", (TaskSpec("p", "ce", 2), TaskSpec("q", "ce", 2)),
+                 {"p": good, "q": TaskSplit(train_x, y, x, y)})
+    ids = torch.randint(0, 5, (10, 4))
+    assert shared_inputs("ids", (spec,), ids, {"cls": y}, ids, {"cls": y}).shared  # integer inputs pass
+    huge = torch.full((10, 3), 3e38)  # finite, though their sum overflows
+    assert shared_inputs("huge", (spec,), huge, {"cls": y}, huge, {"cls": y}).shared
+
+
+@pytest.mark.parametrize(("name", "args", "why"), [
+    ("mmoe-synthetic", {"n_train": -5}, "mmoe-synthetic: n_train must be a positive integer, got -5"),
+    ("mmoe-synthetic", {"n_train": 0}, "mmoe-synthetic: n_train must be a positive integer, got 0"),
+    ("mmoe-synthetic", {"n_test": -90}, "mmoe-synthetic: n_test must be a positive integer, got -90"),
+    ("mmoe-synthetic", {"n_train": 2.5}, "mmoe-synthetic: n_train must be a positive integer, got 2.5"),
+    ("mmoe-synthetic", {"dim": 1}, "mmoe-synthetic: dim must be ≥ 2"),
+    ("mmoe-synthetic", {"n_sines": -1}, "mmoe-synthetic: n_sines must be an integer ≥ 0, got -1"),
+    ("scenes", {"n_train": -5}, "scenes: n_train must be a positive integer, got -5"),
+    ("scenes", {"n_test": 0}, "scenes: n_test must be a positive integer, got 0"),
+    ("scenes", {"max_objects": 0}, "scenes: max_objects must be a positive integer, got 0"),
+    ("multi-fashion", {"n_train": -5}, "multi-fashion: n_train must be a positive integer, got -5"),
+])
+def test_benchmark_sizes_must_be_positive_integers(name, args, why):
+    """n_train=-5 used to slice from the end and give 10 training rows silently."""
+    with pytest.raises(ConfigError, match=why):
+        load_benchmark(name, **{"n_train": 20, "n_test": 10, **args})

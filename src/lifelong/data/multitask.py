@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
-from lifelong.core.errors import DataError, ShapeMismatchError
+from lifelong.core.checks import check_count, check_counts
+from lifelong.core.errors import ConfigError, DataError, ShapeMismatchError
 from lifelong.core.registry import Registry
 
 BENCHMARKS: Registry = Registry("multi-task benchmark")
@@ -94,8 +95,8 @@ def per_task(name: str, tasks: Sequence[TaskSpec], splits: Mapping[str, TaskSpli
 
 
 def validate(data: MultiTaskData) -> None:
-    """Check names, one split per task, matching sample counts, non-empty splits and test targets
-    shaped as the train targets."""
+    """Check names, one split per task, matching sample counts, non-empty splits, finite
+    floating-point inputs and test targets shaped as the train targets."""
     names = [t.name for t in data.tasks]
     if not names or len(set(names)) != len(names):
         raise DataError(f"{data.name}: task names {names} must be non-empty and unique")
@@ -104,6 +105,7 @@ def validate(data: MultiTaskData) -> None:
             f"{data.name}: splits are given for {sorted(data.splits)} but the tasks are {names}"
         )
     shape = tuple(data.splits[names[0]].train_x.shape[1:])
+    checked: set[int] = set()  # shared inputs are one tensor per split: check it once
     for t in data.tasks:
         s = data.splits[t.name]
         if t.n_outputs < 1:
@@ -119,6 +121,9 @@ def validate(data: MultiTaskData) -> None:
                     f"{data.name}, task {t.name!r}: {part} inputs have per-sample shape "
                     f"{tuple(x.shape[1:])} but the first task's are {shape}"
                 )
+            if x.is_floating_point() and id(x) not in checked:
+                checked.add(id(x))
+                check_finite_inputs(f"{data.name}, task {t.name!r}", part, x)
         if tuple(s.test_y.shape[1:]) != tuple(s.train_y.shape[1:]):
             raise ShapeMismatchError(
                 f"{data.name}, task {t.name!r}: test targets have per-sample shape {tuple(s.test_y.shape[1:])} "
@@ -127,6 +132,20 @@ def validate(data: MultiTaskData) -> None:
             )
         if data.shared and s.train_x is not data.splits[names[0]].train_x:
             raise DataError(f"{data.name}: shared=True but task {t.name!r} has its own inputs")
+
+
+def check_finite_inputs(where: str, part: str, x: torch.Tensor) -> None:
+    """Raise a DataError naming the first rows of the `part` inputs `x` that hold NaN or infinite values."""
+    if bool(torch.isfinite(x.sum())):  # a fast pass: a NaN or infinity anywhere makes the sum non-finite
+        return
+    finite = torch.isfinite(x).reshape(x.shape[0], -1).all(1)
+    if not bool(finite.all()):  # else the sum overflowed on finite values
+        bad = (~finite).nonzero().flatten()
+        first = ", ".join(str(i) for i in bad[:5].tolist()) + (", ..." if len(bad) > 5 else "")
+        raise DataError(
+            f"{where}: {len(bad)} {part} input row(s) hold NaN or infinite values (rows {first}); drop or "
+            f"impute them, e.g. rows = torch.isfinite(x).reshape(len(x), -1).all(1); x, y = x[rows], y[rows]"
+        )
 
 
 def load_benchmark(name: str, **kwargs) -> MultiTaskData:
@@ -145,6 +164,10 @@ def mmoe_synthetic(correlation: float = 0.5, n_train: int = 8000, n_test: int = 
     y_i = w_iᵀx + Σ_{m=1}^{M} sin(α_m w_iᵀx + β_m) + ε_i with α, β ~ N(0, 1) and
     ε ~ N(0, noise²); paper defaults d=100, M=10, c=1, noise variance 0.01.
     """
+    check_counts("mmoe-synthetic", n_train=n_train, n_test=n_test, dim=dim)
+    check_count("mmoe-synthetic: n_sines", n_sines, allow_zero=True)
+    if dim < 2:
+        raise ConfigError(f"mmoe-synthetic: dim must be ≥ 2 to hold the two tasks' orthogonal directions, got {dim}")
     if not -1.0 <= correlation <= 1.0:
         raise DataError(f"mmoe-synthetic: correlation={correlation} must lie in [-1, 1]")
     gen = torch.Generator().manual_seed(seed)
@@ -198,6 +221,7 @@ def multi_fashion(n_train: int = 10000, n_test: int = 2000, size: int = 36, seed
     """Two overlapped Fashion-MNIST items in a 36×36 image; tasks: left and right item's class."""
     from lifelong.data.sources import load_source
 
+    check_counts("multi-fashion", n_train=n_train, n_test=n_test, size=size)
     src = load_source("fashion-mnist", root=root, download=False)
     gen = torch.Generator().manual_seed(seed)
     tr = torch.randperm(src.train_y.shape[0], generator=gen)[:n_train]
@@ -233,6 +257,7 @@ def scenes(n_train: int = 2000, n_test: int = 500, size: int = 16, max_objects: 
     in (0, 1], background at 1, nearer objects occlude farther ones) and `count` (the objects
     visible in the image, 0..K: one hidden behind nearer ones is not counted).
     """
+    check_counts("scenes", n_train=n_train, n_test=n_test, size=size, max_objects=max_objects)
     gen = torch.Generator().manual_seed(seed)
     n = n_train + n_test
     k = max_objects

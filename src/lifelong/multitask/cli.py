@@ -46,7 +46,7 @@ def register(app: typer.Typer) -> None:
         values = {
             "benchmark": benchmark, "arch": arch, "weighting": weighting, "width": width,
             "seed": seed, "out": out, "name": name,
-            "benchmark_args": {"n_train": n_train} if n_train else {},
+            "benchmark_args": {"n_train": n_train} if n_train is not None else {},
             "train": {"epochs": epochs, "batch_size": batch_size, "lr": lr,
                       "conflict_every": conflict_every},
         }

@@ -98,15 +98,21 @@ def build_heads(data: MultiTaskData, in_shape: Sequence[int], hidden: int | None
     }
 
 
+def reads_indices(module: nn.Module) -> bool:
+    """Whether `module` reads integer indices (token IDs): its first layer is an embedding."""
+    first = next((m for m in module.modules() if next(m.children(), None) is None), None)
+    return isinstance(first, nn.Embedding | nn.EmbeddingBag)
+
+
 @torch.no_grad()
-def feature_shape(module: nn.Module, input_shape: Sequence[int]) -> tuple[int, ...]:
-    """Per-sample output shape of `module` on inputs of per-sample shape `input_shape`."""
+def feature_shape(module: nn.Module, input_shape: Sequence[int], dtype: torch.dtype = torch.float32) -> tuple[int, ...]:
+    """Per-sample output shape of `module` on zeros of per-sample shape `input_shape` and the inputs' `dtype`."""
     was_training = module.training
     module.eval()
     try:
         param = next(module.parameters(), None)
         device = param.device if param is not None else None
-        out = module(torch.zeros(2, *input_shape, device=device))
+        out = module(torch.zeros(2, *input_shape, device=device, dtype=dtype))
     finally:
         module.train(was_training)
     return tuple(out.shape[1:])

@@ -12,7 +12,7 @@ from lifelong.core.checks import check_counts
 from lifelong.core.errors import ConfigError
 from lifelong.core.registries import ARCHITECTURES
 from lifelong.multitask.architectures.base import ModuleFactory, MultiTaskModel, build
-from lifelong.multitask.architectures.mmoe import Gate, mix
+from lifelong.multitask.architectures.mmoe import Gate, check_gate_input, mix
 from lifelong.multitask.heads import feature_shape
 
 
@@ -61,6 +61,7 @@ class PLE(MultiTaskModel):
             if j < levels - 1:
                 self.shared_gates.append(Gate(in_dim, k * n_specific + n_shared))
             if j == 0:
+                check_gate_input("PLE", self.shared_experts[0][0])
                 out_shape = feature_shape(self.shared_experts[0][0], input_shape)
                 in_dim = math.prod(out_shape)
                 if levels > 1 and upper_expert is None and out_shape != tuple(input_shape):
