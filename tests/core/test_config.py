@@ -59,6 +59,18 @@ def test_checkpoint_roundtrip_and_corruption(tmp_path):
     assert path.exists()  # nothing is deleted
 
 
+def test_checkpoints_of_another_format_or_origin_are_refused_with_what_to_do(tmp_path):
+    """Format 1 multi-task checkpoints lack torch's generator, the monitor's pairs and a run's extras:
+    resuming one failed with a bare KeyError('torch_rng')."""
+    path = tmp_path / "c.pt"
+    torch.save({"format_version": 1, "config": {}, "state": {}}, path)
+    with pytest.raises(CheckpointError, match="has format 1, but this version of lifelong reads format 2.*--overwrite"):
+        load_checkpoint(path)
+    torch.save({"w": torch.zeros(2)}, path)
+    with pytest.raises(CheckpointError, match="is not a lifelong checkpoint"):
+        load_checkpoint(path)
+
+
 def test_atomic_write_leaves_no_temporary(tmp_path):
     atomic_write_json(tmp_path / "r.json", {"a": 1})
     assert read_json(tmp_path / "r.json") == {"a": 1}

@@ -123,13 +123,34 @@ def test_default_paces_half_of_each_experience_by_steps():
     ({"unit": "epoch"}, 1, "one epoch cannot be paced by epochs; use unit='step' or more epochs"),
     ({"unit": "epoch", "total": 5}, 5, r"total=5 epochs, but an experience trains for 5 .* set total <= 4"),
     ({"total": 12}, 2, r"total=12 steps, but an experience trains for 10 .* set total <= 9"),
+    ({}, 1, "one step cannot be paced by steps; use more epochs or a smaller batch_size"),
 ])
 def test_a_curriculum_that_would_never_reach_the_hardest_examples_is_refused_before_training(args, epochs, why):
+    """By epochs before the run; by steps, whose count depends on the data the experience trains on
+    (joint's or cumulative's), when the experience starts, before its first step."""
     stream = one_experience_stream()
-    engine = engine_for(stream, [CurriculumPlugin(**args)], epochs=epochs)
-    with pytest.raises(IncompatibleError, match=why):
+    engine = engine_for(stream, [CurriculumPlugin(**args)], epochs=epochs, batch_size=64 if not args else 8)
+    with pytest.raises(IncompatibleError if args.get("unit") == "epoch" else ConfigError, match=why):
         engine.run(stream)
-    assert engine.step == 0 and not engine.matrix
+    assert engine.step == 0
+
+
+@pytest.mark.parametrize("spec", ["curriculum+joint", "curriculum+cumulative"])
+def test_steps_are_counted_on_the_data_the_experience_trains_on(spec):
+    """Four experiences of 16 rows in batches of 16: one step each alone, but joint trains once on all
+    64 rows (4 steps) and cumulative on 16, 32, 48, 64 (1 + 2 + 3 + 4 steps); the first experience
+    alone cannot be paced, so cumulative is refused there, when it starts, and joint trains."""
+    x = torch.randn(64, 1, 2, 2)
+    y = torch.arange(64) % 2
+    stream = Stream(tuple(Experience(i, x[16 * i:16 * i + 16], y[16 * i:16 * i + 16], x[:8], y[:8], (0, 1), 0)
+                          for i in range(4)), "domain", 2)
+    engine = engine_for(stream, build_strategy(spec), batch_size=16)
+    if spec.endswith("joint"):
+        engine.run(stream)
+        assert engine.step == 4
+    else:
+        with pytest.raises(ConfigError, match="one step cannot be paced"):
+            engine.run(stream)
 
 
 def test_balanced_plugin_keeps_both_classes():

@@ -245,3 +245,21 @@ def test_gated_architectures_refuse_token_ids_before_training(arch):
 def test_a_gate_given_integer_inputs_says_what_to_do():
     with pytest.raises(ConfigError, match=r"gate given inputs of dtype torch.int64: .* embed the tokens"):
         Gate(4, 2)(torch.zeros(3, 4, dtype=torch.long))
+
+
+@pytest.mark.parametrize(("arch", "args"), [("cgc", {}), ("ple", {"levels": 1}),
+                                            ("ple", {"levels": 2, "upper_expert": lambda: nn.Linear(8, 8)})])
+def test_architectures_build_and_run_in_float64(mtl, arch, args):
+    """Heads and gates were sized on float32 zeros, which a float64 model refuses (mat1 and mat2 dtypes)."""
+    data = mtl.toy_shared()
+    data = shared_inputs("f64", data.tasks, data.splits["a"].train_x.double(),
+                         {t: s.train_y for t, s in data.splits.items()}, data.splits["a"].test_x.double(),
+                         {t: s.test_y for t, s in data.splits.items()})
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        model = build_architecture(arch, data, lambda: nn.Sequential(nn.Linear(6, 8), nn.ReLU()), **args)
+    finally:
+        torch.set_default_dtype(default)
+    out = model(data.splits["a"].train_x[:4])
+    assert all(v.dtype == torch.float64 for v in out.values())

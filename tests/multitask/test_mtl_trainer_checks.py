@@ -58,6 +58,27 @@ def test_weightings_acting_on_shared_parameters_are_refused_for_soft_sharing(mtl
     mtl.trainer(mtl.toy_shared(), "uncertainty", arch="soft").fit()  # loss weightings still train it
 
 
+def test_a_weighted_sum_with_non_finite_gradients_of_finite_losses_is_refused_at_that_step(mtl):
+    """sum/mean/constant/rgw skip forming J (whose check refused this) unless the monitor is due; a
+    non-finite gradient of finite losses (sqrt at 0) must not reach the parameters either way."""
+    data = mtl.toy_shared()
+
+    class Sqrt(torch.nn.Module):
+        def forward(self, h: torch.Tensor) -> torch.Tensor:
+            return (h * 0).pow(2).sqrt()  # 0 with an infinite derivative
+
+    for conflict_every in (0, 1):
+        torch.manual_seed(0)
+        model = build_architecture("hps", data, lambda: torch.nn.Sequential(torch.nn.Linear(6, 8), Sqrt()))
+        tr = MultiTaskTrainer(model, build_weighting("sum", 3), data,
+                              TrainConfig(batch_size=16, lr=0.1, optimizer="sgd", conflict_every=conflict_every),
+                              torch.Generator())
+        before = mtl.flat(model.parameters())
+        with pytest.raises(DataError, match="non-finite"):
+            tr.train_step(torch.arange(16))
+        assert torch.equal(mtl.flat(model.parameters()), before)
+
+
 @pytest.mark.parametrize("name", ["uniform", "uncertainty", "gls", "pcgrad"])
 def test_micro_batches_on_shared_inputs_give_the_whole_batchs_step(mtl, name):
     """micro_batch=5 on a 16-row shared batch: forwards of 5, 5, 5 and 1 rows (it used to be ignored),
@@ -201,15 +222,22 @@ def test_a_partly_frozen_trunk_trains_around_its_frozen_layer(mtl, name, cfg, pe
     assert not torch.equal(model.backbone[0].bias, trained)
 
 
-def test_a_parameter_frozen_after_the_trainer_was_built_is_refused(mtl):
+@pytest.mark.parametrize("name", ["pcgrad", "uniform"])
+def test_freezing_or_unfreezing_between_steps_takes_effect_at_the_next_step(mtl, name):
     """The layerwise path wrote a gradient into a weight frozen after the trainer was built, and SGD moved
-    it (by 0.185 in the audit); the step now refuses and the weight stays as it was."""
-    tr = mtl.trainer(mtl.toy_shared(), "pcgrad")
+    it (by 0.185 in the audit); a trunk unfrozen after warming up the heads must train again."""
+    tr = mtl.trainer(mtl.toy_shared(), name)
     weight = tr.model.backbone[0].weight.requires_grad_(False)
     before = weight.detach().clone()
-    with pytest.raises(IncompatibleError, match="frozen .* after the trainer was built"):
-        tr.train_step(torch.arange(16))
+    tr.train_step(torch.arange(16))
     assert torch.equal(weight, before)
+    weight.requires_grad_(True)
+    tr.train_step(torch.arange(16, 32))
+    assert not torch.equal(weight, before)
+    tr.model.backbone.requires_grad_(False)
+    if name == "pcgrad":  # nothing shared left to aggregate
+        with pytest.raises(IncompatibleError, match="trains none of those it shares .* unfreeze some of them"):
+            tr.train_step(torch.arange(16))
 
 
 def test_evaluation_refuses_a_split_it_does_not_hold(mtl):

@@ -11,7 +11,7 @@ import torch
 from lifelong.core.errors import CheckpointError
 from lifelong.core.records import atomic_write_bytes
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: multi-task checkpoints hold torch's generator, the monitor's pairs, run extras
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any], config: dict[str, Any]) -> Path:
@@ -33,7 +33,11 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
             f"checkpoint {path} is unreadable ({type(exc).__name__}); it is left in place — "
             "move it away and run again to restart the run from the beginning"
         ) from exc
-    if not isinstance(payload, dict) or payload.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(f"checkpoint {path} is not a lifelong checkpoint of format "
-                              f"{FORMAT_VERSION}; start the run afresh in another folder")
+    if not isinstance(payload, dict) or "format_version" not in payload:
+        raise CheckpointError(f"checkpoint {path} is not a lifelong checkpoint; start the run afresh in another "
+                              "folder")
+    if payload["format_version"] != FORMAT_VERSION:
+        raise CheckpointError(f"checkpoint {path} has format {payload['format_version']}, but this version of "
+                              f"lifelong reads format {FORMAT_VERSION}; resume it with the version that wrote it, "
+                              "or start the run afresh (--overwrite)")
     return payload["state"], payload["config"]

@@ -84,8 +84,10 @@ class CurriculumPlugin(Plugin):
         self.start_step = ctx.step
 
     def problems(self, stream: Stream, epochs: int, batch_size: int) -> list[str]:
-        return [problem for e in stream if (problem := self.length_problem(self.units(len(e.train_y), epochs,
-                                                                                     batch_size)))]
+        # by steps, the length depends on the data each experience trains on (after e.g. joint's or
+        # cumulative's train_data): `epoch_order` checks it when the experience starts
+        problem = self.length_problem(epochs) if self.unit == "epoch" else None
+        return [problem] if problem else []
 
     def units(self, n: int, epochs: int, batch_size: int) -> int:
         """How many units (steps or epochs) an experience of `n` rows trains for."""
@@ -93,7 +95,7 @@ class CurriculumPlugin(Plugin):
 
     def length_problem(self, units: int) -> str | None:
         """Why the curriculum cannot pace an experience of `units` steps or epochs, or None."""
-        if self.total is None and units < 2:
+        if units < 2:
             return (f"curriculum: an experience that trains for one {self.unit} cannot be paced by "
                     f"{self.unit}s; " + ("use unit='step' or more epochs" if self.unit == "epoch" else
                                          "use more epochs or a smaller batch_size"))

@@ -82,15 +82,10 @@ class MultiTaskTrainer(UpdateSteps):
             check_targets(t, data.splits[t.name].test_y, "test")
         self.train = {t: (s.train_x.to(self.device), s.train_y.to(self.device))
                       for t, s in data.splits.items()}
-        self.shared = [p for p in model.shared_parameters() if p.requires_grad]  # frozen ones stay as they are
-        self.private = [p for p in model.task_parameters() if p.requires_grad]
-        check_has_shared(weighting, model, len(self.shared))
+        self._parameters = list(model.parameters())
+        self._take_parameters()
         check_epochs(weighting, config.epochs)
-        self.layerwise = layerwise_of(model, self.shared, self.private, self.tasks)
-        if self.layerwise is not None:  # the layerwise Jacobian's columns: each task's own parameters in turn
-            self.private = [p for t in self.tasks for p in model.own_parameters(t)]
-        self._trained = [*self.shared, *self.private]
-        params = [*self._trained, *(p for p in weighting.parameters() if p.requires_grad)]
+        params = [*self._parameters, *(p for p in weighting.parameters() if p.requires_grad)]
         self.optimizer = build_optimizer(config.optimizer, params, config.lr)
         self.sampler = None
         if config.sampler is not None:
@@ -149,14 +144,24 @@ class MultiTaskTrainer(UpdateSteps):
         self._cursors[task] = [perm, pos + bs]
         return perm[pos:pos + bs]
 
+    def _take_parameters(self) -> None:
+        """The shared and task parameters to train: those that require grad now (frozen ones stay as they are)."""
+        model = self.model
+        self.shared = [p for p in model.shared_parameters() if p.requires_grad]
+        self.private = [p for p in model.task_parameters() if p.requires_grad]
+        check_has_shared(self.weighting, model, len(self.shared), len(model.shared_parameters()))
+        self.layerwise = layerwise_of(model, self.shared, self.private, self.tasks)
+        if self.layerwise is not None:  # the layerwise Jacobian's columns: each task's own parameters in turn
+            self.private = [p for t in self.tasks for p in model.own_parameters(t)]
+        self._requires_grad = [p.requires_grad for p in self._parameters]
+
     def train_step(self, idx: torch.Tensor | None = None) -> torch.Tensor:
-        """One optimiser update; returns the per-task losses (k,), NaN for a task the sampler did not draw."""
+        """One optimiser update; returns the per-task losses (k,), NaN for a task the sampler did not draw.
+        Parameters frozen or unfrozen since the last step are left out or trained from this one on."""
         if not self.model.training:  # train() walks every module: only after an evaluation
             self.model.train()
-        if not all(p.requires_grad for p in self._trained):
-            raise IncompatibleError("a parameter of the model was frozen (requires_grad=False) after the trainer "
-                                    "was built, which takes the parameters to train when it is built (a gradient "
-                                    "weighting would still update it); freeze parameters before building the trainer")
+        if any(p.requires_grad is not was for p, was in zip(self._parameters, self._requires_grad, strict=True)):
+            self._take_parameters()
         self.optimizer.zero_grad(set_to_none=True)
         self._step_batches = {}
         losses = self._shared_step(idx) if self.data.shared else self._per_task_step()

@@ -105,13 +105,16 @@ def reads_indices(module: nn.Module) -> bool:
 
 
 @torch.no_grad()
-def feature_shape(module: nn.Module, input_shape: Sequence[int], dtype: torch.dtype = torch.float32) -> tuple[int, ...]:
-    """Per-sample output shape of `module` on zeros of per-sample shape `input_shape` and the inputs' `dtype`."""
+def feature_shape(module: nn.Module, input_shape: Sequence[int], dtype: torch.dtype | None = None) -> tuple[int, ...]:
+    """Per-sample output shape of `module` on zeros of per-sample shape `input_shape` and the inputs' `dtype`
+    (default: that of the module's parameters)."""
     was_training = module.training
     module.eval()
     try:
         param = next(module.parameters(), None)
         device = param.device if param is not None else None
+        if dtype is None and param is not None and param.is_floating_point():
+            dtype = param.dtype
         out = module(torch.zeros(2, *input_shape, device=device, dtype=dtype))
     finally:
         module.train(was_training)

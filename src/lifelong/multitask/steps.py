@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import torch
 
-from lifelong.core.errors import IncompatibleError, NonFiniteLossError
+from lifelong.core.errors import DataError, IncompatibleError, NonFiniteLossError
 from lifelong.grad import jacobian, write_grad
 from lifelong.grad.layerwise import LayerwiseTrunks, hook_free
 from lifelong.multitask.architectures.base import MultiTaskModel
@@ -91,7 +91,13 @@ class UpdateSteps:
         losses = self._losses(idx)
         shared = torch.autograd.grad(self.weighting.combination().to(losses) @ losses, self.shared,
                                      retain_graph=True)
-        self._write(torch.cat([g.reshape(-1) for g in (*shared, *self._own_gradients(losses))]))
+        update = torch.cat([g.reshape(-1) for g in (*shared, *self._own_gradients(losses))])
+        if not bool(torch.isfinite(update).all()):
+            raise DataError(f"{type(self.weighting.aggregator).__name__}: the gradient of the weighted task losses "
+                            f"has non-finite entries at step {self.step} although the losses are finite; check "
+                            "the model for operations with infinite derivatives (e.g. sqrt at 0) or lower the "
+                            "learning rate")
+        self._write(update)
         return losses.detach()
 
     def _losses_and_jacobian(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

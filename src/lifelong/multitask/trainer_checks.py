@@ -88,15 +88,18 @@ def check_shared_batch(weighting: nn.Module, shared: bool) -> None:
                                 "per-task data")
 
 
-def check_has_shared(weighting: nn.Module, model: nn.Module, n_shared: int) -> None:
+def check_has_shared(weighting: nn.Module, model: nn.Module, n_trained: int, n_shared: int) -> None:
     """Refuse a weighting that acts on the shared parameters (a gradient aggregator, GradNorm) for a
-    model that shares none (soft sharing): an aggregator would silently train as uniform weighting."""
-    if n_shared or not (weighting.kind == "gradient" or getattr(weighting, "needs_shared", False)):
+    model that trains none of them (`n_trained` of its `n_shared`): soft sharing shares none, or they
+    are all frozen; an aggregator would silently train as uniform weighting."""
+    if n_trained or not (weighting.kind == "gradient" or getattr(weighting, "needs_shared", False)):
         return
+    what = "shares none (each task has its own)" if not n_shared else \
+        "trains none of those it shares (they are all frozen: requires_grad=False)"
+    how = "an architecture that shares parameters (e.g. hps, mmoe)" if not n_shared else "unfreeze some of them"
     raise IncompatibleError(f"{_name(weighting)} acts on the parameters the tasks share, but {type(model).__name__} "
-                            "shares none (each task has its own), so it has nothing to act on; "
-                            "use a loss weighting that needs no shared parameters (e.g. uniform, uncertainty, dwa, "
-                            "rlw) or an architecture that shares parameters (e.g. hps, mmoe)")
+                            f"{what}, so it has nothing to act on; use a loss weighting that needs no shared "
+                            f"parameters (e.g. uniform, uncertainty, dwa, rlw) or {how}")
 
 
 def check_epochs(weighting: nn.Module, epochs: int) -> None:

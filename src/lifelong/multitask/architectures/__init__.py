@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import inspect
 
-import torch
-
 from lifelong.core.registries import ARCHITECTURES
 from lifelong.data.multitask import MultiTaskData
 from lifelong.multitask.architectures.base import ModuleFactory, MultiTaskModel
@@ -32,7 +30,7 @@ def build_architecture(name: str, data: MultiTaskData, trunk: ModuleFactory,
     if gated and not dtype.is_floating_point:
         raise gate_input_error(f"{name} on inputs of dtype {dtype}")
     if kwargs.get("upper_expert") is not None:
-        in_shape, dtype = feature_shape(trunk(), in_shape, dtype), torch.float32
+        in_shape, dtype = feature_shape(trunk(), in_shape, dtype), None  # the upper experts read trunk outputs
     heads = build_heads(data, feature_shape(last(), in_shape, dtype), head_hidden)
     if gated:
         kwargs.setdefault("input_shape", data.input_shape)
