@@ -4,9 +4,16 @@ import torch
 from lifelong.continual.engine import Engine
 from lifelong.continual.metrics import all_metrics
 from lifelong.continual.plugin import Plugin
-from lifelong.continual.strategies import build_strategy
-from lifelong.core.errors import ConfigError, IncompatibleError, NonFiniteLossError, UnknownNameError
+from lifelong.continual.strategies import build_strategy, composition_problems
+from lifelong.core.errors import (
+    ConfigError,
+    IncompatibleError,
+    NonFiniteLossError,
+    ShapeMismatchError,
+    UnknownNameError,
+)
 from lifelong.data.scenarios import build_benchmark
+from lifelong.data.stream import Experience, Stream
 from lifelong.models import build_model
 
 
@@ -151,6 +158,58 @@ def test_compatibility_checked_before_training(streams):
     with pytest.raises(IncompatibleError, match="needs task labels"):
         engine.run(streams["domain"])
     assert engine.matrix == []  # nothing ran
+
+
+@pytest.mark.parametrize("spec", ["prototypes+cumulative", "cumulative+prototypes", "prototypes+joint"])
+def test_a_frozen_prototypes_model_is_not_trained_by_a_strategy_choosing_the_data(streams, spec):
+    """prototypes(freeze=True) keeps the encoder frozen by training on no data; a strategy whose
+    `train_data` replaces the data would train it after all (24 steps), so the pair is refused."""
+    engine = _engine(streams["class"], spec)
+    before = {k: v.clone() for k, v in engine.model.state_dict().items()}
+    with pytest.raises(IncompatibleError, match=r"'prototypes' keep the model frozen .* freeze=False"):
+        engine.run(streams["class"])
+    assert engine.matrix == [] and engine.step == 0
+    assert all(torch.equal(before[k], v) for k, v in engine.model.state_dict().items())
+    trains = build_strategy(spec, {"prototypes": {"freeze": False}})
+    assert composition_problems(trains) == []  # an encoder that trains may take the data they choose
+
+
+def _tiny_stream(x_dtype=torch.float32):
+    """Two tasks of 8 five-feature rows, classes (0, 1) then (2, 3)."""
+    g = torch.Generator().manual_seed(0)
+    parts = [(torch.randn(8, 5, generator=g, dtype=x_dtype), torch.tensor([c, c + 1] * 4)) for c in (0, 2)]
+    return Stream(tuple(Experience(i, x, y, x, y, (2 * i, 2 * i + 1), i) for i, (x, y) in enumerate(parts)),
+                  "task", 4)
+
+
+@pytest.mark.parametrize(("model", "why"), [
+    (torch.nn.Linear(7, 4), r"fails on inputs of per-sample shape \(5,\) and dtype torch.float32"),
+    (torch.nn.Linear(5, 4).double(), r"fails on inputs of per-sample shape \(5,\) and dtype torch.float32"),
+    (torch.nn.Linear(5, 3), r"the model gives 3 outputs but stream 'custom' has 4 classes"),
+])
+def test_check_refuses_a_model_that_does_not_fit_the_stream(model, why):
+    """A model built for other inputs (shape or dtype) or narrower than the stream's classes fails in
+    `check`, before training, with a ShapeMismatchError (the torch error chained), not inside torch."""
+    stream = _tiny_stream()
+    engine = Engine(model, build_strategy("naive"))
+    with pytest.raises(ShapeMismatchError, match=why) as caught:
+        engine.run(stream)
+    assert engine.matrix == [] and model.training
+    assert why.startswith("the model gives") or isinstance(caught.value.__cause__, RuntimeError)
+
+
+@pytest.mark.parametrize("head", ["single", "multi", "incremental"])
+def test_check_runs_the_model_once_without_changing_it(head):
+    """Fixed single and multi heads (given task labels) score every class; a growing head may start narrower
+    (empty); a float64 stream fits a float64 model. The probe leaves the weights, statistics and mode as they were."""
+    stream = _tiny_stream(torch.float64)
+    model = build_model("mlp", stream.input_shape, stream.n_classes, stream.task_classes(), head=head,
+                        hidden=(6,))
+    model.backbone.net.append(torch.nn.BatchNorm1d(6))  # running statistics a training-mode probe would move
+    model.double()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    Engine(model, build_strategy("naive")).check(stream)
+    assert model.training and all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
 def test_non_finite_loss_names_the_term(streams):

@@ -3,6 +3,7 @@ import torch
 
 from lifelong.core.errors import (
     ConfigError,
+    DataError,
     EmptyExperienceError,
     LabelOutOfRangeError,
     ShapeMismatchError,
@@ -101,9 +102,9 @@ def test_stream_slicing_and_moving_keep_type_without_validating_again(digits, mo
     assert [e.id for e in moved] == [e.id for e in stream] and moved.name == stream.name
 
 
-def _exp(i, y_train, n=4):
-    return Experience(i, torch.zeros(len(y_train), 3), torch.tensor(y_train), torch.zeros(n, 3),
-                      torch.zeros(n, dtype=torch.int64), (0,), i)
+def _exp(i, y_train, n=4, classes=None):
+    return Experience(i, torch.zeros(len(y_train), 3), torch.tensor(y_train, dtype=torch.int64), torch.zeros(n, 3),
+                      torch.zeros(n, dtype=torch.int64), classes or tuple(sorted({0, *y_train})), i)
 
 
 def test_validation_names_the_experience():
@@ -115,6 +116,39 @@ def test_validation_names_the_experience():
                      torch.zeros(1, dtype=torch.int64), (0,), 0)
     with pytest.raises(ShapeMismatchError, match="experience 0"):
         Stream((bad,), "class", 2)
+
+
+def test_validation_refuses_labels_outside_the_declared_classes():
+    """An experience declaring classes (0, 1) but holding label 2 (in range for the stream) is refused,
+    naming the experience, the stray labels and the declared classes, in its train and its test set."""
+    Stream((_exp(0, [0, 1, 0], classes=(0, 1)),), "class", 3)  # every label declared: accepted
+    with pytest.raises(LabelOutOfRangeError, match=r"experience 1 .*train labels \[2\] .*declared classes \(0, 1\)"):
+        Stream((_exp(0, [0]), _exp(1, [1, 2, 1, 2], classes=(0, 1))), "task", 3)
+    stray_test = Experience(0, torch.zeros(2, 3), torch.tensor([1, 2]), torch.zeros(3, 3), torch.tensor([0, 1, 2]),
+                            (1, 2), 0)
+    with pytest.raises(LabelOutOfRangeError, match=r"experience 0 .*test labels \[0\] .*declared classes \(1, 2\)"):
+        Stream((stray_test,), "class", 3)
+
+
+def test_labels_become_int64_and_small_integer_inputs_float32_exactly():
+    """int32 labels and uint8 / bool inputs are converted as `custom()` does (losslessly); integer inputs
+    wider than float32 can hold and non-integer labels are refused with what to do."""
+    x = torch.tensor([[0, 255], [7, 128]], dtype=torch.uint8)
+    e = Experience(0, x, torch.tensor([0, 1], dtype=torch.int32), x.bool(), torch.tensor([1, 0], dtype=torch.int16),
+                   (0, 1), 0)
+    Stream((e,), "class", 2)
+    assert (e.train_x.dtype, e.test_x.dtype, e.train_y.dtype, e.test_y.dtype) == (
+        torch.float32, torch.float32, torch.int64, torch.int64)
+    assert e.train_x.tolist() == [[0.0, 255.0], [7.0, 128.0]] and e.test_x.tolist() == [[0.0, 1.0], [1.0, 1.0]]
+    assert e.train_y.tolist() == [0, 1] and e.test_y.tolist() == [1, 0]
+    floats = torch.randn(2, 2, dtype=torch.float64)  # any floating dtype is kept (a float64 model may want it)
+    assert Experience(0, floats, e.train_y, floats, e.test_y, (0, 1), 0).train_x is floats
+    wide = Experience(0, torch.tensor([[1, 2**30]]), torch.tensor([0]), torch.zeros(1, 2), torch.tensor([0]), (0,), 0)
+    with pytest.raises(DataError, match=r"train inputs have dtype torch.int64; give floating-point inputs"):
+        Stream((wide,), "class", 1)
+    float_labels = Experience(0, torch.zeros(2, 2), torch.tensor([0.0, 1.0]), torch.zeros(2, 2), e.test_y, (0, 1), 0)
+    with pytest.raises(DataError, match="train labels have dtype torch.float32; use integer labels"):
+        Stream((float_labels,), "class", 2)
 
 
 def test_custom_stream_from_tensors_and_datasets():

@@ -58,11 +58,17 @@ def composition_problems(plugins: Sequence[Plugin], multi_head: bool = False) ->
     def named(keep: Callable[[Plugin], bool]) -> str:
         return " and ".join(repr(p.name) for p in plugins if keep(p))
 
+    def chooses_data(p: Plugin) -> bool:
+        return type(p).train_data is not Plugin.train_data
+
     routers = named(lambda p: p.routes_model)
     runners = named(lambda p: p.runs_model or (multi_head and p.runs_model_per_head))
     anchored, growers = named(lambda p: p.anchors_parameters), named(lambda p: p.grows_parameters)
     predictors = [p.name for p in plugins if type(p).predict is not Plugin.predict]
     orderers = [p.name for p in plugins if type(p).epoch_order is not Plugin.epoch_order]
+    # a plugin that keeps the model frozen by choosing no data to train on (prototypes' `freeze`)
+    freezers = named(lambda p: chooses_data(p) and getattr(p, "freeze", False) is True)
+    choosers = named(lambda p: chooses_data(p) and getattr(p, "freeze", False) is not True)
     problems = []
     if routers and runners:
         problems.append(
@@ -79,6 +85,10 @@ def composition_problems(plugins: Sequence[Plugin], multi_head: bool = False) ->
     if len(orderers) > 1:
         problems.append(f"{' and '.join(map(repr, orderers))} each set the order of every epoch's examples "
                         "(only one order can be followed); keep one of them")
+    if freezers and choosers:
+        problems.append(f"{freezers} keep the model frozen by giving it no data to train on (freeze=True), but "
+                        f"{choosers} also choose each experience's training data, which would train the "
+                        f"model after all; use them apart, or give {freezers} freeze=False to train the model")
     return problems
 
 

@@ -30,6 +30,19 @@ class Experience:
     classes: tuple[int, ...]
     task: int
 
+    def __post_init__(self) -> None:
+        # the conversions `custom()` makes, where they are exact: integer labels to int64, inputs of at
+        # most 16-bit integers (uint8 images) or booleans to float32; `validate` refuses other dtypes
+        for name in ("train_y", "test_y"):
+            y = getattr(self, name)
+            if not (y.dtype.is_floating_point or y.dtype.is_complex or y.dtype == torch.bool):
+                object.__setattr__(self, name, y.long())
+        for name in ("train_x", "test_x"):
+            x = getattr(self, name)
+            if x.dtype == torch.bool or (not (x.dtype.is_floating_point or x.dtype.is_complex)
+                                         and torch.iinfo(x.dtype).bits <= 16):
+                object.__setattr__(self, name, x.float())
+
     @property
     def n_train(self) -> int:
         return int(self.train_y.shape[0])
@@ -113,7 +126,8 @@ class Stream(Sequence[Experience]):
 
 
 def validate(stream: Stream) -> None:
-    """Check a stream once: setting, non-empty experiences, shapes, label range, finite inputs."""
+    """Check a stream once: setting, non-empty experiences, shapes, dtypes, labels within the range and
+    the experience's declared classes, finite inputs."""
     if stream.setting not in SETTINGS:
         raise DataError(f"setting {stream.setting!r} is not one of {SETTINGS}")
     if not stream.experiences:
@@ -136,15 +150,26 @@ def validate(stream: Stream) -> None:
                     f"{where}: {part} inputs have per-sample shape {tuple(x.shape[1:])}, "
                     f"but the stream's first experience has {shape}"
                 )
-            if y.dtype.is_floating_point or y.dtype == torch.bool:
-                raise DataError(f"{where}: {part} labels have dtype {y.dtype}; use integer labels")
+            if y.dtype != torch.long:
+                raise DataError(f"{where}: {part} labels have dtype {y.dtype}; use integer labels (torch.long)")
+            if not x.dtype.is_floating_point:
+                raise DataError(f"{where}: {part} inputs have dtype {x.dtype}; give floating-point inputs (e.g. "
+                                "x.float(), scaled as the model expects): only booleans and integers of at most "
+                                "16 bits, which float32 holds exactly, are converted")
             lo, hi = int(y.min()), int(y.max())
             if lo < 0 or hi >= stream.n_classes:
                 raise LabelOutOfRangeError(
                     f"{where}: {part} labels span [{lo}, {hi}] but the stream has "
                     f"{stream.n_classes} classes; labels must lie in [0, {stream.n_classes - 1}]"
                 )
-            if x.dtype.is_floating_point and not bool(torch.isfinite(x).all()):
+            declared = torch.tensor(e.classes, dtype=y.dtype, device=y.device)
+            stray = y[~torch.isin(y, declared)].unique()
+            if stray.numel():
+                raise LabelOutOfRangeError(
+                    f"{where}: {part} labels {stray.tolist()} are not among the experience's declared "
+                    f"classes {e.classes}; declare every class its labels hold, or fix the labels"
+                )
+            if not bool(torch.isfinite(x).all()):
                 raise DataError(f"{where}: {part} inputs contain NaN or infinite values")
         if e.task < 0:
             raise DataError(f"{where}: task label {e.task} is negative")
