@@ -123,13 +123,13 @@ def test_default_paces_half_of_each_experience_by_steps():
     ({"unit": "epoch"}, 1, "one epoch cannot be paced by epochs; use unit='step' or more epochs"),
     ({"unit": "epoch", "total": 5}, 5, r"total=5 epochs, but an experience trains for 5 .* set total <= 4"),
     ({"total": 12}, 2, r"total=12 steps, but an experience trains for 10 .* set total <= 9"),
-    ({}, 1, "one step cannot be paced by steps; use more epochs or a smaller batch_size"),
+    ({"total": 1}, 1, "one step cannot be paced by steps; use more epochs or a smaller batch_size"),
 ])
 def test_a_curriculum_that_would_never_reach_the_hardest_examples_is_refused_before_training(args, epochs, why):
     """By epochs before the run; by steps, whose count depends on the data the experience trains on
     (joint's or cumulative's), when the experience starts, before its first step."""
     stream = one_experience_stream()
-    engine = engine_for(stream, [CurriculumPlugin(**args)], epochs=epochs, batch_size=64 if not args else 8)
+    engine = engine_for(stream, [CurriculumPlugin(**args)], epochs=epochs, batch_size=64 if epochs == 1 else 8)
     with pytest.raises(IncompatibleError if args.get("unit") == "epoch" else ConfigError, match=why):
         engine.run(stream)
     assert engine.step == 0
@@ -138,19 +138,23 @@ def test_a_curriculum_that_would_never_reach_the_hardest_examples_is_refused_bef
 @pytest.mark.parametrize("spec", ["curriculum+joint", "curriculum+cumulative"])
 def test_steps_are_counted_on_the_data_the_experience_trains_on(spec):
     """Four experiences of 16 rows in batches of 16: one step each alone, but joint trains once on all
-    64 rows (4 steps) and cumulative on 16, 32, 48, 64 (1 + 2 + 3 + 4 steps); the first experience
-    alone cannot be paced, so cumulative is refused there, when it starts, and joint trains."""
+    64 rows (4 steps) and cumulative on 16, 32, 48, 64 (1 + 2 + 3 + 4 steps), paced where an
+    experience has more than one step (it was refused before the run: total=3 > 0 steps); a single
+    step has nothing to pace and trains on all its data."""
     x = torch.randn(64, 1, 2, 2)
     y = torch.arange(64) % 2
     stream = Stream(tuple(Experience(i, x[16 * i:16 * i + 16], y[16 * i:16 * i + 16], x[:8], y[:8], (0, 1), 0)
                           for i in range(4)), "domain", 2)
-    engine = engine_for(stream, build_strategy(spec), batch_size=16)
+    engine = engine_for(stream, build_strategy(spec, {"curriculum": {"total": 1}}), batch_size=16)
     if spec.endswith("joint"):
         engine.run(stream)
         assert engine.step == 4
     else:
-        with pytest.raises(ConfigError, match="one step cannot be paced"):
+        with pytest.raises(ConfigError, match="one step cannot be paced"):  # an explicit total asks for pacing
             engine.run(stream)
+        unset = engine_for(stream, build_strategy(spec), batch_size=16)
+        unset.run(stream)
+        assert unset.step == 1 + 2 + 3 + 4
 
 
 def test_balanced_plugin_keeps_both_classes():

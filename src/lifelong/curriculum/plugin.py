@@ -48,8 +48,9 @@ class CurriculumPlugin(Plugin):
     Algorithm 1), the batch at step t draws its rows uniformly from the easiest `pacing(t, total)`
     fraction; an epoch is as many steps as a plain one. By epochs, each epoch visits that fraction
     once, shuffled. The pacing reaches the whole data at t = `total`; unset, `total` is half of each
-    experience (as `compare_with_random`'s default), and a `total` beyond the experience's last step
-    or epoch (its hardest examples never trained on) is refused before training. `scorer` and
+    experience (as `compare_with_random`'s default; an experience of one step trains on all its data),
+    and a `total` beyond the experience's last step or epoch (its hardest examples never trained on)
+    is refused: by epochs before the run, by steps when the experience starts. `scorer` and
     `pacing` are registered names (their arguments in `scorer_args`, `pacing_args`) or built
     objects. Scores are recomputed at the start of an epoch once `rescore_every` units have passed
     (0 = once per experience). `anti=True` starts from the hardest; `balanced` ranks difficulty
@@ -94,8 +95,9 @@ class CurriculumPlugin(Plugin):
         return epochs if self.unit == "epoch" else epochs * -(-n // batch_size)
 
     def length_problem(self, units: int) -> str | None:
-        """Why the curriculum cannot pace an experience of `units` steps or epochs, or None."""
-        if units < 2:
+        """Why the curriculum cannot pace an experience of `units` steps or epochs as asked, or None (by
+        steps and unset `total`, an experience of one step has nothing to pace: it trains on all its data)."""
+        if units < 2 and (self.unit == "epoch" or self.total is not None):
             return (f"curriculum: an experience that trains for one {self.unit} cannot be paced by "
                     f"{self.unit}s; " + ("use unit='step' or more epochs" if self.unit == "epoch" else
                                          "use more epochs or a smaller batch_size"))
@@ -109,11 +111,13 @@ class CurriculumPlugin(Plugin):
         """Epochs or steps since the current experience began."""
         return ctx.epoch if self.unit == "epoch" else ctx.step - self.start_step
 
-    def epoch_order(self, ctx: Context, data: TrainData) -> torch.Tensor:
+    def epoch_order(self, ctx: Context, data: TrainData) -> torch.Tensor | None:
         units = self.units(len(data), ctx.epochs, ctx.batch_size)
         problem = self.length_problem(units)
         if problem:
             raise ConfigError(problem)
+        if units < 2:
+            return None
         self.curriculum.total = units / 2 if self.total is None else self.total
         args = (ctx.model, data.x, data.y, ctx.generator, context_forward(ctx, data))
         if self.unit == "epoch":
