@@ -161,3 +161,9 @@ def test_benchmark_sizes_must_be_positive_integers(name, args, why):
     """n_train=-5 used to slice from the end and give 10 training rows silently."""
     with pytest.raises(ConfigError, match=why):
         load_benchmark(name, **{"n_train": 20, "n_test": 10, **args})
+
+
+def test_multi_fashion_refuses_more_rows_than_fashion_mnist_holds(fashion):
+    """It used to give Fashion-MNIST's 10000 test images silently when asked for more."""
+    with pytest.raises(ConfigError, match="n_test=10001 but Fashion-MNIST has 10000 images .* at most 10000"):
+        load_benchmark("multi-fashion", n_train=10, n_test=10001)

@@ -223,6 +223,10 @@ def multi_fashion(n_train: int = 10000, n_test: int = 2000, size: int = 36, seed
 
     check_counts("multi-fashion", n_train=n_train, n_test=n_test, size=size)
     src = load_source("fashion-mnist", root=root, download=False)
+    for asked, have, split in ((n_train, len(src.train_y), "n_train"), (n_test, len(src.test_y), "n_test")):
+        if asked > have:
+            raise ConfigError(f"multi-fashion: {split}={asked} but Fashion-MNIST has {have} images in that split; "
+                              f"ask for at most {have}")
     gen = torch.Generator().manual_seed(seed)
     tr = torch.randperm(src.train_y.shape[0], generator=gen)[:n_train]
     te = torch.randperm(src.test_y.shape[0], generator=gen)[:n_test]
