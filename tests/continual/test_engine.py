@@ -247,3 +247,17 @@ def test_engine_settings_out_of_range_are_named(args, why):
     model = build_model("mlp", (1, 8, 8), 4, [[0, 1], [2, 3]], hidden=(8,))
     with pytest.raises(ConfigError, match=why):
         Engine(model, **args)
+
+
+def test_check_probes_every_task_of_a_multi_head_model_and_the_task_settings_width():
+    """A multi-head model with heads for 3 of the stream's 5 tasks failed inside torch at the 4th
+    experience; a model wider than the stream's classes broke the task setting's class mask."""
+    stream = build_benchmark("split-digits", "task")
+    few_heads = build_model("mlp", stream.input_shape, stream.n_classes, stream.task_classes()[:3], head="multi",
+                            hidden=(8,))
+    with pytest.raises(ShapeMismatchError, match="task 3: the model fails"):
+        Engine(few_heads, build_strategy("naive")).run(stream)
+    wide = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 12))
+    with pytest.raises(ShapeMismatchError, match="gives 12 outputs but stream 'split-digits' has 10 classes"):
+        Engine(wide, build_strategy("naive")).run(stream)
+    Engine(wide, build_strategy("naive"), epochs=1).check(build_benchmark("split-digits", "class"))  # harmless there

@@ -119,16 +119,20 @@ class Engine:
             self._check_outputs(stream, grows)
 
     def _check_outputs(self, stream: Stream, grows: bool) -> None:
-        """Run the model (eval mode, no grad) on one training row of `stream`; a ShapeMismatchError if
-        that fails or, unless its head grows with the classes, if it scores fewer than the stream's classes."""
-        first = stream[0]
-        x, t = first.train_x[:1].to(self.device), first.train_t()[:1].to(self.device)
-        width = output_width(self.model, x, t, what=f"stream {stream.name!r}")
-        if width < stream.n_classes and not grows:
-            raise ShapeMismatchError(
-                f"the model gives {width} outputs but stream {stream.name!r} has {stream.n_classes} classes; "
-                f"build it with {stream.n_classes} outputs (lifelong.models.build_model(..., stream.n_classes, "
-                "...)) or give it a head that grows with the classes ('incremental')")
+        """Run the model (eval mode, no grad) on one training row of `stream` (of each task, for a model
+        taking task labels); a ShapeMismatchError if that fails or, unless its head grows with the classes,
+        if it scores fewer than the stream's classes (or more, in the task setting, whose class mask is
+        laid out over the stream's classes)."""
+        experiences = {e.task: e for e in (stream if self._takes_task else stream[:1])}.values()
+        for e in experiences:
+            x, t = e.train_x[:1].to(self.device), e.train_t()[:1].to(self.device)
+            width = output_width(self.model, x, t, what=f"stream {stream.name!r}, task {e.task}")
+            wider = width > stream.n_classes and stream.setting == "task"
+            if (width < stream.n_classes or wider) and not grows:
+                raise ShapeMismatchError(
+                    f"the model gives {width} outputs but stream {stream.name!r} has {stream.n_classes} classes; "
+                    f"build it with {stream.n_classes} outputs (lifelong.models.build_model(..., "
+                    "stream.n_classes, ...)) or give it a head that grows with the classes ('incremental')")
 
     def _structure_first(self) -> list[Plugin]:
         """The plugins, architecture strategies first: the model's structure is settled (installed,

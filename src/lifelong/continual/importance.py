@@ -167,7 +167,7 @@ def output_width(model: nn.Module, x: torch.Tensor, t: torch.Tensor, *, what: st
     try:
         with torch.no_grad(), evaluating(model):
             out = call_model(model, detached_state(model), x[:1], t[:1])
-    except RuntimeError as err:
+    except (RuntimeError, IndexError, KeyError, TypeError, ValueError) as err:  # torch's, or a head lookup's
         raise ShapeMismatchError(f"{what}: the model fails on inputs of per-sample shape {tuple(x.shape[1:])} "
                                  f"and dtype {x.dtype} ({err}); give inputs like those it was built for") from err
     return out.shape[-1]
