@@ -189,7 +189,7 @@ def test_scores_use_the_engine_forward_and_task_mask():
 def test_self_paced_plugin_selects_below_lambda():
     stream = one_experience_stream()
     plugin = SelfPacedPlugin()
-    engine = engine_for(stream, [plugin])
+    engine = engine_for(stream, [plugin], epochs=2)
     ctx = engine.context(stream, 0)
     plugin.before_experience(ctx)
     data = data_of(stream)
@@ -246,3 +246,22 @@ def test_with_its_defaults_one_epoch_learns_about_as_much_as_plain_training():
     (naive, naive_steps), (paced, paced_steps) = learning_accuracy("naive"), learning_accuracy("curriculum")
     assert paced_steps == naive_steps
     assert paced > 0.4 and paced > naive - 0.08
+
+
+def test_self_paced_trains_on_every_example_in_an_experiences_last_epoch():
+    """SPL ends with every example selected (Kumar et al. 2010): with one epoch it trained on the easiest
+    half only (125 of 251 rows per experience); the last epoch now visits all of them, the others the
+    examples below λ."""
+    stream = one_experience_stream()
+    seen = []
+    engine = engine_for(stream, [SelfPacedPlugin()], epochs=3)
+    order = engine._order
+
+    def recorded(ctx, data):
+        rows = order(ctx, data)
+        seen.append(len(rows))
+        return rows
+
+    engine._order = recorded
+    engine.run(stream)
+    assert seen[-1] == N and seen[0] == N // 2 and len(seen) == 3

@@ -132,8 +132,10 @@ class SelfPacedPlugin(Plugin):
     """Self-paced learning: each epoch trains on the examples whose current loss is below λ; λ ← μ·λ.
 
     λ starts at the `start_fraction` quantile of the first losses of each experience unless `lam`
-    is given. Defaults from Kumar et al. (2010): μ = 1.3, half the examples selected at first.
-    λ restarts with each experience, so no state outlives one (checkpoints hold none).
+    is given. Defaults from Kumar et al. (2010): μ = 1.3, half the examples selected at first. The
+    last epoch of an experience trains on every example, as SPL ends with all of them selected
+    (with one epoch there is nothing to select before it). λ restarts with each experience, so no
+    state outlives one (checkpoints hold none).
     """
 
     name = "self-paced"
@@ -146,6 +148,8 @@ class SelfPacedPlugin(Plugin):
     def before_experience(self, ctx: Context) -> None:
         self.selector.reset()
 
-    def epoch_order(self, ctx: Context, data: TrainData) -> torch.Tensor:
+    def epoch_order(self, ctx: Context, data: TrainData) -> torch.Tensor | None:
+        if ctx.epoch == ctx.epochs - 1:
+            return None
         losses = self.scorer(ctx.model, data.x, data.y, context_forward(ctx, data))
         return self.selector.next_order(losses, ctx.generator)
