@@ -114,3 +114,42 @@ def test_resuming_a_folder_without_checkpoint(tmp_path):
 def test_a_zero_limit_is_refused_not_ignored(tmp_path):
     with pytest.raises(ConfigError, match="positive integer"):
         run(_cfg(tmp_path, limit_train=0))
+
+
+@pytest.mark.parametrize("name", ["..", ".", "a/b", ""])
+def test_a_run_name_must_be_one_folder_inside_out(tmp_path, name):
+    """`--name .. --overwrite` deleted the folder above --out (and `--name .` every sibling run)."""
+    (tmp_path / "proj" / "runs" / "keep").mkdir(parents=True)
+    (tmp_path / "proj" / "runs" / "keep" / "results.json").write_text("{}")
+    (tmp_path / "proj" / "notes.txt").write_text("mine")
+    cfg = _cfg(tmp_path / "proj" / "runs", name=name)
+    if name == "":  # no name: the default one
+        assert cfg.run_name() == f"{cfg.benchmark}-{cfg.scenario}-{cfg.strategy}-s{cfg.seed}"
+        return
+    with pytest.raises(ConfigError, match="must name one folder inside --out"):
+        run(cfg, overwrite=True)
+    assert (tmp_path / "proj" / "notes.txt").read_text() == "mine"
+    assert (tmp_path / "proj" / "runs" / "keep" / "results.json").exists()
+
+
+def test_overwrite_replaces_only_a_run_folder_and_out_must_be_a_folder(tmp_path):
+    """--overwrite deletes a previous run's folder, never one that holds no run; an --out that is a file
+    is refused with the reason (it failed with NotADirectoryError)."""
+    folder = tmp_path / "r"
+    folder.mkdir()
+    (folder / "thesis.tex").write_text("mine")
+    with pytest.raises(RunExistsError, match="holds files but no lifelong run"):
+        run(_cfg(tmp_path), overwrite=True)
+    assert (folder / "thesis.tex").read_text() == "mine"
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(ConfigError, match="afile is a file, so .* cannot hold a run; choose another --out"):
+        run(_cfg(tmp_path / "afile"))
+
+
+def test_resume_with_overwrite_starts_afresh_over_another_configurations_checkpoint(tmp_path):
+    """With both flags a matching checkpoint is resumed, and another configuration's replaced (it was
+    refused, --overwrite ignored)."""
+    run(_cfg(tmp_path, epochs=1))
+    fresh = run(_cfg(tmp_path, epochs=1, lr=0.5), resume=True, overwrite=True)
+    assert RunConfig.from_dict(fresh["config"]).lr == 0.5
+    assert [e for e in _events(tmp_path / "r") if e[0] == "evaluated"] == [("evaluated", i) for i in range(5)]

@@ -5,8 +5,8 @@ import torch
 
 from lifelong.core.checkpoint import load_checkpoint, save_checkpoint
 from lifelong.core.config import RunConfig, load_config, nest, parse_overrides
-from lifelong.core.errors import CheckpointError, ConfigError
-from lifelong.core.records import atomic_write_json, read_json
+from lifelong.core.errors import CheckpointError, ConfigError, DataError
+from lifelong.core.records import atomic_write_json, prepare_run_folder, read_json, read_jsonl
 from lifelong.core.seeding import resolve_device, seed_everything
 
 
@@ -116,3 +116,22 @@ def test_devices_this_build_lacks_and_the_meta_device_are_refused():
             resolve_device(name)
     with pytest.raises(ConfigError, match="holds shapes, not values"):
         resolve_device("meta")
+
+
+def test_a_json_lines_file_cut_short_by_a_crash_loses_only_its_last_line(tmp_path):
+    """A crash during append_jsonl leaves half a line, which made --resume fail with a JSONDecodeError;
+    damage elsewhere is a DataError naming the line."""
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"a": 1}\n{"b": 2}\n{"c": ')
+    assert read_jsonl(path) == [{"a": 1}, {"b": 2}]
+    path.write_text('{"a": 1}\n{"b": \n{"c": 3}\n')
+    with pytest.raises(DataError, match="line 2 is not JSON"):
+        read_jsonl(path)
+
+
+def test_overwrite_never_removes_the_working_folder(tmp_path, monkeypatch):
+    (tmp_path / "results.json").write_text("{}")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match="would delete the working folder"):
+        prepare_run_folder(".", overwrite=True)
+    assert (tmp_path / "results.json").exists()

@@ -276,3 +276,15 @@ def test_resume_with_dropout_is_bit_identical(mtl):
     resumed.load_state_dict(state)
     resumed.fit()
     assert torch.equal(mtl.flat(resumed.model.parameters()), mtl.flat(straight.model.parameters()))
+
+
+def test_mtl_run_names_stay_inside_out_and_resume_with_overwrite_replaces_another_configuration(tmp_path):
+    with pytest.raises(ConfigError, match="must name one folder inside --out"):
+        run_mtl(config(tmp_path, name=".."), overwrite=True)
+    run_mtl(config(tmp_path, name="r", train=TrainConfig(epochs=1, batch_size=64)))
+    again = run_mtl(config(tmp_path, name="r", train=TrainConfig(epochs=1, batch_size=64, lr=0.5)),
+                    resume=True, overwrite=True)  # it wiped the folder first and ignored --resume
+    assert again["config"]["train"]["lr"] == 0.5 and len(again["history"]) == 1
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(ConfigError, match="is a file"):
+        run_mtl(config(tmp_path / "afile", name="r"))

@@ -120,7 +120,10 @@ def run(config: RunConfig, *, resume: bool = False, overwrite: bool = False,
     if resume and ckpt.exists():
         state, saved = load_checkpoint(ckpt)
         differing = config.diff(RunConfig.from_dict(saved))
-        if differing:
+        if differing and overwrite:  # --resume --overwrite: resume a matching checkpoint, else start afresh
+            prepare_run_folder(folder, overwrite=True)
+            state = None
+        elif differing:
             raise CheckpointError(f"{ckpt} was written by another configuration; differing keys: "
                                   f"{differing}. Resume with the same settings or choose another --name")
 

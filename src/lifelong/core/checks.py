@@ -4,6 +4,7 @@ ConfigError that names the argument and says what it must be."""
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 
 import torch
@@ -87,4 +88,14 @@ def check_iterations(what: str, value: int) -> int:
     """`value` when it is an integer ≥ 0 (0 skips that training), else a ConfigError naming `what`."""
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise ConfigError(f"{what} must be an integer ≥ 0 (0 skips that training), got {value!r}")
+    return value
+
+
+def check_folder_name(what: str, value: str) -> str:
+    """`value` when it names one folder (not empty, '.' or '..', without a path separator); else a ConfigError."""
+    separators = [sep for sep in ("/", os.sep, os.altsep) if sep]
+    if not isinstance(value, str) or value in ("", ".", "..") or any(sep in value for sep in separators) \
+            or "\0" in value:
+        raise ConfigError(f"{what} {value!r} must name one folder inside --out (not '.' or '..', no path "
+                          "separator), e.g. --name my-run")
     return value

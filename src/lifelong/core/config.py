@@ -10,6 +10,7 @@ from typing import Any
 
 import yaml
 
+from lifelong.core.checks import check_folder_name
 from lifelong.core.errors import ConfigError
 
 
@@ -38,8 +39,9 @@ class RunConfig:
     name: str | None = None
 
     def run_name(self) -> str:
-        """The run folder's name: `name`, else `<benchmark>-<scenario>-<strategy>-s<seed>`."""
-        return self.name or f"{self.benchmark}-{self.scenario}-{self.strategy}-s{self.seed}"
+        """The run folder's name: `name`, else `<benchmark>-<scenario>-<strategy>-s<seed>` (one folder)."""
+        default = f"{self.benchmark}-{self.scenario}-{self.strategy}-s{self.seed}"
+        return check_folder_name("run name", self.name or default)
 
     def folder(self) -> Path:
         """The run folder: `<out>/<run_name()>`."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Annotated
 
 import typer
@@ -40,8 +41,17 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Train an architecture with a weighting on a multi-task benchmark; write runs/<name>/."""
         from lifelong.core.config import merge, parse_overrides
+        from lifelong.core.errors import ConfigError
+        from lifelong.data.multitask import BENCHMARKS
         from lifelong.multitask.diagnose import diagnose as run_diagnosis
         from lifelong.multitask.run import MTLConfig, run_mtl
+
+        def sized(name: str) -> bool:
+            return "n_train" in inspect.signature(BENCHMARKS.get(name)).parameters
+
+        if n_train is not None and not sized(benchmark):
+            raise ConfigError(f"--n-train sets the training size of {[b for b in BENCHMARKS.names() if sized(b)]}; "
+                              f"{benchmark!r} has a fixed size: drop --n-train")
 
         values = {
             "benchmark": benchmark, "arch": arch, "weighting": weighting, "width": width,

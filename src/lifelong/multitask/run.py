@@ -14,7 +14,6 @@ A weighting that draws random numbers takes a generator seeded from `seed` (`wei
 from __future__ import annotations
 
 import inspect
-import shutil
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -26,9 +25,17 @@ import torch
 
 from lifelong.continual.run import versions
 from lifelong.core.checkpoint import load_checkpoint, save_checkpoint
+from lifelong.core.checks import check_folder_name
 from lifelong.core.config import typed_values
 from lifelong.core.errors import CheckpointError, ConfigError, RunExistsError
-from lifelong.core.records import append_jsonl, atomic_write_json, atomic_write_text, atomic_write_yaml
+from lifelong.core.records import (
+    append_jsonl,
+    atomic_write_json,
+    atomic_write_text,
+    atomic_write_yaml,
+    check_run_folder,
+    remove_run_folder,
+)
 from lifelong.core.registries import WEIGHTINGS
 from lifelong.core.seeding import resolve_device, seed_everything
 from lifelong.data.multitask import MultiTaskData, load_benchmark
@@ -62,8 +69,9 @@ class MTLConfig:
     name: str | None = None
 
     def run_name(self) -> str:
-        """`name`, else `mtl-<benchmark>-<arch>-<weighting>-s<seed>`."""
-        return self.name or f"mtl-{self.benchmark}-{self.arch}-{self.weighting}-s{self.seed}"
+        """`name`, else `mtl-<benchmark>-<arch>-<weighting>-s<seed>` (one folder)."""
+        default = f"mtl-{self.benchmark}-{self.arch}-{self.weighting}-s{self.seed}"
+        return check_folder_name("run name", self.name or default)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -120,11 +128,12 @@ def build_trainer(config: MTLConfig, data: MultiTaskData | None = None) -> Multi
 
 
 def _prepare(folder: Path, resume: bool, overwrite: bool) -> None:
+    check_run_folder(folder)
     if (folder / "results.json").exists() and not (resume or overwrite):
         raise RunExistsError(f"{folder} already holds a finished run; pass --overwrite to replace it "
                              f"or choose another --name")
-    if overwrite and folder.exists():
-        shutil.rmtree(folder)
+    if overwrite and folder.exists() and any(folder.iterdir()) and not (resume and (folder / CHECKPOINT).exists()):
+        remove_run_folder(folder)  # with --resume too, a checkpoint is resumed when its configuration matches
     if (folder / CHECKPOINT).exists() and not resume:
         raise RunExistsError(f"{folder} holds an interrupted run; pass --resume to continue it "
                              f"or --overwrite to start again")
@@ -138,13 +147,22 @@ class Stateful(Protocol):
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
-def _restore(trainer: MultiTaskTrainer, folder: Path, config: MTLConfig, extra: Stateful | None) -> None:
+def _saved_state(folder: Path, config: MTLConfig, overwrite: bool) -> dict[str, Any] | None:
+    """The checkpoint's state when it was written by `config`; with `overwrite`, one of another
+    configuration is removed with its folder (None), else refused."""
     state, saved = load_checkpoint(folder / CHECKPOINT)
     ours = config.to_dict()
     diff = sorted(k for k in ours if k not in ("out", "device") and ours[k] != saved.get(k))
+    if diff and overwrite:
+        remove_run_folder(folder)
+        return None
     if diff:
         raise CheckpointError(f"the checkpoint in {folder} was written by another configuration "
                               f"(differs in {diff}); resume with the same settings or --overwrite")
+    return state
+
+
+def _restore(trainer: MultiTaskTrainer, folder: Path, state: dict[str, Any], extra: Stateful | None) -> None:
     trainer.load_state_dict(state)
     if extra is not None:
         extra.load_state_dict(state["extra"])
@@ -170,10 +188,11 @@ def run_mtl(config: MTLConfig, *, resume: bool = False, overwrite: bool = False,
     _prepare(folder, resume, overwrite)
     start = time.perf_counter()
     trainer = build_trainer(config, data)
+    state = _saved_state(folder, config, overwrite) if resume and (folder / CHECKPOINT).exists() else None
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_yaml(folder / "config.yaml", config.to_dict())
-    if resume and (folder / CHECKPOINT).exists():
-        _restore(trainer, folder, config, extra)
+    if state is not None:
+        _restore(trainer, folder, state, extra)
 
     def on_epoch_end(tr: MultiTaskTrainer) -> None:
         state = tr.state_dict() if extra is None else {**tr.state_dict(), "extra": extra.state_dict()}
