@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import hashlib
 import io
+from pathlib import Path
 
 import pytest
 import torch
 
 from lifelong.core.seeding import seed_everything
+from lifelong.data.sources import mnist
+from lifelong.data.sources.download import file_md5
+from lifelong.data.sources.idx import decode_idx, idx_content
+from lifelong.data.sources.mnist import IDX_FILES
 
 torch.set_num_threads(1)
 
@@ -71,3 +78,22 @@ def interrupted_run(monkeypatch):
                 run_module.run(config, **run_kwargs)
 
     return interrupted
+
+
+@pytest.fixture
+def trust_idx(monkeypatch: pytest.MonkeyPatch):
+    """`trust_idx(folder, name)`: take the IDX files in `folder` as the published ones of `name`."""
+
+    def trust(folder: Path, name: str) -> tuple[mnist.IdxFile, ...]:
+        paths = [mnist.idx_path(folder, f) for f in IDX_FILES]
+        contents = [idx_content(p.read_bytes()) for p in paths]
+        files = mnist.idx_files(
+            tuple(file_md5(p) for p in paths), tuple(hashlib.md5(c).hexdigest() for c in contents)
+        )
+        files = tuple(
+            dataclasses.replace(f, samples=len(decode_idx(c))) for f, c in zip(files, contents, strict=True)
+        )
+        monkeypatch.setitem(mnist.IDX_DATASETS, name, files)
+        return files
+
+    return trust

@@ -71,8 +71,9 @@ def test_label_out_of_range(tmp_path, capsys):
     assert "12" in _error_line(capsys)  # LabelOutOfRangeError from the source
 
 
-def test_empty_experience(tmp_path, capsys):
+def test_empty_experience(tmp_path, capsys, trust_idx):
     root = _mnist_dir(tmp_path / "mnist", [0, 1, 2, 3, 4, 5, 6, 7, 0, 1])
+    trust_idx(root, "mnist")
     assert main(["run", "--benchmark", "split-mnist", "--data-root", str(root), "--out", str(tmp_path)]) == 2
     assert "experience 4" in _error_line(capsys)
 

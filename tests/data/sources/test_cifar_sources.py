@@ -13,6 +13,8 @@ from lifelong.core.errors import DataError
 from lifelong.data.sources import load_source
 from lifelong.data.sources.cifar import CIFAR10_LAYOUT, CIFAR100_LAYOUT
 
+TEN = [f"name_{i}" for i in range(10)]
+
 
 def _expected(members, names):
     x = np.concatenate([members[n]["data"] for n in names]).astype(np.float32) / 255.0
@@ -45,7 +47,7 @@ def test_row_layout_is_channel_then_row_then_column(isolated, cifar_writer):
     data[0, 2 * 1024 + 5 * 32 + 7] = 255  # blue, row 5, column 7
     batch = {"data": data, "labels": [0]}
     raw = {m: pickle.dumps(batch) for m in (*CIFAR10_LAYOUT.train, *CIFAR10_LAYOUT.test)}
-    raw["batches.meta"] = pickle.dumps({"label_names": ["a", "b"]})
+    raw["batches.meta"] = pickle.dumps({"label_names": TEN})
     cifar_writer(isolated.tmp / "c", CIFAR10_LAYOUT, raw)
     x = load_source("cifar10", root=str(isolated.tmp / "c"), download=False).train_x
     assert x[0, 2, 5, 7].item() == 1.0 and x[0].sum().item() == 1.0
@@ -83,7 +85,7 @@ def test_malicious_member_is_refused_and_never_runs(isolated, cifar_writer):
     good = pickle.dumps({"data": np.zeros((1, 3072), np.uint8), "labels": [0]})
     raw = {m: good for m in (*CIFAR10_LAYOUT.train, *CIFAR10_LAYOUT.test)}
     raw["data_batch_3"] = pickle.dumps({"data": Evil(), "labels": [0]})
-    raw["batches.meta"] = pickle.dumps({"label_names": ["a"]})
+    raw["batches.meta"] = pickle.dumps({"label_names": TEN})
     cifar_writer(isolated.tmp / "c", CIFAR10_LAYOUT, raw)
     with pytest.raises(DataError, match=r"data_batch_3: refusing to unpickle (posix|os)\.system"):
         load_source("cifar10", root=str(isolated.tmp / "c"), download=False)
@@ -96,14 +98,14 @@ def test_malicious_member_is_refused_and_never_runs(isolated, cifar_writer):
         ({"data": np.zeros((2, 3072), np.uint8), "labels": [0]}, "must hold 2 integers"),
         ({"data": np.zeros((2, 100), np.uint8), "labels": [0, 0]}, r"uint8 array \(N, 3072\)"),
         ({"data": np.zeros((1, 3072), np.float32), "labels": [0]}, r"uint8 array \(N, 3072\)"),
-        ({"data": np.zeros((1, 3072), np.uint8), "labels": [5]}, r"outside \[0, 2\)"),
+        ({"data": np.zeros((1, 3072), np.uint8), "labels": [10]}, r"outside \[0, 10\)"),
         ({"labels": [0]}, r"missing keys \['data'\]"),
         ([1, 2, 3], "expected a pickled dict"),
     ],
 )
 def test_malformed_batches_raise_data_error(isolated, cifar_writer, batch, fragment):
     raw = {m: pickle.dumps(batch) for m in (*CIFAR10_LAYOUT.train, *CIFAR10_LAYOUT.test)}
-    raw["batches.meta"] = pickle.dumps({"label_names": ["a", "b"]})
+    raw["batches.meta"] = pickle.dumps({"label_names": TEN})
     cifar_writer(isolated.tmp / "c", CIFAR10_LAYOUT, raw)
     with pytest.raises(DataError, match=fragment):
         load_source("cifar10", root=str(isolated.tmp / "c"), download=False)
@@ -122,3 +124,24 @@ def test_corrupt_archive_raises(isolated):
     (isolated.tmp / "c" / CIFAR10_LAYOUT.archive).write_bytes(b"\x1f\x8b not an archive")
     with pytest.raises(DataError, match="unreadable archive"):
         load_source("cifar10", root=str(isolated.tmp / "c"), download=False)
+
+
+@pytest.mark.parametrize(
+    ("layout", "names", "fragment"),
+    [
+        (CIFAR10_LAYOUT, [f"n{i}" for i in range(100)], "must list 10 class names as strings, got a list of 100"),
+        (CIFAR10_LAYOUT, "abcdefghij", "must list 10 class names as strings, got a str of 10"),
+        (CIFAR10_LAYOUT, list(range(10)), "must list 10 class names as strings, got a list of 10"),
+        (CIFAR10_LAYOUT, None, "must list 10 class names as strings, got a NoneType"),
+        (CIFAR100_LAYOUT, TEN, "must list 100 class names as strings, got a list of 10"),
+    ],
+    ids=["cifar10-100-names", "cifar10-a-string", "cifar10-ints", "cifar10-none", "cifar100-10-names"],
+)
+def test_class_names_must_be_the_expected_number_of_strings(isolated, cifar_writer, layout, names, fragment):
+    batch = pickle.dumps({"data": np.zeros((1, 3072), np.uint8), layout.label_key: [0]})
+    raw = {m: batch for m in (*layout.train, *layout.test)}
+    raw[layout.meta] = pickle.dumps({layout.names_key: names})
+    cifar_writer(isolated.tmp / "c", layout, raw)
+    with pytest.raises(DataError, match=fragment) as info:
+        load_source("cifar10" if layout is CIFAR10_LAYOUT else "cifar100", root=str(isolated.tmp / "c"), download=False)
+    assert layout.meta in str(info.value) and layout.names_key in str(info.value)

@@ -25,12 +25,13 @@ def _no_partial_files(folder):
     return not any(p.name.endswith(".part") for p in folder.rglob("*"))
 
 
-def test_mnist_downloads_into_the_cache_verified_and_once(isolated, make_mnist, serve, monkeypatch):
+def test_mnist_downloads_into_the_cache_verified_and_once(isolated, make_mnist, trust_idx, serve, monkeypatch):
     mirror = isolated.tmp / "mirror"
     arrays = make_mnist(mirror, n_train=9, n_test=4)
     url, requested = serve(mirror)
     monkeypatch.setenv("LIFELONG_MIRROR_MNIST", url + "/")
     _published(monkeypatch, mnist, "MNIST", mirror)
+    trust_idx(mirror, "mnist")
 
     data = load_source("mnist", download=True)
     assert data.train_x.shape == (9, 1, 28, 28)
@@ -46,13 +47,14 @@ def test_mnist_downloads_into_the_cache_verified_and_once(isolated, make_mnist, 
 
 
 def test_download_goes_under_root_and_fetches_only_missing_files(
-    isolated, make_mnist, serve, monkeypatch
+    isolated, make_mnist, trust_idx, serve, monkeypatch
 ):
     mirror = isolated.tmp / "mirror"
     make_mnist(mirror)
     url, requested = serve(mirror)
     monkeypatch.setenv("LIFELONG_MIRROR_FASHION_MNIST", url)
     _published(monkeypatch, mnist, "FASHION", mirror)
+    trust_idx(mirror, "fashion-mnist")
     target = isolated.tmp / "data" / "fashion-mnist"
     target.mkdir(parents=True)
     (target / mnist.IDX_FILES[0]).write_bytes((mirror / mnist.IDX_FILES[0]).read_bytes())

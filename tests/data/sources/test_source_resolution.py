@@ -25,7 +25,7 @@ def test_search_order(isolated, monkeypatch):
     assert search_dirs("mnist") == [isolated.cache / "mnist", isolated.system / "mnist"]
 
 
-def test_root_beats_env_beats_cache_beats_system(isolated, make_mnist, monkeypatch):
+def test_root_beats_env_beats_cache_beats_system(isolated, make_mnist, trust_idx, monkeypatch):
     """Each place holds a different number of training images, so the loaded size says which won."""
     env = isolated.tmp / "env"
     monkeypatch.setenv("LIFELONG_DATA", str(env))
@@ -39,24 +39,28 @@ def test_root_beats_env_beats_cache_beats_system(isolated, make_mnist, monkeypat
         make_mnist(folder, n_train=n)
     root = str(isolated.tmp / "root")
     for folder, n in places:
+        trust_idx(folder, "fashion-mnist")
         assert load_source("fashion-mnist", root=root, download=False).train_x.shape[0] == n
         assert locate(FASHION, root) == folder
         shutil.rmtree(folder)
     assert locate(FASHION, root) is None
 
 
-def test_root_may_hold_a_folder_named_after_the_data_set(isolated, make_mnist):
+def test_root_may_hold_a_folder_named_after_the_data_set(isolated, make_mnist, trust_idx):
     make_mnist(isolated.tmp / "all" / "mnist", n_train=7)
     make_mnist(isolated.tmp / "all" / "fashion-mnist", n_train=8)
+    trust_idx(isolated.tmp / "all" / "mnist", "mnist")
+    trust_idx(isolated.tmp / "all" / "fashion-mnist", "fashion-mnist")
     root = str(isolated.tmp / "all")
     assert load_source("mnist", root=root, download=False).train_x.shape[0] == 7
     assert load_source("fmnist", root=root, download=False).train_x.shape[0] == 8
 
 
-def test_incomplete_folder_is_skipped(isolated, make_mnist):
+def test_incomplete_folder_is_skipped(isolated, make_mnist, trust_idx):
     make_mnist(isolated.tmp / "root", n_train=3)
     (isolated.tmp / "root" / IDX_FILES[3]).unlink()
     make_mnist(isolated.cache / "mnist", n_train=5)
+    trust_idx(isolated.cache / "mnist", "mnist")
     root = str(isolated.tmp / "root")
     assert load_source("mnist", root=root, download=False).train_x.shape[0] == 5
 

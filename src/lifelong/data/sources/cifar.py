@@ -37,6 +37,7 @@ class CifarLayout:
     meta: str
     label_key: str
     names_key: str
+    n_classes: int
 
     @property
     def members(self) -> tuple[str, ...]:
@@ -122,6 +123,21 @@ def _split(
     return unit_pixels(data.reshape(-1, 3, 32, 32)), class_labels(labels, n_classes, where)
 
 
+def _class_names(raw: Any, where: str, layout: CifarLayout) -> tuple[str, ...]:
+    """The class names of a meta member: a list of exactly `layout.n_classes` str (or bytes)."""
+    if not (
+        isinstance(raw, list)
+        and len(raw) == layout.n_classes
+        and all(isinstance(n, str | bytes) for n in raw)
+    ):
+        got = type(raw).__name__ + (f" of {len(raw)}" if isinstance(raw, list | tuple | str) else "")
+        raise DataError(
+            f"{where} must list {layout.n_classes} class names as strings, got a {got}: the member is "
+            f"corrupt or of another data set; delete {layout.archive} (or {layout.folder}/) and fetch it again"
+        )
+    return tuple(n.decode("latin1") if isinstance(n, bytes) else n for n in raw)
+
+
 def load_cifar(
     location: Location, layout: CifarLayout, root: str | Path | None, download: bool
 ) -> SourceData:
@@ -130,9 +146,7 @@ def load_cifar(
     meta = _as_dict(
         load_pickle(*members[layout.meta]), members[layout.meta][1], (layout.names_key,)
     )
-    names = tuple(
-        n.decode("latin1") if isinstance(n, bytes) else str(n) for n in meta[layout.names_key]
-    )
+    names = _class_names(meta[layout.names_key], f"{members[layout.meta][1]}: {layout.names_key!r}", layout)
     train_x, train_y = _split(members, layout.train, layout.label_key, len(names))
     test_x, test_y = _split(members, layout.test, layout.label_key, len(names))
     return SourceData(location.name, train_x, train_y, test_x, test_y, names)
@@ -146,6 +160,7 @@ CIFAR10_LAYOUT = CifarLayout(
     meta="batches.meta",
     label_key="labels",
     names_key="label_names",
+    n_classes=10,
 )
 CIFAR100_LAYOUT = CifarLayout(
     archive="cifar-100-python.tar.gz",
@@ -155,6 +170,7 @@ CIFAR100_LAYOUT = CifarLayout(
     meta="meta",
     label_key="fine_labels",
     names_key="fine_label_names",
+    n_classes=100,
 )
 _KRIZ = "https://www.cs.toronto.edu/~kriz"  # the md5s are published on its cifar.html page
 CIFAR10 = Location(

@@ -25,15 +25,21 @@ IDX_DTYPES: dict[int, str] = {
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
+def idx_content(raw: bytes, where: str = "<bytes>") -> bytes:
+    """The IDX bytes of a file's contents: decompressed when gzipped (the gzip magic tells)."""
+    if raw[:2] != _GZIP_MAGIC:
+        return raw
+    try:
+        return gzip.decompress(raw)
+    except (OSError, EOFError, zlib.error) as err:
+        raise DataError(
+            f"{where}: corrupt gzip stream ({err}); delete the file and fetch it again"
+        ) from err
+
+
 def decode_idx(raw: bytes, where: str = "<bytes>") -> np.ndarray:
     """Decode IDX bytes (gzipped or not: the gzip magic tells) into a native-endian array."""
-    if raw[:2] == _GZIP_MAGIC:
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error) as err:
-            raise DataError(
-                f"{where}: corrupt gzip stream ({err}); delete the file and fetch it again"
-            ) from err
+    raw = idx_content(raw, where)
     if len(raw) < 4 or raw[:2] != b"\x00\x00" or raw[2] not in IDX_DTYPES:
         raise DataError(
             f"{where}: not an IDX file (magic bytes {raw[:4].hex() or 'missing'}; expected 0000, "
