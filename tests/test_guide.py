@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import functools
+import itertools
+
 import pytest
 
+from lifelong import guide
 from lifelong.continual.plugin import Plugin
+from lifelong.continual.strategies import build_strategy
 from lifelong.core.errors import ConfigError
 from lifelong.core.registries import STRATEGIES
 from lifelong.core.registry import Registry
@@ -17,6 +22,7 @@ from lifelong.guide import (
     is_fine_tuning,
     judge,
     must_infer_task,
+    runs_in_scenario,
     strategy_card,
 )
 
@@ -266,3 +272,95 @@ def test_real_registry_follows_the_chapter_for_the_families_present():
         assert advise(Answers(tasks=3))[0].card["family"] == "replay"
     baselines = [a for a in advise(Answers()) if a.card["family"] == "baseline"]
     assert all(any("baseline" in r for r in a.reasons) for a in baselines)
+
+
+def _command_parts(command: str) -> tuple[str, list[str], set[str]]:
+    """(scenario, strategies, strategies given infer_task=true) of a printed compare command."""
+    words = command.split()
+    scenario = words[words.index("--scenario") + 1]
+    names = words[words.index("--strategies") + 1].split(",")
+    inferring = {w.split(".")[0] for w in words if w.endswith(".infer_task=true")}
+    return scenario, names, inferring
+
+
+def test_a_strategy_whose_settings_rule_out_the_scenario_is_excluded(chapter):
+    """37.6: a card's `settings` must hold the scenario the answers imply (task with task labels, else
+    class); a strategy guessing the task identity is judged as built with infer_task=True."""
+
+    class DomainOrClass(Plugin):
+        name, settings = "dreamer", ("domain", "class")
+
+    class GuessesIntoDomainOnly(Plugin):
+        name, needs_task_labels, settings = "guesser", True, ("task",)
+
+        def __init__(self, infer_task: bool = False) -> None:
+            if infer_task:
+                self.needs_task_labels, self.settings = False, ("task", "domain")
+
+    chapter.register("dreamer", family="replay", stores="generator", forgetting="Very Low")(DomainOrClass)
+    chapter.register("guesser", family="architecture", stores="masks", forgetting="None")(GuessesIntoDomainOnly)
+    card = strategy_card("guesser", chapter)
+    assert card["settings"] == ["task"] and card["settings_infer_task"] == ["task", "domain"]
+    assert strategy_card("ewc", chapter)["settings_infer_task"] is None  # no infer_task switch
+    assert strategy_card("packnet", chapter)["settings_infer_task"] == ["task", "domain", "class"]
+
+    labelled = {a.name: a for a in advise(Answers(zero_forgetting=True, task_labels=True), chapter)}
+    assert labelled["dreamer"].excluded and labelled["dreamer"].reasons[0] == (
+        "excluded: runs in the domain / class scenarios only, not in the task scenario your answers imply "
+        "(37.6 scenarios)")
+    assert not labelled["guesser"].excluded
+    unlabelled = {a.name: a for a in advise(Answers(zero_forgetting=True), chapter)}
+    assert not unlabelled["dreamer"].excluded and not unlabelled["packnet"].excluded  # infer_task=True
+    assert unlabelled["guesser"].excluded and "task / domain scenarios only" in unlabelled["guesser"].reasons[0]
+    assert runs_in_scenario({"name": "m"}, task_labels=True) == "unknown"  # never guessed, never excluded
+
+    # compare_command keeps such a strategy out even when the rules ranked it in
+    answers = Answers(zero_forgetting=True, task_labels=True)
+    no_scenario_rule = tuple(r for r in guide.RULES if "runs_in_scenario" not in r.card)
+    ranked = advise(answers, chapter, no_scenario_rule)
+    assert not next(a for a in ranked if a.name == "dreamer").excluded
+    assert "dreamer" not in _command_parts(compare_command(ranked, answers, top=50))[1]
+
+
+def test_the_reported_answer_set_no_longer_recommends_generative_for_the_task_scenario():
+    """`advise --task-labels --zero-forgetting --pretrained --fixed-architecture --memory low --compute high`
+    printed `--scenario task --strategies der++,generative,der,naive`, which `compare` refused."""
+    answers = Answers(tasks=10, storage=True, zero_forgetting=True, task_labels=True, pretrained=True,
+                      memory="low", compute="high", fixed_architecture=True)
+    ranked = {a.name: a for a in advise(answers)}
+    assert strategy_card("generative")["settings"] == ["domain", "class"]
+    assert ranked["generative"].excluded
+    assert "not in the task scenario" in ranked["generative"].reasons[0]
+    scenario, names, _ = _command_parts(compare_command(list(ranked.values()), answers))
+    assert scenario == "task" and "generative" not in names and names[-1] == "naive"
+
+
+@functools.cache
+def _built(name: str, infer_task: bool) -> tuple[tuple[str, ...], bool]:
+    (plugin,) = build_strategy(name, {"infer_task": True} if infer_task else {})
+    return tuple(plugin.settings), plugin.needs_task_labels
+
+
+def test_every_answer_set_prints_a_command_whose_strategies_run_in_its_scenario(monkeypatch):
+    """Every combination of answers: each strategy of the printed compare command supports the printed
+    scenario per its card and per the plugin it builds (the engine's check before training)."""
+    monkeypatch.setattr(guide, "strategy_card", functools.cache(strategy_card))  # cards do not depend on answers
+    cards = {n: strategy_card(n) for n in STRATEGIES.names()}
+    flags = ("storage", "zero_forgetting", "task_labels", "pretrained", "fixed_architecture", "tasks_known")
+    levels = ("low", "medium", "high")
+    seen = set()
+    for values, memory, compute, tasks in itertools.product(
+            itertools.product((True, False), repeat=len(flags)), levels, levels, (3, 10, 50)):
+        answers = Answers(tasks=tasks, memory=memory, compute=compute, **dict(zip(flags, values, strict=True)))
+        scenario, names, inferring = _command_parts(compare_command(advise(answers), answers))
+        assert scenario == ("task" if answers.task_labels else "class")
+        for name in names:
+            card = cards[STRATEGIES.canonical(name)]
+            assert (name in inferring) == must_infer_task(card, answers.task_labels), (name, answers)
+            settings = card["settings_infer_task"] if name in inferring else card["settings"]
+            assert scenario in settings, (name, answers)
+            built, needs_task_labels = _built(name, name in inferring)
+            assert scenario in built and not (needs_task_labels and scenario != "task"), (name, answers)
+            seen.add((name, scenario))
+    assert len(seen) > 4  # the loop did recommend strategies in both scenarios
+    assert {s for _, s in seen} == {"task", "class"}

@@ -2,9 +2,11 @@
 
 Every strategy is described by a *card* normalised from its registry metadata (family, what it
 stores, memory / compute / forgetting in the symbols of 37.13's comparison table, paper) and its
-plugin's `needs_task_labels`. The chapter's "when to use" rules and five practical scenarios are
-data (`RULES`): each rule matches some answers and some card fields and adds a score with its
-reason. A strategy whose card lacks a key is matched as "unknown", never guessed.
+plugin's `needs_task_labels` and `settings` (the scenarios of 37.6 it runs in, also as built with
+`infer_task=True` when it can guess the task identity). The chapter's "when to use" rules and five
+practical scenarios are data (`RULES`): each rule matches some answers and some card fields (plus
+`runs_in_scenario`, whether the card's settings hold the scenario the answers imply) and adds a score
+with its reason. A strategy whose card lacks a key is matched as "unknown", never guessed.
 """
 
 from __future__ import annotations
@@ -68,6 +70,16 @@ def _plugin_attributes(builder: Any) -> tuple[Any, Any]:
     return getattr(target, "needs_task_labels", None), getattr(target, "settings", None)
 
 
+def _settings_inferring(builder: Any) -> list[str] | str:
+    """The settings of what `builder(infer_task=True)` builds (task_identity.py: it then guesses the
+    task identity, so it may run where none is given), or unknown when that cannot be built."""
+    try:
+        settings = getattr(builder(infer_task=True), "settings", None)
+    except Exception:
+        return UNKNOWN
+    return UNKNOWN if settings is None else list(settings)
+
+
 def strategy_card(name: str, registry: Registry = STRATEGIES) -> dict[str, Any]:
     """What the guide and the reports know about a strategy, every missing key as "unknown"."""
     meta = registry.meta(name)
@@ -94,6 +106,8 @@ def strategy_card(name: str, registry: Registry = STRATEGIES) -> dict[str, Any]:
         "stores_data": None if stores == UNKNOWN else stores in DATA_STORES,
         "task_labels": task_labels,
         "settings": list(settings) if settings is not None else UNKNOWN,
+        # with infer_task=True (None: the strategy has no such switch)
+        "settings_infer_task": _settings_inferring(builder) if task_labels == "inferable" else None,
         "memory": memory,
         "memory_growth": _growth(memory),
         "compute": compute if compute in (*LEVELS, UNKNOWN) else ("High" if _growth(compute) == "O(T)" else UNKNOWN),
@@ -120,8 +134,14 @@ class Answers:
     tasks_known: bool = True
 
     def facts(self) -> dict[str, Any]:
-        """The answers plus the task-count classes the chapter's scenarios name."""
-        return {**asdict(self), "few_tasks": self.tasks < 5, "many_tasks": self.tasks > 20}
+        """The answers plus the task-count classes the chapter's scenarios name and the scenario they imply."""
+        return {**asdict(self), "few_tasks": self.tasks < 5, "many_tasks": self.tasks > 20,
+                "scenario": scenario_of(self.task_labels)}
+
+
+def scenario_of(task_labels: bool) -> str:
+    """The scenario of 37.6 the answers imply: `task` with the task identity at test time, else `class`."""
+    return "task" if task_labels else "class"
 
 
 @dataclass(frozen=True)
@@ -200,6 +220,9 @@ RULES: tuple[Rule, ...] = (
          "37.13 when to use architecture methods"),
     Rule({"task_labels": True}, {"task_labels": ("required", "inferable")}, 1,
          "uses the task identity you have at test time", "37.13 when to use architecture methods"),
+    Rule({}, {"runs_in_scenario": False}, EXCLUDE,
+         "runs in the {supported} scenarios only, not in the {scenario} scenario your answers imply",
+         "37.6 scenarios"),
     # Scenario 5: a pre-trained foundation model.
     Rule({"pretrained": True}, {"stores": ("adapters", "prompts")}, 6,
          "small per-task modules on a frozen pre-trained backbone (adapters, LoRA, prompts)",
@@ -251,13 +274,16 @@ class Advice:
 
 
 def judge(card: Mapping[str, Any], answers: Answers, rules: Sequence[Rule] = RULES) -> Advice:
-    """Apply every matching rule to one card."""
+    """Apply every matching rule to one card (seen with `runs_in_scenario` and `supported` for these answers)."""
     facts = answers.facts()
+    settings = supported_settings(card, answers.task_labels)
+    seen = {**card, "runs_in_scenario": runs_in_scenario(card, answers.task_labels),
+            "supported": settings if settings == UNKNOWN else " / ".join(settings)}
     advice = Advice(card["name"], 0.0, False, card=dict(card))
     for rule in rules:
-        if not (_matches(rule.when, facts) and _matches(rule.card, card)):
+        if not (_matches(rule.when, facts) and _matches(rule.card, seen)):
             continue
-        text = rule.reason.format(**{**facts, **card})
+        text = rule.reason.format(**{**facts, **seen})
         if rule.score == EXCLUDE:
             advice.excluded = True
             advice.reasons.insert(0, f"excluded: {text} ({rule.source})")
@@ -288,7 +314,21 @@ def is_fine_tuning(card: Mapping[str, Any]) -> bool:
 
 def must_infer_task(card: Mapping[str, Any], task_labels: bool) -> bool:
     """Whether a strategy needs `infer_task=True`: it can guess the task identity, and none is given."""
-    return card["task_labels"] == "inferable" and not task_labels
+    return card.get("task_labels") == "inferable" and not task_labels
+
+
+def supported_settings(card: Mapping[str, Any], task_labels: bool) -> list[str] | str:
+    """The scenarios a strategy runs in as the guide runs it: built with `infer_task=True` when
+    `must_infer_task`, else with its defaults; unknown when the card does not say."""
+    key = "settings_infer_task" if must_infer_task(card, task_labels) else "settings"
+    settings = card.get(key)
+    return UNKNOWN if settings in (None, UNKNOWN) else list(settings)
+
+
+def runs_in_scenario(card: Mapping[str, Any], task_labels: bool) -> bool | str:
+    """Whether a strategy runs in the scenario the answers imply (`scenario_of`), or unknown."""
+    settings = supported_settings(card, task_labels)
+    return UNKNOWN if settings == UNKNOWN else scenario_of(task_labels) in settings
 
 
 def compare_command(ranked: Sequence[Advice], answers: Answers, top: int = 3,
@@ -296,10 +336,12 @@ def compare_command(ranked: Sequence[Advice], answers: Answers, top: int = 3,
     """The `lifelong compare` command line that measures the top candidates beside the naive baseline."""
     if top < 1:
         raise ConfigError(f"--top {top}: compare at least one candidate, e.g. --top 3")
-    chosen = [a for a in ranked if not a.excluded and a.card["family"] != "baseline"][:top]
+    # a strategy whose card rules out the scenario never enters the command, whatever rules ranked it
+    runnable = [a for a in ranked if runs_in_scenario(a.card, answers.task_labels) is not False]
+    chosen = [a for a in runnable if not a.excluded and a.card["family"] != "baseline"][:top]
     names = [a.name for a in chosen]
-    baselines = [a.name for a in ranked if is_fine_tuning(a.card)]
-    scenario = "task" if answers.task_labels else "class"
+    baselines = [a.name for a in runnable if is_fine_tuning(a.card)]
+    scenario = scenario_of(answers.task_labels)
     overrides = [f"{a.name}.infer_task=true" for a in chosen if must_infer_task(a.card, answers.task_labels)]
     return " ".join(["lifelong compare", "--benchmark", benchmark, "--scenario", scenario,
                      "--strategies", ",".join(names + baselines[:1]), "--seeds", str(seeds), *overrides])
