@@ -212,6 +212,18 @@ def test_compare_refuses_bad_requests_on_one_line(cli_main, capsys, tmp_path, fl
     assert not any(tmp_path.iterdir())
 
 
+def test_report_refuses_a_folder_given_twice_or_runs_of_other_benchmarks(cli_main, capsys, compared, tmp_path):
+    naive, replay = (str(compared / "runs" / f) for f in ("naive-s0", "replay-s0"))
+    assert cli_main(["report", naive, naive, replay, "--out", str(tmp_path / "cmp")]) == 2
+    assert f"{naive} is given twice (also as {naive}); give each run folder once" in _error_line(capsys)
+    other = tmp_path / "permuted"
+    assert cli_main(["run", "--out", str(tmp_path), "--name", other.name, "--quiet", "benchmark=permuted-digits",
+                     "scenario=domain", "limit_train=100", "limit_test=50", "model_args.hidden=[32]"]) == 0
+    assert cli_main(["report", naive, str(other), "--out", str(tmp_path / "cmp")]) == 2
+    assert "the runs differ in benchmark, scenario, limit_train, limit_test" in _error_line(capsys)
+    assert not (tmp_path / "cmp").exists()
+
+
 @pytest.mark.parametrize(("name", "text", "message"), [
     ("results.json", json.dumps({"schema_version": 1, "name": "mt", "tasks": []}),
      "is not the results of a continual run: it lacks"),

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import json
 import re
+import shutil
 import statistics
 
 import pytest
@@ -128,6 +130,17 @@ def test_report_of_plain_run_folders_groups_seeds(tmp_path):
     single = report_single_run(folders[2])
     assert single == tmp_path / "replay0" / "report.md"
     assert {"report.html", "summary.csv", "runs.csv", "accuracy_matrix.png"} <= {p.name for p in folders[2].iterdir()}
+
+
+def test_the_heading_gives_each_strategy_its_own_training_settings(compared, tmp_path):
+    folders = [tmp_path / f for f in ("naive-s0", "replay-s0")]
+    for folder in folders:
+        shutil.copytree(compared / "runs" / folder.name, folder)
+    results = json.loads((folders[1] / "results.json").read_text())
+    results["config"]["lr"] = 0.01
+    (folders[1] / "results.json").write_text(json.dumps(results))
+    text = report_runs(folders, tmp_path / "cmp").read_text()
+    assert "batch 32, lr 0.001 (naive), 0.01 (replay); seeds 0." in text
 
 
 def test_chapter_row_of_a_strategy_without_metadata_says_unknown():

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import shutil
 
 import pytest
 
+from lifelong.core.config import RunConfig
 from lifelong.core.errors import DataError
 from lifelong.report.measures import (
     card_of,
@@ -53,10 +56,13 @@ def test_train_growth_compares_later_experiences_with_earlier_ones():
     assert train_growth(runs([3.0])) == 1.0
 
 
+FOLDERS = itertools.count()
+
+
 def _run(strategy, seed, **config):
-    return {"name": f"{strategy}-s{seed}", "seed": seed,
-            "config": {"strategy": strategy, "seed": seed, "name": f"{strategy}-s{seed}", "out": "x",
-                       "lr": 0.001, **config}}
+    return {"name": f"{strategy}-s{seed}", "seed": seed, "folder": f"x/{strategy}-s{seed}-{next(FOLDERS)}",
+            "config": {**RunConfig().to_dict(), "strategy": strategy, "seed": seed, "name": f"{strategy}-s{seed}",
+                       "out": "x", **config}}
 
 
 def test_runs_differing_only_by_seed_form_one_group():
@@ -74,6 +80,35 @@ def test_every_group_of_a_strategy_keeps_its_own_label():
     groups = group_runs(runs)
     assert list(groups) == ["naive", "naive (lr=0.01)", "naive (lr=0.001)"]
     assert [g[0]["config"]["lr"] for g in groups.values()] == [0.1, 0.01, 0.001]
+
+
+@pytest.mark.parametrize(("setting", "fields"), [
+    ({"benchmark": "permuted-digits", "scenario": "domain"}, "benchmark, scenario"),
+    ({"benchmark_args": {"n_experiences": 2}}, "benchmark_args"),
+    ({"limit_train": 100}, "limit_train"),
+    ({"model": "cnn"}, "model"),
+    ({"model_args": {"hidden": [32]}}, "model_args"),
+    ({"head": "multi"}, "head"),
+])
+def test_runs_of_other_benchmarks_limits_or_models_are_refused(setting, fields):
+    runs = [_run("naive", 0), _run("naive", 1), _run("ewc", 0, **setting)]
+    with pytest.raises(DataError, match=rf"the runs differ in {fields}, so their results are not comparable: "
+                                        rf"{runs[0]['folder']} has .*; {runs[2]['folder']} has "):
+        group_runs(runs)
+
+
+def test_the_same_folder_twice_is_refused(tmp_path):
+    runs = [_run("naive", 0), _run("naive", 1)]
+    again = {**runs[0], "folder": f"{runs[1]['folder']}/../{runs[0]['folder'].split('/')[1]}"}
+    with pytest.raises(DataError, match=rf"{again['folder']} is given twice \(also as {runs[0]['folder']}\)"):
+        group_runs([*runs, again])
+
+
+def test_the_same_configuration_and_seed_twice_is_refused():
+    runs = [_run("naive", 0), _run("naive", 1), _run("naive", 0)]
+    with pytest.raises(DataError, match=rf"{runs[0]['folder']} and {runs[2]['folder']} are both naive with seed 0"):
+        group_runs(runs)
+    assert list(group_runs(runs[:2] + [_run("naive", 0, lr=0.1)])) == ["naive", "naive (lr=0.1)"]
 
 
 def test_load_run_refuses_an_unfinished_folder(tmp_path):
@@ -103,3 +138,59 @@ def test_a_group_card_comes_from_its_runs_strategy_not_its_label(compared):
     groups, _ = manifest_groups(compared)
     renamed = {f"group {i}": runs for i, runs in enumerate(groups.values())}
     assert [r["card"] for r in summarise(renamed)] == [card_of(label) for label in groups]
+
+
+def _set(path, value):
+    def change(results):
+        *parents, leaf = path.split(".")
+        node = results
+        for part in parents:
+            node = node[part]
+        if value is KeyError:
+            del node[leaf]
+        else:
+            node[leaf] = value
+    return change
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (_set("metrics.acc", KeyError), "lacks the field 'metrics.acc'"),
+    (_set("timings.total_seconds", KeyError), "lacks the field 'timings.total_seconds'"),
+    (_set("config.strategy", KeyError), "lacks the field 'config.strategy'"),
+    (_set("config", []), "lacks the field 'config.strategy'"),
+    (_set("metrics.acc", "0.9"), "field 'metrics.acc' is '0.9', not a finite number"),
+    (_set("metrics.bwt", float("nan")), "field 'metrics.bwt' is nan, not a finite number"),
+    (_set("parameters", True), "field 'parameters' is True, not an integer"),
+    (_set("timings.train_seconds", [1.0, None]), "field 'timings.train_seconds' is"),
+    (_set("accuracy_matrix", []), r"'accuracy_matrix' must be T\+1 rows .*; its row lengths are \[\]"),
+    (_set("accuracy_matrix", [[0.1, 0.2], [0.3, 0.4], [0.5]]), r"its row lengths are \[2, 2, 1\]"),
+    (_set("accuracy_matrix", [[0.1, 0.2], [0.3, 0.4]]), r"its row lengths are \[2, 2\]"),
+    (_set("accuracy_matrix", [[0.1], ["0.3"]]), "its row lengths are not lists of numbers"),
+])
+def test_load_run_names_the_missing_or_ill_typed_field(compared, tmp_path, change, message):
+    run = tmp_path / "run"
+    shutil.copytree(compared / "runs" / "naive-s0", run)
+    results = json.loads((run / "results.json").read_text())
+    change(results)
+    (run / "results.json").write_text(json.dumps(results))
+    with pytest.raises(DataError, match=message) as error:
+        load_run(run)
+    assert str(run / "results.json") in str(error.value)
+
+
+def test_unreadable_results_or_measures_raise_data_errors(compared, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(compared / "runs" / "naive-s0", run)
+    (run / "measures.json").write_text(json.dumps({"stored_bytes": "many"}))
+    with pytest.raises(DataError, match="measures.json: field 'stored_bytes' is 'many', not a number"):
+        load_run(run)
+    (run / "measures.json").write_text("[]")
+    with pytest.raises(DataError, match="measures.json is not the measures of a continual run: it holds a JSON list"):
+        load_run(run)
+    (run / "results.json").write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(DataError, match=r"results.json cannot be read as JSON text \(UnicodeDecodeError"):
+        load_run(run)
+    (run / "results.json").unlink()
+    (run / "results.json").mkdir()
+    with pytest.raises(DataError, match=r"results.json cannot be read as JSON text \(IsADirectoryError"):
+        load_run(run)

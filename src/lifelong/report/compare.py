@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import re
 import statistics
 from collections.abc import Mapping, Sequence
@@ -104,6 +105,14 @@ above); **Forward Transfer** maps FWT (None ≤ 0.02, Low ≤ 0.10, Moderate ≤
 slowly as earlier ones, Medium when compute is High, High otherwise."""
 
 
+def setting(groups: Mapping[str, Sequence[Mapping[str, Any]]], key: str) -> str:
+    """The groups' value of a run setting, or each group's value when they differ."""
+    values = {label: runs[0]["config"][key] for label, runs in groups.items()}
+    if len({json.dumps(v, sort_keys=True) for v in values.values()}) == 1:
+        return str(next(iter(values.values())))
+    return ", ".join(f"{v} ({label})" for label, v in values.items())
+
+
 def _slug(label: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", label)
 
@@ -169,8 +178,9 @@ def write_compare_report(groups: Mapping[str, Sequence[Mapping[str, Any]]], out:
     sections = [
         f"# {title}",
         f"`{first['benchmark']}` ({first['scenario']}-incremental), model `{first['model']}` (head "
-        f"`{first['head']}`), {first['epochs']} epoch(s) per experience, batch {first['batch_size']}, "
-        f"lr {first['lr']}; seeds {', '.join(map(str, seeds))}. Values are mean ± std over seeds.",
+        f"`{first['head']}`), {setting(groups, 'epochs')} epoch(s) per experience, batch "
+        f"{setting(groups, 'batch_size')}, lr {setting(groups, 'lr')}; seeds {', '.join(map(str, seeds))}. "
+        "Values are mean ± std over seeds.",
         "## Measurements", measured_table(rows),
         "ACC: mean final accuracy; BWT: mean change on earlier experiences since learning them (negative = "
         "forgetting); FWT: accuracy on an experience before training on it, minus the untrained model's; "
