@@ -31,7 +31,11 @@ def focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float = 2.0,
         raise LabelOutOfRangeError(f"focal_loss: targets span [{int(target.min())}, "
                                    f"{int(target.max())}] but there are {n_classes} classes")
     log_pt = F.log_softmax(logits, dim=1).gather(1, target[:, None]).squeeze(1)
-    loss = -((1.0 - log_pt.exp()).clamp_min(0.0) ** gamma) * log_pt
+    miss = (-torch.expm1(log_pt)).clamp_min(0.0)  # 1 − p_t
+    # (1 − p_t)^γ for γ < 1 has an infinite derivative at p_t = 1, where the loss's is 0: take the
+    # power away from 0 so that autograd never multiplies that infinity by the zero of log p_t
+    hit = miss > 0
+    loss = -torch.where(hit, torch.where(hit, miss, 1.0) ** gamma, 0.0) * log_pt
     if alpha is not None:
         alpha = torch.as_tensor(alpha, dtype=logits.dtype, device=logits.device)
         if alpha.shape != (n_classes,):
