@@ -137,6 +137,26 @@ def test_grid_is_chosen_on_validation_data_then_rerun_on_the_test_split(tmp_path
     assert measures["split"] == "validation"
 
 
+def test_another_validation_fraction_is_another_split_and_a_failed_point_chooses_nothing(tmp_path):
+    """Rerunning with another --val-fraction reused the finished selection runs of the old split (and
+    recorded the new fraction); a failed grid point was skipped, the others' best chosen and the final
+    runs made, so the rerun after the fix was refused. Both are now kept apart."""
+    grid = {"lr": [0.0, 0.003]}
+    bad = tmp_path / "selection" / "naive" / "lr=0.0-val0.5-s0"
+    bad.mkdir(parents=True)
+    (bad / "checkpoint.pt").write_bytes(b"corrupt")
+    first = compare(["naive"], _base(epochs=1), seeds=[0], out=tmp_path, grid=grid, val_fraction=0.5)
+    assert len(first["failures"]) == 1 and first["chosen"]["naive"] is None and first["runs"]["naive"] == []
+    (bad / "checkpoint.pt").unlink()
+    second = compare(["naive"], _base(epochs=1), seeds=[0], out=tmp_path, grid=grid, val_fraction=0.5)
+    assert second["failures"] == [] and second["chosen"]["naive"] == {"lr": 0.003}
+    third = compare(["naive"], _base(epochs=1), seeds=[0], out=tmp_path, grid=grid, val_fraction=0.25)
+    runs = [p["runs"][0] for p in third["selection"]["naive"]["points"]]
+    assert all("-val0.25-" in r for r in runs)
+    real = read_json(tmp_path / third["runs"]["naive"][0] / "results.json")["experiences"][0]["n_train"]
+    assert read_json(tmp_path / runs[0] / "results.json")["experiences"][0]["n_test"] == round(real * 0.25)
+
+
 def test_impossible_combinations_fail_before_any_run(tmp_path):
     with pytest.raises(IncompatibleError, match="needs task labels"):
         compare(["naive", "hat"], _base(), seeds=[0], out=tmp_path)

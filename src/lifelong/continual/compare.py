@@ -1,9 +1,10 @@
 """`lifelong compare`: strategies × seeds (× an optional grid) run in worker processes, resumably.
 
 Layout under `out/`: `runs/<label>-s<seed>/` (the runs on the real split), `selection/<label>/
-<point>-s<seed>/` (grid points scored on a validation split carved from the training data; see
-selection.py), and `compare.json`, the manifest: what was asked, what was chosen and which run
-folders belong to which strategy. A run folder holding `results.json` and `measures.json` is
+<point>-val<fraction>-s<seed>/` (grid points scored on a validation split carved from the training
+data; see selection.py; a strategy's point is chosen once every point finished every seed), and
+`compare.json`, the manifest: what was asked, what was chosen and which run folders belong to which
+strategy. A run folder holding `results.json` and `measures.json` is
 finished and never redone; an interrupted one resumes from its checkpoint.
 
 Each run executes in its own process (forkserver, else spawn; one torch thread), so its peak
@@ -170,16 +171,16 @@ def _config(base: RunConfig, spec: str, args: Mapping[str, Mapping[str, Any]], p
 
 def _selection(per_point: Sequence[Sequence[Mapping[str, Any]]], points: Sequence[Mapping[str, Any]],
                n_seeds: int, out: Path) -> dict[str, Any] | None:
-    """Validation scores of each grid point and the best one's index (None if no point finished every seed)."""
+    """Validation scores of each grid point and the best one's index; None until every point has finished
+    every seed (a failed point might be the best one, so nothing is chosen from a partial grid)."""
     table = []
     for point, jobs in zip(points, per_point, strict=True):
         done = [_folder(j) for j in jobs if (_folder(j) / "results.json").exists()]
         scores = [read_json(f / "results.json")["metrics"]["acc"] for f in done]
         table.append({"point": point, "runs": [str(f.relative_to(out)) for f in done], "val_acc": scores})
-    scored = [i for i, row in enumerate(table) if len(row["val_acc"]) == n_seeds]
-    if not scored:
+    if any(len(row["val_acc"]) != n_seeds for row in table):
         return None
-    return {"points": table, "chosen": scored[best_point([table[i]["val_acc"] for i in scored])]}
+    return {"points": table, "chosen": best_point([row["val_acc"] for row in table])}
 
 
 def _check_request(labels: Sequence[str], seeds: Sequence[int], jobs: int, val_fraction: float) -> None:
@@ -226,7 +227,9 @@ def compare(strategies: Sequence[str], base: RunConfig, *, seeds: Sequence[int],
         config = _config(base, label, args, point, seed, folder, name)
         return {"label": label, "config": config.to_dict(), "holdout": fraction, "modules": modules}
 
-    selection_jobs = {label: [[job(label, p, s, out / "selection" / label, f"{point_tag(p)}-s{s}", val_fraction)
+    # the validation fraction names the folders: another fraction is another split, never a finished run's
+    selection_jobs = {label: [[job(label, p, s, out / "selection" / label, f"{point_tag(p)}-val{val_fraction:g}-s{s}",
+                                   val_fraction)
                                for s in seeds] for p in pts] for label, pts in points.items() if len(pts) > 1}
     chosen = {label: pts[0] for label, pts in points.items() if len(pts) <= 1}
     final = [job(label, chosen[label], s, out / "runs", f"{label}-s{s}", None) for label in chosen for s in seeds]
