@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from lifelong.core.errors import ConfigError, ShapeMismatchError
+from lifelong.core.errors import ConfigError, NonFiniteLossError, ShapeMismatchError
 from lifelong.meta.benchmark import Episode
 from lifelong.meta.fast_weights import adapt_online, functional_loss, params_of
 from lifelong.meta.networks import ANMLNet, OMLNet, anml_mlp, oml_mlp
@@ -86,6 +86,17 @@ def test_deployment_is_plain_sgd_on_the_prediction_network():
         ref.fast.named_parameters()), ref.context(x)).detach())
     with pytest.raises(ShapeMismatchError, match="6 inputs but 5 targets"):
         learner.observe(x, y[:5])
+
+
+def test_diverging_deployment_is_reported_not_scored():
+    """An online learning rate that diverges left NaN fast weights, and their NaN outputs were scored
+    (argmax of NaN is class 0: a first task at accuracy 1.0, exit code 0)."""
+    net = oml_mlp((5,), 3, hidden=8, rln_layers=2)
+    g = torch.Generator().manual_seed(3)
+    x, y = torch.randn(20, 5, generator=g) * 10, torch.randint(3, (20,), generator=g)
+    with pytest.raises(NonFiniteLossError, match="lower the online learning rate"):
+        OnlineLearner(net, F.cross_entropy, lr=1e30).observe(x, y)
+    OnlineLearner(net, F.cross_entropy, lr=0.1).observe(x, y)  # a sane rate learns on
 
 
 def test_anml_gate_multiplies_the_prediction_networks_representation():

@@ -61,9 +61,12 @@ def _mse(outputs: torch.Tensor, y: torch.Tensor, seen: torch.Tensor) -> float:
 
 
 def _accuracy(outputs: torch.Tensor, y: torch.Tensor, seen: torch.Tensor) -> float:
-    """Accuracy of the argmax over the classes seen so far (`seen`: boolean per output)."""
+    """Accuracy of the argmax over the classes seen so far (`seen`: boolean per output), ties broken at
+    random in expectation: a row of equal scores (before any class is seen, or zeroed output rows) is
+    right with probability 1/ties, not always for class 0 as argmax would have it."""
     masked = outputs.masked_fill(~seen, torch.finfo(outputs.dtype).min)
-    return float((masked.argmax(dim=1) == y).float().mean())
+    top = masked == masked.max(dim=1, keepdim=True).values
+    return float((top.gather(1, y[:, None]).squeeze(1) / top.sum(1)).mean())
 
 
 REGRESSION = Objective("regression", "mse", False, F.mse_loss, _mse)

@@ -15,7 +15,7 @@ import torch
 from torch.func import functional_call, vmap
 
 from lifelong.core.checks import check_count, check_iterations, check_positive
-from lifelong.core.errors import ShapeMismatchError
+from lifelong.core.errors import NonFiniteLossError, ShapeMismatchError
 from lifelong.core.optimizers import build_optimizer
 from lifelong.meta.benchmark import Episode
 from lifelong.meta.fast_weights import Params, adapt_online, functional_loss, params_of, sgd_step
@@ -123,6 +123,9 @@ class OnlineLearner:
             part = slice(start, start + self.batch_size)
             self.fast = sgd_step(self.loss_fn, self.fast, tuple(c[part] for c in ctx), y[part],
                                  self.lr, first_order=True)
+        if not all(bool(torch.isfinite(w).all()) for w in self.fast.values()):
+            raise NonFiniteLossError(f"online learning diverged: the fast weights became non-finite at learning "
+                                     f"rate {self.lr}; lower the online learning rate (benchmark.online_lr)")
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor) -> torch.Tensor:
