@@ -63,6 +63,16 @@ def test_orderings_are_evaluated_at_the_same_example_counts(digits):
     assert curves[1].fraction[1] < 0.6 and curves[1].fraction[-1] == 1.0 and set(curves[0].fraction) == {1.0}
 
 
+def test_a_budget_smaller_than_n_evals_evaluates_once_per_new_example_count(digits):
+    """Budget 10 with 20 evaluations: the marks repeated ([1, 1, 2, 2, ...]), so the same count was
+    evaluated twice with an Adam step on an empty batch between; each count is now evaluated once."""
+    steps = []
+    model = mlp(digits, 8, 0)
+    model.register_forward_pre_hook(lambda module, args: steps.append(len(args[0])) if module.training else None)
+    curve = train_curve(model, digits, random_order(len(digits.train_y), torch.Generator()), budget=10, n_evals=20)
+    assert curve.examples == list(range(11)) and min(steps) == 1
+
+
 def test_curriculum_random_self_paced_and_focal_all_learn_clean_digits(digits):
     curves = compare_with_random(mlp(digits, 64, 0), digits, LossScorer(), Linear(c0=0.2), epochs=10,
                                  n_evals=5)

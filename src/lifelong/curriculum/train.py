@@ -77,7 +77,7 @@ def train_curve(model: nn.Module, data: SourceData, next_order: NextOrder, *, bu
                           f"n_evals={n_evals} must all be >= 1")
     check_labelled(data.train_x, data.train_y, f"training data of {data.name!r}")
     n = data.train_y.shape[0]
-    marks = [math.ceil(budget * k / n_evals) for k in range(1, n_evals + 1)]
+    marks = sorted({math.ceil(budget * k / n_evals) for k in range(1, n_evals + 1)})  # < n_evals when budget is
     optimizer = build_optimizer("adam", model.parameters(), lr)
     seen, mark = 0, 0
     order = next_order(model, seen)
