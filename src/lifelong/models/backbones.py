@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lifelong.core.checks import check_count, check_list, check_positive
-from lifelong.core.errors import ConfigError
+from lifelong.core.errors import ConfigError, ShapeMismatchError
 from lifelong.core.registries import BACKBONES
 
 
@@ -40,6 +40,15 @@ class MLP(nn.Module):
         return self.net(x)
 
 
+def image_shape(what: str, input_shape: Sequence[int]) -> tuple[int, int, int]:
+    """`input_shape` as (channels, height, width); a ShapeMismatchError for anything else."""
+    if len(input_shape) != 3:
+        raise ShapeMismatchError(f"{what} convolves images of per-sample shape (channels, height, width), but the "
+                                 f"inputs have shape {tuple(input_shape)}; use 'mlp' for flat inputs, or reshape "
+                                 "them to images")
+    return tuple(input_shape)
+
+
 @BACKBONES.register("lenet", aliases=("cnn",), description="LeNet-style CNN (2 conv + 1 dense)")
 class LeNet(nn.Module):
     """Conv(20,5) → pool → Conv(50,5) → pool → Linear(500), padding keeping small inputs valid."""
@@ -47,7 +56,7 @@ class LeNet(nn.Module):
     def __init__(self, input_shape: Sequence[int], width: int = 500) -> None:
         super().__init__()
         check_count("lenet: width", width)
-        channels, height, wide = input_shape
+        channels, height, wide = image_shape("lenet", input_shape)
         pad = 2 if min(height, wide) < 16 else 0
         self.conv = nn.Sequential(
             nn.Conv2d(channels, 20, 5, padding=pad), nn.ReLU(), nn.MaxPool2d(2, ceil_mode=True),
@@ -88,7 +97,7 @@ class ReducedResNet18(nn.Module):
     def __init__(self, input_shape: Sequence[int], nf: int = 20) -> None:
         super().__init__()
         check_count("resnet18: nf", nf)
-        self.stem = nn.Sequential(nn.Conv2d(input_shape[0], nf, 3, 1, 1, bias=False),
+        self.stem = nn.Sequential(nn.Conv2d(image_shape("resnet18", input_shape)[0], nf, 3, 1, 1, bias=False),
                                   nn.BatchNorm2d(nf), nn.ReLU())
         blocks, cin = [], nf
         for mult, stride in ((1, 1), (2, 2), (4, 2), (8, 2)):

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from lifelong.core.errors import IncompatibleError
 from lifelong.core.registries import BACKBONES, HEADS
 
 
@@ -25,6 +26,9 @@ class Classifier(nn.Module):
         return self.backbone(x)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
+        if self.takes_task and t is None:
+            raise IncompatibleError("this model has one head per task and needs the task labels: call model(x, t) "
+                                    "with t a tensor of task ids, one per row")
         h = self.backbone(x)
         return self.head(h, t) if self.takes_task else self.head(h)
 
