@@ -40,3 +40,9 @@ def test_a_multi_head_model_called_without_task_labels_says_so():
     with pytest.raises(IncompatibleError, match="needs the task labels: call model"):
         model(torch.zeros(2, 4))  # it failed with TypeError: 'NoneType' has no len()
     assert model(torch.zeros(2, 4), torch.tensor([0, 1])).shape == (2, 4)
+
+
+def test_a_growing_head_given_no_class_stays_as_it_is():
+    model = build_model("mlp", (4,), 4, [[0, 1], [2, 3]], head="incremental", hidden=(8,))
+    assert model.adapt([1]) and not model.adapt([])  # [] raised "max() arg is an empty sequence"
+    assert model(torch.zeros(1, 4)).shape == (1, 2)

@@ -69,8 +69,8 @@ class IncrementalHead(nn.Module):
         return int(self.weight.shape[0])
 
     def adapt(self, classes: Sequence[int]) -> bool:
-        """Grow to cover `classes`; returns True when parameters were replaced."""
-        width = max(classes) + 1
+        """Grow to cover `classes`; returns True when parameters were replaced (never for no class)."""
+        width = max(classes, default=-1) + 1
         if width <= self.out_features:
             return False
         new = nn.Linear(self.in_features, width, dtype=self.weight.dtype)  # CPU draws: resumable
