@@ -30,7 +30,7 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
         raise CheckpointError(f"no checkpoint at {path}; run without --resume to start afresh") from exc
     except Exception as exc:  # torch raises many types for a damaged archive
         raise CheckpointError(
-            f"checkpoint {path} is unreadable ({type(exc).__name__}: {exc}); it is left in place — "
+            f"checkpoint {path} is unreadable ({type(exc).__name__}); it is left in place — "
             "move it away and run again to restart the run from the beginning"
         ) from exc
     if not isinstance(payload, dict) or "format_version" not in payload:
