@@ -41,11 +41,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lifelong.continual.importance import output_width
+from lifelong.continual.engine_checks import check_outputs, setting_problems
 from lifelong.continual.plugin import Batch, Context, Plugin, TrainData
-from lifelong.continual.strategies import composition_problems
 from lifelong.core.checks import check_counts, check_positive
-from lifelong.core.errors import IncompatibleError, NonFiniteLossError, ShapeMismatchError
+from lifelong.core.errors import IncompatibleError, NonFiniteLossError
 from lifelong.core.optimizers import build_optimizer, check_optimizer
 from lifelong.core.seeding import resolve_device
 from lifelong.data.stream import Stream
@@ -97,42 +96,12 @@ class Engine:
     # -- the surface plugins see ---------------------------------------------------------------
     def check(self, stream: Stream) -> None:
         """Fail before training when a plugin or the model cannot run in this stream's setting, or the
-        model cannot run on its inputs or score its classes."""
-        problems = []
-        for p in self.plugins:
-            if stream.setting not in p.settings:
-                problems.append(f"strategy {p.name!r} supports {p.settings}, not {stream.setting!r}")
-            if p.needs_task_labels and stream.setting != "task":
-                problems.append(f"strategy {p.name!r} needs task labels: use setting 'task'")
-        if self._takes_task and stream.setting != "task":
-            problems.append("a multi-head model needs task labels: use setting 'task' or head 'single'")
-        grows = callable(getattr(getattr(self.model, "head", None), "adapt", None))
-        if grows:
-            problems += [f"strategy {p.name!r} keeps outputs laid out over every class, but this model's "
-                         "output layer grows with the classes; use head 'single' or 'multi'"
-                         for p in self.plugins if p.needs_fixed_width]
-        problems += composition_problems(self.plugins, self._takes_task)
-        problems += [problem for p in self.plugins for problem in p.problems(stream, self.epochs, self.batch_size)]
+        model cannot run on its inputs or score its classes (`engine_checks`)."""
+        problems = setting_problems(self.plugins, self.model, stream, self._takes_task, self.epochs, self.batch_size)
         if problems:
             raise IncompatibleError("; ".join(problems))
         if self.next_experience == 0:  # once training began, strategies may have restructured (routed) the model
-            self._check_outputs(stream, grows)
-
-    def _check_outputs(self, stream: Stream, grows: bool) -> None:
-        """Run the model (eval mode, no grad) on one training row of `stream` (of each task, for a model
-        taking task labels); a ShapeMismatchError if that fails or, unless its head grows with the classes,
-        if it scores fewer than the stream's classes (or more, in the task setting, whose class mask is
-        laid out over the stream's classes)."""
-        experiences = {e.task: e for e in (stream if self._takes_task else stream[:1])}.values()
-        for e in experiences:
-            x, t = e.train_x[:1].to(self.device), e.train_t()[:1].to(self.device)
-            width = output_width(self.model, x, t, what=f"stream {stream.name!r}, task {e.task}")
-            wider = width > stream.n_classes and stream.setting == "task"
-            if (width < stream.n_classes or wider) and not grows:
-                raise ShapeMismatchError(
-                    f"the model gives {width} outputs but stream {stream.name!r} has {stream.n_classes} classes; "
-                    f"build it with {stream.n_classes} outputs (lifelong.models.build_model(..., "
-                    "stream.n_classes, ...)) or give it a head that grows with the classes ('incremental')")
+            check_outputs(self.model, stream, self._takes_task, self.device)
 
     def _structure_first(self) -> list[Plugin]:
         """The plugins, architecture strategies first: the model's structure is settled (installed,
