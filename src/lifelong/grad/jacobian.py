@@ -43,6 +43,11 @@ def require_used(params: Sequence[Tensor], grads: Sequence[Tensor | None]) -> No
                                 "only parameters used to compute the losses (e.g. the shared ones)")
 
 
+def flatten(tensors: Sequence[Tensor]) -> Tensor:
+    """The tensors (gradients, in parameter order) as one flat vector."""
+    return torch.cat([t.reshape(-1) for t in tensors])
+
+
 def write_grad(params: Sequence[Tensor], vector: Tensor) -> None:
     """Add the slices of a flat vector (p,) to the `.grad` of each parameter, in order."""
     params = list(params)

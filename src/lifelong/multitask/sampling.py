@@ -16,6 +16,7 @@ import torch
 from lifelong.core.checks import check_count, check_numbers
 from lifelong.core.errors import ConfigError, DataError
 from lifelong.core.registry import Registry
+from lifelong.grad.jacobian import flatten
 
 SAMPLERS: Registry = Registry("task sampler")
 
@@ -131,6 +132,6 @@ def accumulated_gradient(loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.T
         share = xb.shape[0] / n
         loss = loss_fn(xb, yb)
         grads = torch.autograd.grad(loss * share, params, allow_unused=True, materialize_grads=True)
-        total += torch.cat([g.reshape(-1) for g in grads])
+        total += flatten(grads)
         loss_sum += loss.detach().double() * share
     return loss_sum, total

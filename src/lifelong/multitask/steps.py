@@ -11,6 +11,7 @@ import torch
 
 from lifelong.core.errors import DataError, IncompatibleError, NonFiniteLossError
 from lifelong.grad import jacobian, write_grad
+from lifelong.grad.jacobian import flatten
 from lifelong.grad.layerwise import LayerwiseTrunks, hook_free
 from lifelong.multitask.architectures.base import MultiTaskModel
 from lifelong.multitask.losses import check_output
@@ -91,7 +92,7 @@ class UpdateSteps:
         losses = self._losses(idx)
         shared = torch.autograd.grad(self.weighting.combination().to(losses) @ losses, self.shared,
                                      retain_graph=True)
-        update = torch.cat([g.reshape(-1) for g in (*shared, *self._own_gradients(losses))])
+        update = flatten([*shared, *self._own_gradients(losses)])
         if not bool(torch.isfinite(update).all()):
             raise DataError(f"{type(self.weighting.aggregator).__name__}: the gradient of the weighted task losses "
                             f"has non-finite entries at step {self.step} although the losses are finite; check "
@@ -167,7 +168,7 @@ class UpdateSteps:
                                              representation=z.detach())
         shared = torch.autograd.grad(z, self.shared, grad_outputs=direction.view_as(z),
                                      retain_graph=True)
-        self._write(torch.cat([g.reshape(-1) for g in (*shared, *self._own_gradients(losses))]))
+        self._write(flatten([*shared, *self._own_gradients(losses)]))
 
     def _own_gradients(self, losses: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Each task's gradient of its own parameters (times the aggregator's `task_scales`), by one
@@ -237,7 +238,7 @@ class UpdateSteps:
         penalty = self.model.penalty()
         if penalty.requires_grad:
             grads = torch.autograd.grad(penalty, params, allow_unused=True, materialize_grads=True)
-            vector = vector + torch.cat([g.reshape(-1) for g in grads])
+            vector = vector + flatten(grads)
         write_grad(params, vector)
 
     @torch.no_grad()
