@@ -8,23 +8,13 @@ import itertools
 import pytest
 
 from lifelong import guide
+from lifelong.cards import is_fine_tuning, must_infer_task, runs_in_scenario, strategy_card
 from lifelong.continual.plugin import Plugin
 from lifelong.continual.strategies import build_strategy
 from lifelong.core.errors import ConfigError
 from lifelong.core.registries import STRATEGIES
 from lifelong.core.registry import Registry
-from lifelong.guide import (
-    EXCLUDE,
-    Answers,
-    Rule,
-    advise,
-    compare_command,
-    is_fine_tuning,
-    judge,
-    must_infer_task,
-    runs_in_scenario,
-    strategy_card,
-)
+from lifelong.guide import EXCLUDE, Answers, Rule, advise, compare_command, judge
 
 # 37.13's comparison table (plus the methods its scenarios name), as strategies would register it.
 CHAPTER = {

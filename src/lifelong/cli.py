@@ -125,9 +125,9 @@ def demo(out: Annotated[Path, typer.Option()] = Path("runs/demo"),
          jobs: Annotated[int, typer.Option(help="worker processes")] = 2,
          quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False) -> None:
     """Class-incremental Split Digits: one strategy of each family, compared over seeds in one report."""
+    from lifelong.cards import must_infer_task, strategy_card
     from lifelong.continual.compare import compare
     from lifelong.core.config import RunConfig
-    from lifelong.guide import must_infer_task, strategy_card
     from lifelong.report.compare import report_compare_folder
 
     base = RunConfig(benchmark="split-digits", scenario="class", epochs=5, batch_size=32)

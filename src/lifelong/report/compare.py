@@ -15,9 +15,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from lifelong.cards import UNKNOWN, is_fine_tuning
 from lifelong.core.errors import DataError
 from lifelong.core.records import atomic_write_text
-from lifelong.guide import UNKNOWN, is_fine_tuning
 from lifelong.report.comparison_plots import forgetting_plot, pareto_plot
 from lifelong.report.html import write_html
 from lifelong.report.measures import MEASURED, group_runs, load_run, manifest_groups, mean_std, summarise

@@ -9,13 +9,13 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from lifelong.cards import UNKNOWN, strategy_card
 from lifelong.continual.compare import MANIFEST, MEASURES, measure
 from lifelong.continual.metrics import forgetting
 from lifelong.continual.run import CHECKPOINT
 from lifelong.continual.strategies import split_spec
 from lifelong.core.errors import DataError, UnknownNameError
 from lifelong.core.records import read_json
-from lifelong.guide import UNKNOWN, strategy_card
 from lifelong.report.run_report import METRICS
 
 # Measured quantities: key, column title, how to read it from a loaded run.
