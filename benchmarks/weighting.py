@@ -35,9 +35,8 @@ from lifelong.multitask.weighting import build_weighting
 MEDIUM = (256, 64, 256)  # batch, inputs (channels), hidden units (channels)
 # label → (architecture, (batch, inputs, hidden), image side or None): hard sharing on MLPs of three
 # sizes and on the default dense-task trunk (two 3×3 convolutions), MMoE on 8 MLP experts, CGC
-# (one shared and one own expert per task), and cross-stitch MLP columns (no layerwise path: the
-# columns mix after every stage, so each task's cotangent runs through every column, the same work
-# as separate passes).
+# (one shared and one own expert per task), and cross-stitch MLP columns (mixed after each stage: every
+# task's cotangent runs through every column, the stitched Jacobian pushes them down together).
 SIZES: dict[str, tuple[str, tuple[int, int, int], int | None]] = {
     "HPS small (batch 64, 32-64-64)": ("hps", (64, 32, 64), None),
     "HPS medium (batch 256, 64-256-256)": ("hps", MEDIUM, None),

@@ -10,6 +10,7 @@ from lifelong.core.errors import (
     NonFiniteLossError,
 )
 from lifelong.data.multitask import load_benchmark
+from lifelong.grad import StitchedColumns
 from lifelong.multitask.architectures import build_architecture
 from lifelong.multitask.config import TrainConfig
 from lifelong.multitask.engine import MultiTaskTrainer
@@ -17,18 +18,10 @@ from lifelong.multitask.presets import build_default
 from lifelong.multitask.weighting import build_weighting
 
 
-@pytest.mark.parametrize(("name", "arch"), [("pcgrad", "hps"), ("mgda", "hps"), ("nash_mtl", "hps"), ("modo", "hps"),
-                                            ("pcgrad", "mmoe"), ("upgrad", "mmoe"), ("cagrad", "cgc")])
-def test_mlp_trunks_step_by_the_layerwise_jacobian_as_by_the_batched_one(mtl, name, arch):
-    """HPS on a Linear/ReLU trunk, and MMoE and CGC on Linear/ReLU experts, take the layerwise
-    Jacobian (every step, including sampled aggregators' parts); three steps give the same
-    parameters, conflict statistics and gate distributions as the batched `jacobian`, which a hook on
-    the model brings back (hooks must run)."""
-    data = mtl.toy_shared()
-    fast, slow = (mtl.trainer(data, name, arch=arch, conflict_every=1) for _ in range(2))
-    expected = {"hps": lambda m: [m.backbone], "mmoe": lambda m: list(m.experts),
-                "cgc": lambda m: list(m.shared_experts[0])}[arch](fast.model)
-    assert fast.layerwise is not None and fast.layerwise.trunks == expected
+def steps_alike(mtl, fast: MultiTaskTrainer, slow: MultiTaskTrainer) -> None:
+    """Three steps of `fast` by its layerwise Jacobian (every step, and every part of a sampled
+    aggregator's batch) give the losses, parameters and conflict statistics of `slow`, which a hook on
+    its model sends to the batched `jacobian` (hooks must run)."""
     slow.model.register_forward_pre_hook(lambda module, args: None)
     calls = []
     layerwise = fast.layerwise.jacobian
@@ -39,13 +32,43 @@ def test_mlp_trunks_step_by_the_layerwise_jacobian_as_by_the_batched_one(mtl, na
     assert len(calls) == 3 * getattr(fast.weighting, "samples", 1)
     torch.testing.assert_close(mtl.flat(fast.model.parameters()), mtl.flat(slow.model.parameters()))
     torch.testing.assert_close(fast.monitor.cos_sum, slow.monitor.cos_sum)
+
+
+@pytest.mark.parametrize(("name", "arch"), [("pcgrad", "hps"), ("mgda", "hps"), ("nash_mtl", "hps"), ("modo", "hps"),
+                                            ("pcgrad", "mmoe"), ("upgrad", "mmoe"), ("cagrad", "cgc")])
+def test_mlp_trunks_step_by_the_layerwise_jacobian_as_by_the_batched_one(mtl, name, arch):
+    """HPS on a Linear/ReLU trunk, and MMoE and CGC on Linear/ReLU experts, take the layerwise
+    Jacobian, stepping as the batched one (`steps_alike`) with the same gate distributions."""
+    data = mtl.toy_shared()
+    fast, slow = (mtl.trainer(data, name, arch=arch, conflict_every=1) for _ in range(2))
+    expected = {"hps": lambda m: [m.backbone], "mmoe": lambda m: list(m.experts),
+                "cgc": lambda m: list(m.shared_experts[0])}[arch](fast.model)
+    assert fast.layerwise is not None and fast.layerwise.trunks == expected
+    steps_alike(mtl, fast, slow)
     if arch in ("mmoe", "cgc"):
         torch.testing.assert_close(fast.model.gate_weights, slow.model.gate_weights)
 
 
+@pytest.mark.parametrize("name", ["pcgrad", "mgda", "modo"])
+def test_cross_stitch_steps_by_the_stitched_jacobian_as_by_the_batched_one(mtl, name):
+    """Cross-stitch on two-stage Linear/ReLU columns takes the stitched Jacobian, stepping as the batched
+    one (`steps_alike`) with the same units."""
+    data = mtl.toy_shared()
+    config = TrainConfig(epochs=1, batch_size=16, lr=0.1, optimizer="sgd", conflict_every=1)
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        model = build_architecture("cross_stitch", data, lambda: torch.nn.Sequential(
+            torch.nn.Linear(6, 8), torch.nn.ReLU(), torch.nn.Linear(8, 8), torch.nn.ReLU()))
+        runs.append(MultiTaskTrainer(model, build_weighting(name, 3), data, config, torch.Generator().manual_seed(0)))
+    fast, slow = runs
+    assert isinstance(fast.layerwise, StitchedColumns) and len(fast.layerwise.stages) == 2
+    steps_alike(mtl, fast, slow)
+    torch.testing.assert_close(fast.model.stitch_matrices(), slow.model.stitch_matrices())
+
+
 def test_the_layerwise_path_is_taken_only_where_it_applies_and_still_checks_the_losses(mtl):
     data = mtl.toy_shared()
-    assert mtl.trainer(data, "pcgrad", arch="cross_stitch").layerwise is None  # columns mixed at every stage
     two_levels = build_architecture("ple", data, lambda: mtl.mlp(6, 6))  # level 2 reads mixtures, not x
     config = TrainConfig(epochs=1, batch_size=16, lr=0.1, optimizer="sgd")
     assert MultiTaskTrainer(two_levels, build_weighting("pcgrad", 3), data, config, torch.Generator()).layerwise is None

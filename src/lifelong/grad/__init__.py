@@ -30,6 +30,7 @@ from lifelong.grad.projection import agem_project, gem_project
 from lifelong.grad.rgw import RGW, random_weights
 from lifelong.grad.sdmgrad import SDMGrad, sdmgrad_weights
 from lifelong.grad.simplex import project_simplex
+from lifelong.grad.stitched import StitchedColumns
 from lifelong.grad.sum import Sum, sum_weights
 from lifelong.grad.trimmed_mean import TrimmedMean, trimmed_mean
 from lifelong.grad.upgrad import UPGrad, upgrad_weights
@@ -45,5 +46,5 @@ __all__ = [
     "CRMOGM", "Constant", "ExcessMTL", "Krum", "TrimmedMean", "constant_update", "cr_mogm_weights",
     "excess_mtl_weights", "excess_risks", "krum_weights", "trimmed_mean",
     "DBMTL", "IMTL", "MoCo", "db_mtl_step", "imtl_weights", "moco_step", "project_simplex",
-    "MoDo", "SDMGrad", "modo_weights", "sdmgrad_weights", "LayerwiseTrunks", "layerwise_parameters",
+    "MoDo", "SDMGrad", "modo_weights", "sdmgrad_weights", "LayerwiseTrunks", "layerwise_parameters", "StitchedColumns",
 ]

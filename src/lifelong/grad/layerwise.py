@@ -136,7 +136,7 @@ def layerwise_parameters(trunk: nn.Module) -> list[Tensor] | None:
 Tape = list[tuple[nn.Module | None, Tensor | Backward]]
 
 
-def _forward(trunk: nn.Sequential, x: Tensor) -> tuple[Tensor, Tape]:
+def forward(trunk: nn.Sequential, x: Tensor) -> tuple[Tensor, Tape]:
     """The trunk's output and its tape: (weighted layer, its input) or (None, a layer's backward)."""
     tape: Tape = []
     h = x
@@ -152,11 +152,12 @@ def _forward(trunk: nn.Sequential, x: Tensor) -> tuple[Tensor, Tape]:
 
 
 @torch.no_grad()
-def _backward(tape: Tape, g: Tensor, out: Tensor) -> None:
-    """Write the trunk's k parameter-gradient rows into `out` (k × P) from the output cotangents g."""
+def backward(tape: Tape, g: Tensor, out: Tensor, push: bool = False) -> Tensor | None:
+    """Write the trunk's k parameter-gradient rows into `out` (k × P) from the output cotangents g;
+    with `push`, return the cotangents of the trunk's input as well."""
     first = next(i for i, (layer, _) in enumerate(tape) if layer is not None)
     end = out.shape[1]
-    for i in range(len(tape) - 1, first - 1, -1):
+    for i in range(len(tape) - 1, (0 if push else first) - 1, -1):
         layer, saved = tape[i]
         if layer is None:
             g = saved(g)
@@ -166,7 +167,33 @@ def _backward(tape: Tape, g: Tensor, out: Tensor) -> None:
             end -= layer.bias.numel()
             bias_rows = out[:, end:end + layer.bias.numel()]
         end -= layer.weight.numel()
-        g = WEIGHTED[type(layer)](layer, saved, g, out[:, end:end + layer.weight.numel()], bias_rows, i > first)
+        g = WEIGHTED[type(layer)](layer, saved, g, out[:, end:end + layer.weight.numel()], bias_rows,
+                                  push or i > first)
+    return g if push else None
+
+
+def leaf_gradients(task_losses: Callable[[list[list[Tensor]]], Tensor], copies: list[list[Tensor]],
+                   private: Sequence[Sequence[Tensor]]) -> tuple[Tensor, list[Tensor | None], list[Tensor]]:
+    """(losses (k,), the gradients of the leaf `copies` row by row, each task's own-parameter gradients):
+    one backward of the losses `task_losses(copies)` through the heads."""
+    k = len(private)
+    losses = task_losses(copies)
+    if not isinstance(losses, Tensor) or losses.shape != (k,):
+        got = tuple(losses.shape) if isinstance(losses, Tensor) else type(losses).__name__
+        raise ShapeMismatchError(f"layerwise Jacobian: task_losses must return the {k} task losses as one "
+                                 f"vector ({k},), one per entry of `private`, got {got}")
+    own = [p for task in private for p in task]
+    leaves = [z for task in copies for z in task]
+    grads = torch.autograd.grad(losses.sum(), [*leaves, *own], allow_unused=True)
+    require_used(own, grads[len(leaves):])
+    return losses, list(grads[:len(leaves)]), list(grads[len(leaves):])
+
+
+def write_private(jac: Tensor, start: int, private: Sequence[Sequence[Tensor]], grads: list[Tensor]) -> None:
+    """Fill J's columns from `start` on: task t's own-parameter gradients in row t, zero elsewhere."""
+    flat = iter(grads)
+    jac[:, start:] = torch.block_diag(*(torch.cat([next(flat).reshape(1, -1) for _ in task], dim=1)
+                                        if task else jac.new_zeros(1, 0) for task in private))
 
 
 class LayerwiseTrunks:
@@ -195,24 +222,15 @@ class LayerwiseTrunks:
             raise IncompatibleError("layerwise Jacobian: a hook was registered on a trunk since it was "
                                     "checked; use lifelong.grad.jacobian, which runs hooks")
         k, m = len(private), len(self.trunks)
-        outputs, tapes = zip(*(_forward(trunk, x) for trunk in self.trunks), strict=True)
+        outputs, tapes = zip(*(forward(trunk, x) for trunk in self.trunks), strict=True)
         copies = [[z.detach().requires_grad_(True) for z in outputs] for _ in range(k)]
-        losses = task_losses(copies)
-        if not isinstance(losses, Tensor) or losses.shape != (k,):
-            got = tuple(losses.shape) if isinstance(losses, Tensor) else type(losses).__name__
-            raise ShapeMismatchError(f"layerwise Jacobian: task_losses must return the {k} task losses as one "
-                                     f"vector ({k},), one per entry of `private`, got {got}")
-        own = [p for task in private for p in task]
-        grads = torch.autograd.grad(losses.sum(), [*(z for task in copies for z in task), *own], allow_unused=True)
-        require_used(own, grads[k * m:])
+        losses, leaf_grads, own_grads = leaf_gradients(task_losses, copies, private)
         n_shared = sum(self.sizes)
-        jac = torch.empty(k, n_shared + sum(p.numel() for p in own), dtype=outputs[0].dtype, device=x.device)
+        jac = torch.empty(k, n_shared + sum(g.numel() for g in own_grads), dtype=outputs[0].dtype, device=x.device)
         start = 0
         for j, (z, tape, size) in enumerate(zip(outputs, tapes, self.sizes, strict=True)):
-            cotangents = torch.stack([torch.zeros_like(z) if g is None else g for g in grads[j:k * m:m]])
-            _backward(tape, cotangents, jac[:, start:start + size])
+            cotangents = torch.stack([torch.zeros_like(z) if g is None else g for g in leaf_grads[j::m]])
+            backward(tape, cotangents, jac[:, start:start + size])
             start += size
-        flat = iter(grads[k * m:])
-        jac[:, n_shared:] = torch.block_diag(*(torch.cat([next(flat).reshape(1, -1) for _ in task], dim=1)
-                                               if task else jac.new_zeros(1, 0) for task in private))
+        write_private(jac, n_shared, private, own_grads)
         return losses, jac

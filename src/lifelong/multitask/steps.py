@@ -13,13 +13,14 @@ from lifelong.core.errors import DataError, IncompatibleError, NonFiniteLossErro
 from lifelong.grad import jacobian, write_grad
 from lifelong.grad.jacobian import flatten
 from lifelong.grad.layerwise import LayerwiseTrunks, hook_free
+from lifelong.grad.stitched import StitchedColumns
 from lifelong.multitask.architectures.base import MultiTaskModel
 from lifelong.multitask.losses import check_output
 from lifelong.multitask.sampling import accumulated_gradient
 
 
 def layerwise_of(model: MultiTaskModel, shared: list[torch.Tensor], private: list[torch.Tensor],
-                 tasks: Sequence[str]) -> LayerwiseTrunks | None:
+                 tasks: Sequence[str]) -> LayerwiseTrunks | StitchedColumns | None:
     """The model's layerwise Jacobian (`MultiTaskModel.layerwise`) when the trainer can use it: over
     exactly the shared parameters, in their order, with task parameters each owned by one task
     (`own_parameters`) that together are the private ones, and tasks in the model's order; else None."""

@@ -8,6 +8,7 @@ sharing). `representation` is the last forward's shared features where one exist
 Where every shared parameter sits in modules reading the input as is (hard sharing's backbone,
 MMoE's experts), `trunks()` names them and `task_output(task, x, join(outputs))` gives each task's
 output from theirs; `layerwise()` then lets the trainer take the task Jacobian layer by layer.
+Cross-stitch overrides `layerwise()` to go stage by stage through its mixed columns.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from torch import nn
 
 from lifelong.core.errors import ConfigError
 from lifelong.grad.layerwise import LayerwiseTrunks, layerwise_parameters
+from lifelong.grad.stitched import StitchedColumns
 
 ModuleFactory = Callable[[], nn.Module]
 
@@ -56,7 +58,7 @@ class MultiTaskModel(nn.Module):
         shared and task-specific parts interleave."""
         return None
 
-    def layerwise(self) -> LayerwiseTrunks | None:
+    def layerwise(self) -> LayerwiseTrunks | StitchedColumns | None:
         """The layerwise Jacobian of the shared parameters over `trunks()`, when there are trunks and
         each is a plain Sequential `LayerwiseTrunks` takes; else None."""
         trunks = self.trunks()
@@ -65,11 +67,11 @@ class MultiTaskModel(nn.Module):
         return LayerwiseTrunks(trunks)
 
     def join(self, outputs: list[torch.Tensor]) -> torch.Tensor:
-        """The shared features from the trunks' outputs (only where `trunks()` is not None)."""
+        """The shared features from the outputs `layerwise()` gives a task (only where it is not None)."""
         raise NotImplementedError(f"{type(self).__name__} has no trunks")
 
     def task_output(self, task: str, x: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
-        """`task`'s output from the input and the joined trunk outputs (where `trunks()` is not None)."""
+        """`task`'s output from the input and its joined features (only where `layerwise()` is not None)."""
         raise NotImplementedError(f"{type(self).__name__} has no trunks")
 
     def penalty(self) -> torch.Tensor:

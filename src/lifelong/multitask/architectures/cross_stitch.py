@@ -10,6 +10,8 @@ from torch import nn
 from lifelong.core.checks import check_count, check_list, check_numbers
 from lifelong.core.errors import ConfigError
 from lifelong.core.registries import ARCHITECTURES
+from lifelong.grad.layerwise import layerwise_parameters
+from lifelong.grad.stitched import StitchedColumns
 from lifelong.multitask.architectures.base import ModuleFactory, MultiTaskModel, build
 
 
@@ -76,6 +78,22 @@ class CrossStitch(MultiTaskModel):
             mixed = torch.tensordot(alpha, stacked, dims=1)
             hs = list(mixed.unbind(0))
         return self.apply_heads(dict(zip(self.task_names, hs, strict=True)))
+
+    def layerwise(self) -> StitchedColumns | None:
+        """The stitched Jacobian (`StitchedColumns`) when every stage of every column is a plain
+        Sequential the layerwise backward takes; else None."""
+        if any(layerwise_parameters(column) is None for stage in self.stages for column in stage):
+            return None
+        return StitchedColumns(self.stages, list(self.alphas))
+
+    def join(self, outputs: list[torch.Tensor]) -> torch.Tensor:
+        """A task's column output (the stitched Jacobian gives each task its own)."""
+        (features,) = outputs
+        return features
+
+    def task_output(self, task: str, x: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        """`task`'s head on its column's last mixture."""
+        return self.heads[task](features)
 
     def stitch_matrices(self) -> list[torch.Tensor]:
         """The k×k cross-stitch units, one per stage (rows: receiving task, columns: source)."""
