@@ -6,8 +6,8 @@ Prints two markdown tables and returns their rows. Each weighting runs through t
 trainer's own step (`MultiTaskTrainer.train_step`: the Jacobian, the aggregation, sample splits,
 after-step losses, checks) on a shared MLP (64-256-256, ReLU) with one linear regression head per
 task, batch 256, SGD; the hand-written loop trains the same network with summed losses. The Jacobian is
-timed on three sizes of that model, on the default dense-task trunk, on MMoE, CGC and cross-stitch
-(`SIZES`) with 1 and 2 threads, the three ways interleaved (fastest of 8 rounds).
+timed on three sizes of that model, on the default dense-task trunk, on MMoE, CGC, cross-stitch and
+two-level PLE (`SIZES`) with 1 and 2 threads, the three ways interleaved (fastest of 8 rounds).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from lifelong.core.registries import WEIGHTINGS
 from lifelong.data.multitask import TaskSpec, shared_inputs
 from lifelong.grad import jacobian
 from lifelong.multitask.architectures import build_architecture
+from lifelong.multitask.architectures.ple import PLE
 from lifelong.multitask.config import TrainConfig
 from lifelong.multitask.engine import MultiTaskTrainer
 from lifelong.multitask.presets import conv_trunk
@@ -35,8 +36,9 @@ from lifelong.multitask.weighting import build_weighting
 MEDIUM = (256, 64, 256)  # batch, inputs (channels), hidden units (channels)
 # label → (architecture, (batch, inputs, hidden), image side or None): hard sharing on MLPs of three
 # sizes and on the default dense-task trunk (two 3×3 convolutions), MMoE on 8 MLP experts, CGC
-# (one shared and one own expert per task), and cross-stitch MLP columns (mixed after each stage: every
-# task's cotangent runs through every column, the stitched Jacobian pushes them down together).
+# (one shared and one own expert per task), cross-stitch MLP columns (mixed after each stage: every
+# task's cotangent runs through every column, the stitched Jacobian pushes them down together), and
+# two-level PLE (one shared and one own expert per task and level).
 SIZES: dict[str, tuple[str, tuple[int, int, int], int | None]] = {
     "HPS small (batch 64, 32-64-64)": ("hps", (64, 32, 64), None),
     "HPS medium (batch 256, 64-256-256)": ("hps", MEDIUM, None),
@@ -45,6 +47,7 @@ SIZES: dict[str, tuple[str, tuple[int, int, int], int | None]] = {
     "MMoE (batch 256, 8 experts 64-128-128)": ("mmoe", (256, 64, 128), None),
     "CGC (batch 256, experts 64-128-128)": ("cgc", (256, 64, 128), None),
     "cross-stitch (batch 256, 64-128-128 columns)": ("cross_stitch", (256, 64, 128), None),
+    "PLE, 2 levels (batch 256, experts 64-128-128, 128-128-128)": ("ple", (256, 64, 128), None),
 }
 
 ARGS = {"constant": lambda k: {"weights": [1.0] * k}}  # weightings with a required argument
@@ -67,9 +70,13 @@ class Problem:
         self.data = shared_inputs("bench", tasks, self.x, self.targets, self.x[:1],
                                   {t: y[:1] for t, y in self.targets.items()})
         torch.manual_seed(seed)
-        trunk = (lambda: conv_trunk(inputs, hidden)) if image else \
-            (lambda: nn.Sequential(nn.Linear(inputs, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU()))
-        self.model = build_architecture(arch, self.data, trunk)
+        def mlp(width: int) -> nn.Sequential:
+            return nn.Sequential(nn.Linear(width, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU())
+
+        trunk = (lambda: conv_trunk(inputs, hidden)) if image else (lambda: mlp(inputs))
+        # PLE's second level reads the first level's outputs
+        self.model = build_architecture(arch, self.data, trunk, **({"upper_expert": lambda: mlp(hidden)}
+                                                                   if arch == "ple" else {}))
         self.own = [self.model.own_parameters(t) for t in self.targets]
         self.params = [*self.model.shared_parameters(), *(p for own in self.own for p in own)]
         self.layerwise = self.model.layerwise()
@@ -84,7 +91,7 @@ class Problem:
 
     def layerwise_jacobian(self) -> None:
         def losses(outputs: list[list[torch.Tensor]]) -> torch.Tensor:
-            return torch.stack([self._loss(t, self.model.task_output(t, self.x, self.model.join(own)))
+            return torch.stack([self._loss(t, self.model.layerwise_output(t, self.x, own))
                                 for t, own in zip(self.targets, outputs, strict=True)])
 
         self.layerwise.jacobian(self.x, losses, self.own)
@@ -142,9 +149,13 @@ def weighting_rows(tasks: Sequence[int], names: Sequence[str], steps: int) -> li
 
 
 def shared_layers(problem: Problem) -> list[nn.Sequential]:
-    """The model's trunks, or its cross-stitch columns, each as one Sequential of its layers."""
-    return problem.model.trunks() or [nn.Sequential(*(m for stage in problem.model.stages for m in stage[t]))
-                                      for t in range(len(problem.targets))]
+    """The model's trunks, its cross-stitch columns, or PLE's shared experts (the first level's task
+    experts, and each level's shared experts one after the other), each as one Sequential reading x."""
+    model, k = problem.model, len(problem.targets)
+    if isinstance(model, PLE):
+        return [*(e for t in model.task_names for e in model.task_experts[0][t]),
+                nn.Sequential(*(m for level in model.shared_experts for e in level for m in e))]
+    return model.trunks() or [nn.Sequential(*(m for stage in model.stages for m in stage[t])) for t in range(k)]
 
 
 def trunk_gflop(k: int, problem: Problem) -> float:

@@ -43,7 +43,7 @@ def both_ways(model: CrossStitch, x: torch.Tensor, y: torch.Tensor) -> tuple:
     private = [model.own_parameters(t) for t in model.task_names]
 
     def losses(outputs):
-        return torch.stack([F.cross_entropy(model.task_output(t, x, model.join(own)), y)
+        return torch.stack([F.cross_entropy(model.layerwise_output(t, x, own), y)
                             for t, own in zip(model.task_names, outputs, strict=True)])
 
     stitched = model.layerwise()

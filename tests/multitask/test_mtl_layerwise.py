@@ -12,6 +12,7 @@ from lifelong.core.errors import (
 from lifelong.data.multitask import load_benchmark
 from lifelong.grad import StitchedColumns
 from lifelong.multitask.architectures import build_architecture
+from lifelong.multitask.architectures.ple_levels import PLELevels
 from lifelong.multitask.config import TrainConfig
 from lifelong.multitask.engine import MultiTaskTrainer
 from lifelong.multitask.presets import build_default
@@ -67,11 +68,29 @@ def test_cross_stitch_steps_by_the_stitched_jacobian_as_by_the_batched_one(mtl, 
     torch.testing.assert_close(fast.model.stitch_matrices(), slow.model.stitch_matrices())
 
 
+@pytest.mark.parametrize(("levels", "name"), [(2, "pcgrad"), (3, "mgda")])
+def test_ple_above_one_level_steps_by_its_levels_jacobian_as_by_the_batched_one(mtl, levels, name):
+    """PLE of two and three levels on Linear/ReLU experts takes the levels' Jacobian, stepping as the
+    batched one (`steps_alike`) with the same gate distributions."""
+    data = mtl.toy_shared()
+    config = TrainConfig(epochs=1, batch_size=16, lr=0.1, optimizer="sgd", conflict_every=1)
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        model = build_architecture("ple", data, lambda: mtl.mlp(6, 6), levels=levels)
+        runs.append(MultiTaskTrainer(model, build_weighting(name, 3), data, config, torch.Generator().manual_seed(0)))
+    fast, slow = runs
+    assert isinstance(fast.layerwise, PLELevels)
+    steps_alike(mtl, fast, slow)
+    torch.testing.assert_close(fast.model.gate_weights, slow.model.gate_weights)
+
+
 def test_the_layerwise_path_is_taken_only_where_it_applies_and_still_checks_the_losses(mtl):
     data = mtl.toy_shared()
-    two_levels = build_architecture("ple", data, lambda: mtl.mlp(6, 6))  # level 2 reads mixtures, not x
+    normed = build_architecture("ple", data, lambda: torch.nn.Sequential(torch.nn.Linear(6, 6),
+                                                                         torch.nn.BatchNorm1d(6)))
     config = TrainConfig(epochs=1, batch_size=16, lr=0.1, optimizer="sgd")
-    assert MultiTaskTrainer(two_levels, build_weighting("pcgrad", 3), data, config, torch.Generator()).layerwise is None
+    assert MultiTaskTrainer(normed, build_weighting("pcgrad", 3), data, config, torch.Generator()).layerwise is None
     for padding_mode, layerwise in (("zeros", True), ("reflect", False)):
         torch.manual_seed(0)
         conv = build_architecture("hps", data, lambda mode=padding_mode: torch.nn.Sequential(

@@ -113,7 +113,7 @@ class UpdateSteps:
 
         def task_losses(outputs: list[list[torch.Tensor]]) -> torch.Tensor:
             losses = torch.stack([
-                self._task_loss(t, self.model.task_output(t, x, self.model.join(own)), self.train[t][1][idx])
+                self._task_loss(t, self.model.layerwise_output(t, x, own), self.train[t][1][idx])
                 for t, own in zip(self.tasks, outputs, strict=True)])
             self._check_finite(losses)
             return losses

@@ -7,8 +7,9 @@ coupling term added to the loss (zero unless the architecture couples its parts,
 sharing). `representation` is the last forward's shared features where one exists (MGDA-UB).
 Where every shared parameter sits in modules reading the input as is (hard sharing's backbone,
 MMoE's experts), `trunks()` names them and `task_output(task, x, join(outputs))` gives each task's
-output from theirs; `layerwise()` then lets the trainer take the task Jacobian layer by layer.
-Cross-stitch overrides `layerwise()` to go stage by stage through its mixed columns.
+output from theirs; `layerwise()` then lets the trainer take the task Jacobian layer by layer, each
+task's loss read from `layerwise_output`. Cross-stitch and PLE above one level override `layerwise()`
+to go stage by stage through their mixed columns and levels.
 """
 
 from __future__ import annotations
@@ -73,6 +74,10 @@ class MultiTaskModel(nn.Module):
     def task_output(self, task: str, x: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
         """`task`'s output from the input and its joined features (only where `layerwise()` is not None)."""
         raise NotImplementedError(f"{type(self).__name__} has no trunks")
+
+    def layerwise_output(self, task: str, x: torch.Tensor, outputs: list[torch.Tensor]) -> torch.Tensor:
+        """`task`'s output from the input and the outputs `layerwise()` gives it (where it is not None)."""
+        return self.task_output(task, x, self.join(outputs))
 
     def penalty(self) -> torch.Tensor:
         """Coupling term added to the training loss (zero by default)."""

@@ -11,8 +11,10 @@ from torch import nn
 from lifelong.core.checks import check_counts
 from lifelong.core.errors import ConfigError
 from lifelong.core.registries import ARCHITECTURES
+from lifelong.grad.layerwise import LayerwiseTrunks, layerwise_parameters
 from lifelong.multitask.architectures.base import ModuleFactory, MultiTaskModel, build
 from lifelong.multitask.architectures.mmoe import Gate, check_gate_input, mix
+from lifelong.multitask.architectures.ple_levels import PLELevels
 from lifelong.multitask.heads import feature_shape
 
 
@@ -79,20 +81,24 @@ class PLE(MultiTaskModel):
         for j in range(self.levels):
             own = {t: _run(self.task_experts[j][t], hs[t]) for t in self.task_names}
             common = _run(self.shared_experts[j], h_shared)
-            new = {t: self._task_mixture(j, t, hs[t], torch.stack(own[t] + common, dim=1)) for t in self.task_names}
+            new = {t: self.task_mixture(j, t, hs[t], torch.stack(own[t] + common, dim=1)) for t in self.task_names}
             if j < self.levels - 1:
-                g = self.shared_gates[j](h_shared)
-                self.gate_weights[f"shared/{j}"] = g.detach()
-                every = [o for t in self.task_names for o in own[t]] + common
-                h_shared = mix(g, torch.stack(every, dim=1))
+                h_shared = self.shared_mixture(j, h_shared, [o for t in self.task_names for o in own[t]] + common)
             hs = new
         return self.apply_heads(hs)
 
-    def _task_mixture(self, level: int, task: str, h: torch.Tensor, experts: torch.Tensor) -> torch.Tensor:
+    def task_mixture(self, level: int, task: str, h: torch.Tensor, experts: torch.Tensor) -> torch.Tensor:
         """`task`'s gate at `level` on h mixing the stacked experts (its own, then the shared)."""
         g = self.task_gates[level][task](h)
         self.gate_weights[f"{task}/{level}"] = g.detach()
         return mix(g, experts)
+
+    def shared_mixture(self, level: int, h: torch.Tensor, every: list[torch.Tensor]) -> torch.Tensor:
+        """The shared gate at `level` (below the last) on h mixing every expert's output (each task's,
+        then the shared)."""
+        g = self.shared_gates[level](h)
+        self.gate_weights[f"shared/{level}"] = g.detach()
+        return mix(g, torch.stack(every, dim=1))
 
     def trunks(self) -> list[nn.Module] | None:
         """The shared experts when there is one level (CGC); above it they read mixtures, not x."""
@@ -104,7 +110,34 @@ class PLE(MultiTaskModel):
     def task_output(self, task: str, x: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
         """One level: `task`'s head on its gate's mixture of its own experts and the shared ones."""
         own = torch.stack(_run(self.task_experts[0][task], x), dim=1)
-        return self.heads[task](self._task_mixture(0, task, x, torch.cat([own, features], dim=1)))
+        return self.heads[task](self.task_mixture(0, task, x, torch.cat([own, features], dim=1)))
+
+    def layerwise(self) -> LayerwiseTrunks | PLELevels | None:
+        """One level (CGC): the layerwise Jacobian over the shared experts; more: level by level
+        (`PLELevels`) when every expert below the last level and every last-level shared expert is a
+        plain Sequential the layerwise backward takes; else None."""
+        if self.levels == 1:
+            return super().layerwise()
+        lower = [e for j in range(self.levels - 1) for e in (*self.shared_experts[j], *(
+            e for t in self.task_names for e in self.task_experts[j][t]))]
+        if any(layerwise_parameters(e) is None for e in (*lower, *self.shared_experts[-1])):
+            return None
+        return PLELevels(self)
+
+    def layerwise_output(self, task: str, x: torch.Tensor, outputs: list[torch.Tensor]) -> torch.Tensor:
+        """`task`'s output from what the layerwise Jacobian gives it: one level, the shared experts'
+        outputs; more (`PLELevels.copies`), its own and the shared experts' outputs at the level below
+        the last, the last level's shared experts' outputs and, above two levels, its input at the
+        level below the last."""
+        if self.levels == 1:
+            return super().layerwise_output(task, x, outputs)
+        below, last = self.levels - 2, self.levels - 1
+        n_own, n_common = len(self.task_experts[below][task]), len(self.shared_experts[below])
+        h = outputs[-1] if self.levels > 2 else x
+        h = self.task_mixture(below, task, h, torch.stack(outputs[:n_own + n_common], dim=1))
+        top = [*_run(self.task_experts[last][task], h), *outputs[n_own + n_common:n_own + n_common + len(
+            self.shared_experts[last])]]
+        return self.heads[task](self.task_mixture(last, task, h, torch.stack(top, dim=1)))
 
     def task_parameters(self) -> list[nn.Parameter]:
         """Heads, last-level private experts, and private gates of the last two levels.
