@@ -58,6 +58,14 @@ TRUNKS = {
         nn.Linear(8, 8)), (6, 20)),
     "token rows (3-d inputs)": (lambda: nn.Sequential(nn.Linear(5, 8), nn.ReLU(), nn.Dropout(0.3), nn.Linear(8, 8)),
                                 (4, 9, 5)),
+    "batch and layer norms": (lambda: nn.Sequential(
+        nn.Linear(6, 9), nn.BatchNorm1d(9), nn.ReLU(), nn.Linear(9, 9, bias=False), nn.LayerNorm(9), nn.GELU(),
+        nn.Linear(9, 9), nn.LayerNorm(9, bias=False), nn.Linear(9, 8)), (7, 6)),
+    "convolutions with batch norm, layer norm over two dimensions": (lambda: nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(2), nn.LayerNorm(16),
+        nn.Flatten(), nn.Linear(64, 8)), (5, 3, 4, 4)),
+    "batch norm on token rows (3-d inputs)": (lambda: nn.Sequential(nn.Unflatten(1, (3, 4)), nn.BatchNorm1d(3),
+                                                                     nn.Flatten(), nn.Linear(12, 8)), (6, 12)),
 }
 
 
@@ -74,6 +82,25 @@ def test_the_layerwise_jacobian_equals_autograds(name):
     n_shared = sum(p.numel() for p in trunk.parameters())
     sizes = [sum(p.numel() for p in h.parameters()) for h in heads]
     assert (jac[0, n_shared + sizes[0]:] == 0).all() and (jac[2, n_shared:n_shared + sizes[0] + sizes[1]] == 0).all()
+
+
+def test_batch_norm_in_evaluation_uses_its_running_statistics_and_in_training_updates_them_once():
+    torch.manual_seed(0)
+    trunk, heads = nn.Sequential(nn.Linear(6, 9), nn.BatchNorm1d(9), nn.Tanh(), nn.Linear(9, 8)), heads_for(8)
+    for _ in range(3):  # running statistics away from their initial 0 and 1
+        trunk(3 + 2 * torch.randn(16, 6))
+    x, y = torch.randn(7, 6), torch.randint(0, 4, (7,))
+    before = trunk[1].running_mean.clone()
+    LayerwiseTrunks([trunk]).jacobian(x, one_trunk(ce_losses(heads, y)), [list(h.parameters()) for h in heads])
+    after_one = trunk[1].running_mean.clone()
+    trunk[1].running_mean.copy_(before)
+    trunk(x)
+    torch.testing.assert_close(after_one, trunk[1].running_mean)
+    trunk.eval()
+    (losses, jac), (ref_losses, ref) = both_ways(trunk, heads, x, ce_losses(heads, y))
+    torch.testing.assert_close(losses, ref_losses)
+    torch.testing.assert_close(jac, ref, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(trunk[1].running_mean, after_one)
 
 
 def test_a_task_that_ignores_the_trunk_gets_a_zero_trunk_row_and_an_unused_head_is_refused():
@@ -112,7 +139,8 @@ def hooked() -> nn.Sequential:
 
 twice = nn.Linear(4, 4)
 REFUSED = {
-    "batch norm couples rows": lambda: nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4), nn.ReLU()),
+    "a batch norm without scale and shift": lambda: nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4, affine=False)),
+    "a group norm": lambda: nn.Sequential(nn.Linear(4, 4), nn.GroupNorm(2, 4)),
     "a convolution padded by reflection": lambda: nn.Sequential(nn.Conv1d(1, 2, 3, padding=1, padding_mode="reflect")),
     "a convolution padded 'same'": lambda: nn.Sequential(nn.Conv1d(1, 2, 3, padding="same")),
     "a pooling that returns indices": lambda: nn.Sequential(nn.Linear(4, 4), nn.MaxPool1d(2, return_indices=True)),

@@ -92,7 +92,7 @@ def test_a_task_whose_head_ignores_its_column_gets_zero_column_rows():
 def test_columns_it_cannot_take_are_not_offered_and_a_later_hook_or_a_wrong_unit_is_refused():
     torch.manual_seed(0)
     heads = {"a": nn.Linear(4, 1), "b": nn.Linear(4, 1)}
-    assert CrossStitch(lambda: nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4)), heads).layerwise() is None
+    assert CrossStitch(lambda: nn.Sequential(nn.Linear(3, 4), nn.GroupNorm(2, 4)), heads).layerwise() is None
     model = CrossStitch(lambda: nn.Sequential(nn.Linear(3, 4), nn.ReLU()), heads)
     stitched = model.layerwise()
     with pytest.raises(IncompatibleError, match="k×k unit"):

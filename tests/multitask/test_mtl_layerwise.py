@@ -35,6 +35,18 @@ def steps_alike(mtl, fast: MultiTaskTrainer, slow: MultiTaskTrainer) -> None:
     torch.testing.assert_close(fast.monitor.cos_sum, slow.monitor.cos_sum)
 
 
+def twins(data, arch: str, expert, weighting: str, **arch_args) -> list[MultiTaskTrainer]:
+    """Two trainers of `arch` on the `expert` factory with `weighting`, alike to the last seed."""
+    config = TrainConfig(epochs=1, batch_size=16, lr=0.1, optimizer="sgd", conflict_every=1)
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        model = build_architecture(arch, data, expert, **arch_args)
+        runs.append(MultiTaskTrainer(model, build_weighting(weighting, 3), data, config,
+                                     torch.Generator().manual_seed(0)))
+    return runs
+
+
 @pytest.mark.parametrize(("name", "arch"), [("pcgrad", "hps"), ("mgda", "hps"), ("nash_mtl", "hps"), ("modo", "hps"),
                                             ("pcgrad", "mmoe"), ("upgrad", "mmoe"), ("cagrad", "cgc")])
 def test_mlp_trunks_step_by_the_layerwise_jacobian_as_by_the_batched_one(mtl, name, arch):
@@ -54,15 +66,8 @@ def test_mlp_trunks_step_by_the_layerwise_jacobian_as_by_the_batched_one(mtl, na
 def test_cross_stitch_steps_by_the_stitched_jacobian_as_by_the_batched_one(mtl, name):
     """Cross-stitch on two-stage Linear/ReLU columns takes the stitched Jacobian, stepping as the batched
     one (`steps_alike`) with the same units."""
-    data = mtl.toy_shared()
-    config = TrainConfig(epochs=1, batch_size=16, lr=0.1, optimizer="sgd", conflict_every=1)
-    runs = []
-    for _ in range(2):
-        torch.manual_seed(0)
-        model = build_architecture("cross_stitch", data, lambda: torch.nn.Sequential(
-            torch.nn.Linear(6, 8), torch.nn.ReLU(), torch.nn.Linear(8, 8), torch.nn.ReLU()))
-        runs.append(MultiTaskTrainer(model, build_weighting(name, 3), data, config, torch.Generator().manual_seed(0)))
-    fast, slow = runs
+    fast, slow = twins(mtl.toy_shared(), "cross_stitch", lambda: torch.nn.Sequential(
+        torch.nn.Linear(6, 8), torch.nn.ReLU(), torch.nn.Linear(8, 8), torch.nn.ReLU()), name)
     assert isinstance(fast.layerwise, StitchedColumns) and len(fast.layerwise.stages) == 2
     steps_alike(mtl, fast, slow)
     torch.testing.assert_close(fast.model.stitch_matrices(), slow.model.stitch_matrices())
@@ -72,23 +77,28 @@ def test_cross_stitch_steps_by_the_stitched_jacobian_as_by_the_batched_one(mtl, 
 def test_ple_above_one_level_steps_by_its_levels_jacobian_as_by_the_batched_one(mtl, levels, name):
     """PLE of two and three levels on Linear/ReLU experts takes the levels' Jacobian, stepping as the
     batched one (`steps_alike`) with the same gate distributions."""
-    data = mtl.toy_shared()
-    config = TrainConfig(epochs=1, batch_size=16, lr=0.1, optimizer="sgd", conflict_every=1)
-    runs = []
-    for _ in range(2):
-        torch.manual_seed(0)
-        model = build_architecture("ple", data, lambda: mtl.mlp(6, 6), levels=levels)
-        runs.append(MultiTaskTrainer(model, build_weighting(name, 3), data, config, torch.Generator().manual_seed(0)))
-    fast, slow = runs
+    fast, slow = twins(mtl.toy_shared(), "ple", lambda: mtl.mlp(6, 6), name, levels=levels)
     assert isinstance(fast.layerwise, PLELevels)
     steps_alike(mtl, fast, slow)
     torch.testing.assert_close(fast.model.gate_weights, slow.model.gate_weights)
 
 
+def test_a_trunk_with_batch_and_layer_norms_steps_layerwise_as_batched(mtl):
+    """HPS on a Linear/BatchNorm/ReLU/LayerNorm trunk takes the layerwise Jacobian, stepping as the
+    batched one (`steps_alike`) with the same running statistics."""
+    fast, slow = twins(mtl.toy_shared(), "hps", lambda: torch.nn.Sequential(
+        torch.nn.Linear(6, 8), torch.nn.BatchNorm1d(8), torch.nn.ReLU(), torch.nn.Linear(8, 8), torch.nn.LayerNorm(8)),
+        "upgrad")
+    assert fast.layerwise is not None
+    steps_alike(mtl, fast, slow)
+    torch.testing.assert_close(fast.model.backbone[1].running_var, slow.model.backbone[1].running_var)
+    assert int(fast.model.backbone[1].num_batches_tracked) == 3
+
+
 def test_the_layerwise_path_is_taken_only_where_it_applies_and_still_checks_the_losses(mtl):
     data = mtl.toy_shared()
     normed = build_architecture("ple", data, lambda: torch.nn.Sequential(torch.nn.Linear(6, 6),
-                                                                         torch.nn.BatchNorm1d(6)))
+                                                                         torch.nn.GroupNorm(2, 6)))
     config = TrainConfig(epochs=1, batch_size=16, lr=0.1, optimizer="sgd")
     assert MultiTaskTrainer(normed, build_weighting("pcgrad", 3), data, config, torch.Generator()).layerwise is None
     for padding_mode, layerwise in (("zeros", True), ("reflect", False)):

@@ -69,7 +69,7 @@ def test_upper_experts_of_another_width_dropout_and_float64():
 
 
 def test_experts_it_cannot_take_are_not_offered_and_a_later_hook_is_refused():
-    assert ple(2, 1, 1, 2, expert=lambda: nn.Sequential(nn.Linear(5, 5), nn.BatchNorm1d(5))).layerwise() is None
+    assert ple(2, 1, 1, 2, expert=lambda: nn.Sequential(nn.Linear(5, 5), nn.GroupNorm(1, 5))).layerwise() is None
     with pytest.raises(IncompatibleError, match="one level is CGC"):
         PLELevels(ple(1, 1, 1, 2))
     model = ple(2, 1, 1, 2)

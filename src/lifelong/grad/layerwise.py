@@ -1,5 +1,6 @@
-"""The task Jacobian of a hard-sharing model whose trunk is a plain `nn.Sequential` of Linear and
-convolution layers, elementwise activations, pooling and reshapes, by a hand-written batched backward.
+"""The task Jacobian of a hard-sharing model whose trunk is a plain `nn.Sequential` of Linear,
+convolution and affine batch or layer norm layers, elementwise activations, pooling and reshapes, by
+a hand-written batched backward.
 
 The trunk runs forward once without autograd, keeping each weighted layer's input and each other
 layer's backward; every task's head reads its own leaf copy of the trunk's output, so one backward
@@ -82,29 +83,60 @@ def _linear(layer: nn.Linear, x: Tensor, g: Tensor, weight_rows: Tensor, bias_ro
     return (g_rows.reshape(-1, layer.out_features) @ layer.weight).reshape(k, *x.shape) if push else None
 
 
-def _conv(layer: nn.Conv1d | nn.Conv2d | nn.Conv3d, x: Tensor, g: Tensor, weight_rows: Tensor,
-          bias_rows: Tensor | None, push: bool) -> Tensor | None:
-    """As `_linear` for a zero-padded convolution, one fused convolution backward per task (its
-    input, weight and bias gradients share the work, as in autograd)."""
-    spatial = layer.weight.dim() - 2
+def _per_task(backward: Callable[[Tensor, list[bool]], tuple], g: Tensor, weight_rows: Tensor,
+              bias_rows: Tensor | None, push: bool) -> Tensor | None:
+    """A layer's rows by its fused autograd backward, once per task: `backward(g_t, mask)` gives the
+    (input, weight, bias) gradients the mask asks for, sharing their work as in autograd."""
     inputs = []
     for t in range(g.shape[0]):
-        grad_input, grad_weight, grad_bias = torch.ops.aten.convolution_backward(
-            g[t], x, layer.weight, None if layer.bias is None else [layer.bias.numel()], layer.stride,
-            layer.padding, layer.dilation, False, [0] * spatial, layer.groups, [push, True, bias_rows is not None])
-        weight_rows[t].view_as(layer.weight).copy_(grad_weight)
+        grad_input, grad_weight, grad_bias = backward(g[t], [push, True, bias_rows is not None])
+        weight_rows[t].copy_(grad_weight.reshape(-1))
         if bias_rows is not None:
-            bias_rows[t].copy_(grad_bias)
+            bias_rows[t].copy_(grad_bias.reshape(-1))
         inputs.append(grad_input)
     return torch.stack(inputs) if push else None
 
 
-WEIGHTED = {nn.Linear: _linear, nn.Conv1d: _conv, nn.Conv2d: _conv, nn.Conv3d: _conv}
+def _conv(layer: nn.Conv1d | nn.Conv2d | nn.Conv3d, x: Tensor, g: Tensor, weight_rows: Tensor,
+          bias_rows: Tensor | None, push: bool) -> Tensor | None:
+    """As `_linear` for a zero-padded convolution, by its fused backward per task."""
+    bias_sizes = None if layer.bias is None else [layer.bias.numel()]
+    return _per_task(lambda g_t, mask: torch.ops.aten.convolution_backward(
+        g_t, x, layer.weight, bias_sizes, layer.stride, layer.padding, layer.dilation, False,
+        [0] * (layer.weight.dim() - 2), layer.groups, mask), g, weight_rows, bias_rows, push)
+
+
+def _batch_norm(layer: nn.BatchNorm1d | nn.BatchNorm2d | nn.BatchNorm3d, x: Tensor, g: Tensor, weight_rows: Tensor,
+                bias_rows: Tensor | None, push: bool) -> Tensor | None:
+    """As `_linear` for an affine batch norm (Ioffe & Szegedy, 2015): batch statistics in training
+    (every row's input cotangent then depends on the others'), running statistics in evaluation."""
+    batch = layer.training or layer.running_mean is None
+    saved = (None, None)
+    if batch:  # the batch statistics as autograd saves them (no running statistics given: none updated)
+        saved = torch.ops.aten.native_batch_norm(x, None, None, None, None, True, 0.0, layer.eps)[1:]
+    return _per_task(lambda g_t, mask: torch.ops.aten.native_batch_norm_backward(
+        g_t, x, layer.weight, layer.running_mean, layer.running_var, *saved, batch, layer.eps, mask),
+        g, weight_rows, bias_rows, push)
+
+
+def _layer_norm(layer: nn.LayerNorm, x: Tensor, g: Tensor, weight_rows: Tensor, bias_rows: Tensor | None,
+                push: bool) -> Tensor | None:
+    """As `_linear` for an affine layer norm (Ba et al., 2016): each row standardised on its own."""
+    _, mean, rstd = torch.ops.aten.native_layer_norm(x, layer.normalized_shape, None, None, layer.eps)
+    return _per_task(lambda g_t, mask: torch.ops.aten.native_layer_norm_backward(
+        g_t, x, layer.normalized_shape, mean, rstd, layer.weight, layer.bias, mask), g, weight_rows, bias_rows, push)
+
+
+NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.LayerNorm)
+WEIGHTED = {nn.Linear: _linear, nn.Conv1d: _conv, nn.Conv2d: _conv, nn.Conv3d: _conv,
+            **dict.fromkeys(NORMS[:3], _batch_norm), nn.LayerNorm: _layer_norm}
 
 
 def _takes(layer: nn.Module) -> bool:
     if type(layer) in (nn.Conv1d, nn.Conv2d, nn.Conv3d):  # string padding and padding modes pad apart
         return layer.padding_mode == "zeros" and not isinstance(layer.padding, str)
+    if type(layer) in NORMS:  # a norm without a scale is not a weighted layer
+        return layer.weight is not None
     return type(layer) in WEIGHTED or (type(layer) in LAYERS and not getattr(layer, "return_indices", False))
 
 
@@ -120,8 +152,8 @@ def hook_free(modules: Sequence[nn.Module]) -> bool:
 
 def layerwise_parameters(trunk: nn.Module) -> list[Tensor] | None:
     """The trunk's parameters in the order of J's columns when `LayerwiseTrunks` can take it (a
-    hook-free `nn.Sequential` of distinct, trainable Linear and zero-padded convolution layers and
-    the layers of `LAYERS`); None otherwise."""
+    hook-free `nn.Sequential` of distinct, trainable Linear, zero-padded convolution and affine norm
+    layers and the layers of `LAYERS`); None otherwise."""
     if type(trunk) is not nn.Sequential or not hook_free([trunk, *trunk]) or not all(map(_takes, trunk)):
         return None
     weighted = [m for m in trunk if type(m) in WEIGHTED]
@@ -204,8 +236,8 @@ class LayerwiseTrunks:
         found = [layerwise_parameters(trunk) for trunk in trunks]
         if not trunks or any(params is None for params in found):
             raise IncompatibleError("layerwise Jacobian: every trunk must be a hook-free nn.Sequential of trainable "
-                                    "Linear or zero-padded convolution layers and elementwise, pooling or "
-                                    "reshaping layers; use lifelong.grad.jacobian")
+                                    "Linear, zero-padded convolution or affine batch/layer norm layers and "
+                                    "elementwise, pooling or reshaping layers; use lifelong.grad.jacobian")
         self.trunks = list(trunks)
         self.params = [p for params in found for p in params]
         self.sizes = [sum(p.numel() for p in params) for params in found]
