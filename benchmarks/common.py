@@ -21,10 +21,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from lifelong.continual.engine import Engine  # noqa: E402
 from lifelong.continual.strategies import build_strategy  # noqa: E402
+from lifelong.core.allocator import keep_freed_memory  # noqa: E402
 from lifelong.core.seeding import seed_everything  # noqa: E402
 from lifelong.data.scenarios import build_benchmark  # noqa: E402
 from lifelong.data.stream import Stream  # noqa: E402
 from lifelong.models import build_model  # noqa: E402
+
+keep_freed_memory()  # as the `lifelong` command does; the hand-written loops run in the same process
 
 STANDARD = {"benchmark": "split-fashion-mnist", "setting": "class", "hidden": (400, 400),
             "lr": 1e-3, "batch_size": 128, "epochs": 1}

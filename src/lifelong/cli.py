@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from lifelong.core.allocator import keep_freed_memory
 from lifelong.core.errors import LifelongError
 from lifelong.core.registries import ALL
 
@@ -148,6 +149,7 @@ for _module in AREAS:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: typed errors become one line on stderr and exit code 2."""
+    keep_freed_memory()
     try:
         app(args=argv, standalone_mode=False)
     except LifelongError as exc:

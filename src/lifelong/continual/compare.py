@@ -36,6 +36,7 @@ from lifelong.continual.selection import (
     strategy_of_key,
 )
 from lifelong.continual.strategies import args_by_strategy, split_spec
+from lifelong.core.allocator import keep_freed_memory
 from lifelong.core.checkpoint import load_checkpoint
 from lifelong.core.config import RunConfig, merge, nest
 from lifelong.core.errors import ConfigError, RunExistsError
@@ -78,8 +79,10 @@ def measure(folder: str | Path, stream: Stream | None = None) -> dict[str, Any]:
 
 
 def _init_worker() -> None:
-    """Each worker: one torch thread (runs in parallel would otherwise oversubscribe the cores)."""
+    """Each worker: one torch thread (runs in parallel would otherwise oversubscribe the cores), and
+    freed memory kept for reuse as by the `lifelong` command."""
     torch.set_num_threads(1)
+    keep_freed_memory()
 
 
 def execute(job: Mapping[str, Any]) -> dict[str, Any]:
