@@ -11,7 +11,6 @@ from lifelong.continual.buffers import (
     ReservoirBuffer,
     balanced_quotas,
     herding_select,
-    reservoir_draws,
 )
 from lifelong.core.errors import CheckpointError, ConfigError, ShapeMismatchError
 
@@ -32,35 +31,30 @@ def fill_reservoir(capacity: int, sizes: list[int], seed: int) -> ReservoirBuffe
     return buffer
 
 
-def sequential_reservoir(capacity: int, sizes: list[int], seed: int) -> list[int]:
-    """Algorithm R one item at a time (Vitter 1985), fed the same draws j_m ~ U{0..m}."""
-    gen, slots, m = torch.Generator().manual_seed(seed), [-1] * capacity, 0
-    for n in sizes:
-        for j in reservoir_draws(m, n, gen).tolist():
-            if m < capacity:
-                slots[m] = m
-            elif j < capacity:
-                slots[j] = m
-            m += 1
-    return [s for s in slots if s >= 0]
-
-
 @settings(max_examples=60, deadline=None)
 @given(capacity=st.integers(1, 20), sizes=batches, seed=st.integers(0, 2**16))
-def test_batched_reservoir_equals_sequential_algorithm_r(capacity, sizes, seed):
+def test_reservoir_invariants_whatever_the_batches(capacity, sizes, seed):
+    """Never above capacity, filled in stream order until full, then distinct items of the stream."""
     buffer = fill_reservoir(capacity, sizes, seed)
-    assert buffer.view()["x"][:, 0].long().tolist() == sequential_reservoir(capacity, sizes, seed)
-    assert len(buffer) == min(capacity, sum(sizes)) <= capacity
+    held = buffer.view()["x"][:, 0].long().tolist()
+    assert len(buffer) == len(held) == min(capacity, sum(sizes)) <= capacity
     assert buffer.data["x"].shape[0] == capacity
+    if sum(sizes) <= capacity:
+        assert held == list(range(sum(sizes)))
+    assert len(set(held)) == len(held) and all(0 <= i < sum(sizes) for i in held)
 
 
-def test_draws_are_uniform_over_their_range():
-    gen = torch.Generator().manual_seed(0)
-    draws = torch.stack([reservoir_draws(4, 3, gen) for _ in range(6000)])  # ranges 0..4, 0..5, 0..6
-    for i, width in enumerate((5, 6, 7)):
-        counts = torch.bincount(draws[:, i], minlength=width)
-        assert len(counts) == width
-        assert chisquare(counts.numpy()).pvalue > 1e-3
+def test_a_batch_without_an_accepted_item_draws_nothing():
+    """Algorithm L: past the capacity a batch costs O(1) unless it holds the next accepted item."""
+    buffer, gen = ReservoirBuffer(4), torch.Generator().manual_seed(0)
+    buffer.add(ids(0, 10_000), gen)
+    gap = buffer.next_item - buffer.seen
+    assert gap > 0  # W ≈ 4 / 10 000: about 2 500 items to the next acceptance
+    state, before = gen.get_state(), buffer.view()["x"].clone()
+    buffer.add(ids(10_000, gap), gen)
+    assert torch.equal(gen.get_state(), state) and torch.equal(buffer.view()["x"], before)
+    buffer.add(ids(10_000 + gap, 1), gen)  # the next accepted item
+    assert 10_000 + gap in buffer.view()["x"][:, 0].long().tolist()
 
 
 def inclusion_counts(keep, trials: int, n: int, capacity: int, batch: int) -> torch.Tensor:
@@ -89,6 +83,24 @@ def test_reservoir_inclusion_probability_is_uniform_over_the_stream():
     # negative control: keeping the last `capacity` of each batch's survivors is not uniform
     biased = inclusion_counts(lambda g, n_, c, b: torch.arange(n_ - c, n_), trials, n, capacity, batch)
     assert chisquare(biased.numpy()).pvalue < 1e-6
+
+
+@pytest.mark.parametrize(("capacity", "n", "batch"), [(1, 2, 1), (1, 3, 3), (2, 5, 1), (3, 7, 7)])
+def test_the_items_just_past_the_capacity_are_held_with_probability_k_over_n(capacity, n, batch):
+    """Where algorithm L takes over from the filling: each of n items held in k / n of the trials."""
+    counts = inclusion_counts(reservoir_keep, 3000, n, capacity, batch)
+    assert chisquare(counts.numpy()).pvalue > 1e-3
+
+
+def test_reservoir_inclusion_is_uniform_over_a_long_stream():
+    """Over 2 000 items into 10 slots, in batches of 50, most acceptances come from algorithm L's
+    gaps: each block of 100 consecutive items is held equally often."""
+    trials, n, capacity, batch = 400, 2000, 10, 50
+    counts = inclusion_counts(reservoir_keep, trials, n, capacity, batch)
+    assert counts.sum() == trials * capacity
+    blocks = counts.view(20, 100).sum(1)  # expected 200 per block
+    assert chisquare(blocks.numpy()).pvalue > 1e-3
+    assert abs(blocks[:10].mean() - blocks[10:].mean()) < 0.1 * 200
 
 
 def test_reservoir_contents_depend_only_on_the_seed():

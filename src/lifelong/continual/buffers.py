@@ -8,8 +8,10 @@ O(stream), and every random draw comes from the `torch.Generator` passed in.
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -110,28 +112,9 @@ class TensorStore:
             setattr(self, c, int(state[c]))
 
 
-def reservoir_draws(n_seen: int, batch: int, generator: torch.Generator) -> Tensor:
-    """j_i ~ U{0, ..., n_seen + i} for the items i of a batch arriving at stream position n_seen."""
-    u = torch.rand(batch, generator=generator, dtype=torch.float64)
-    return u.mul_(torch.arange(n_seen + 1, n_seen + 1 + batch, dtype=torch.float64)).long()
-
-
-def reservoir_slots(n_seen: int, draws: Tensor, capacity: int) -> tuple[Tensor, Tensor]:
-    """(items, slots) that algorithm R (Vitter 1985) writes for one batch, given its draws.
-
-    Item i sits at stream position m = n_seen + i: it fills slot m while m < capacity, else
-    replaces slot j_i when j_i < capacity. When several items of the batch hit one slot only the
-    last survives, exactly as with one-by-one insertion.
-    """
-    slots, n = draws, draws.shape[0]
-    if n_seen < capacity:
-        pos = torch.arange(n_seen, n_seen + n)
-        slots = torch.where(pos < capacity, pos, draws)
-    items = torch.nonzero(slots < capacity).view(-1)
-    kept = items.shape[0]
-    if kept < n:
-        slots = slots.index_select(0, items)
-    if kept < 2 or len(set(slots.tolist())) == kept:  # no two items hit one slot
+def last_per_slot(items: Tensor, slots: Tensor) -> tuple[Tensor, Tensor]:
+    """(items, slots) keeping, for each slot written several times, only its last (item order)."""
+    if items.shape[0] < 2 or len(set(slots.tolist())) == items.shape[0]:
         return items, slots
     slots, order = torch.sort(slots, stable=True)
     last = torch.ones_like(slots, dtype=torch.bool)
@@ -139,27 +122,81 @@ def reservoir_slots(n_seen: int, draws: Tensor, capacity: int) -> tuple[Tensor, 
     return items.index_select(0, order)[last], slots[last]
 
 
-class ReservoirBuffer(TensorStore):
-    """Every item of the stream is held with equal probability capacity / n_seen (algorithm R)."""
+def gaps(log_w: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """1 + Geometric(W) from uniforms u: the distance to the next item whose key falls below W."""
+    with np.errstate(divide="ignore"):  # W → 0 (or u = 0): a gap no stream reaches
+        return np.floor(np.minimum(np.log(u) / np.log1p(-np.exp(log_w)), 2.0**62)) + 1
 
-    counters = ("seen",)
+
+class ReservoirBuffer(TensorStore):
+    """Every item of the stream is held with equal probability capacity / n_seen.
+
+    The first `capacity` items fill the slots in order; from then on algorithm L (Li 1994) draws
+    the gap to the next accepted item directly instead of a number per item (algorithm R, Vitter
+    1985): W, the largest of the held items' uniform keys, shrinks by U^(1/k) at each acceptance and
+    the gap is geometric with success probability W. A batch holding no accepted item costs O(1),
+    so inserting gets cheaper as the stream grows; the acceptances inside a batch are drawn
+    together (cumulative sums), and where two hit one slot the later one stays, as one by one.
+    """
+
+    counters = ("seen", "next_item")
 
     def __init__(self, capacity: int) -> None:
         super().__init__(capacity)
         self.seen = 0
+        self.next_item = -1  # stream position of the next accepted item; -1 before it is drawn
+        self.log_w = 0.0  # log W
 
     def add(self, fields: dict[str, Tensor], generator: torch.Generator) -> None:
-        """Offer a batch of rows; O(batch) work wherever the stream is."""
+        """Offer a batch of rows; O(1) work when none is accepted, O(accepted) otherwise."""
         n = self._check(fields)
-        draws = reservoir_draws(self.seen, n, generator)
-        items, slots = reservoir_slots(self.seen, draws, self.capacity)
-        kept = items.shape[0]
-        if kept == n:
-            self._write(slots, fields)
-        elif kept:
-            self._write(slots, fields, rows=items)
-        self.seen += n
-        self.size = min(self.capacity, self.seen)
+        start, end = self.seen, self.seen + n
+        items = np.arange(min(max(self.capacity - start, 0), n))  # rows filling the free slots
+        slots = items + start
+        if end > self.capacity:
+            if self.next_item < 0:
+                self._start(max(start, self.capacity), generator)
+            if self.next_item < end:
+                accepted, chosen = self._accept(end, generator)
+                items, slots = np.concatenate([items, accepted - start]), np.concatenate([slots, chosen])
+        if items.shape[0]:
+            rows, where = last_per_slot(torch.from_numpy(items), torch.from_numpy(slots))
+            self._write(where, fields, rows=None if rows.shape[0] == n else rows)
+        self.seen = end
+        self.size = min(self.capacity, end)
+
+    def _start(self, seen: int, generator: torch.Generator) -> None:
+        """W ~ Beta(k, seen − k + 1), the k-th smallest of `seen` uniform keys (U^(1/k) when seen = k),
+        and the first gap; at any stream position, so a buffer saved before algorithm L resumes too."""
+        rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,), generator=generator)))
+        self.log_w = math.log(rng.beta(self.capacity, seen - self.capacity + 1))
+        u = torch.rand(1, generator=generator, dtype=torch.float64).numpy()
+        self.next_item = seen + int(gaps(np.array([self.log_w]), u)[0]) - 1
+
+    def _accept(self, end: int, generator: torch.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """The stream positions accepted before `end` and their slots (uniform), drawn in chunks of
+        three uniforms per acceptance (W's shrink, the gap after it, the slot)."""
+        k, positions, slots = self.capacity, [], []
+        while self.next_item < end:
+            # about k·ln(end / next) acceptances remain in the batch; drawn with a margin, extra ones unused
+            m = min(end - self.next_item, int(1.5 * k * math.log(end / self.next_item)) + 4)
+            u = torch.rand(3 * m, generator=generator, dtype=torch.float64).numpy()
+            log_w = self.log_w + np.cumsum(np.log(u[:m]) / k)  # W after each of the m acceptances
+            at = self.next_item + np.concatenate([[0], np.cumsum(gaps(log_w, u[m:2 * m]))]).astype(np.int64)
+            c = min(int(np.searchsorted(at, end)), m)  # acceptances 0..c-1 fall in the batch
+            positions.append(at[:c])
+            slots.append((u[2 * m:2 * m + c] * k).astype(np.int64))
+            self.next_item, self.log_w = int(at[c]), float(log_w[c - 1])
+        return np.concatenate(positions), np.concatenate(slots)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The rows, counters and log W (algorithm L's state)."""
+        return {**super().state_dict(), "log_w": self.log_w}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore `state_dict`'s; a buffer saved without algorithm L's state draws it afresh."""
+        super().load_state_dict({"next_item": -1, **state})
+        self.log_w = float(state.get("log_w", 0.0))
 
 
 def balanced_quotas(counts: Tensor, capacity: int) -> Tensor:

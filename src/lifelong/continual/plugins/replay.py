@@ -67,11 +67,11 @@ class Replay(Plugin):
     Replayed rows join the current ones in one cross-entropy mean (the paper's update on
     B ∪ B_M), each weighted `weight` (default 1). The replay batch has `replay_batch_size` rows
     (default: as many as the current batch, as in the paper). `policy`: `reservoir` (default;
-    Vitter's algorithm R, updated after every step, so every sample seen is kept with equal
-    probability), `class_balanced` or `task_balanced` (equal space per class of each experience /
-    per experience, a ring per group as in the paper, filled at the end of each experience; in a
-    domain-incremental stream every experience keeps its share of each class). `buffer_size`
-    default 500.
+    reservoir sampling by Li's algorithm L, updated after every step, so every sample seen is kept
+    with equal probability), `class_balanced` or `task_balanced` (equal space per class of each
+    experience / per experience, a ring per group as in the paper, filled at the end of each
+    experience; in a domain-incremental stream every experience keeps its share of each class).
+    `buffer_size` default 500.
     """
 
     name = "replay"
