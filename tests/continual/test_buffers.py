@@ -103,6 +103,25 @@ def test_reservoir_inclusion_is_uniform_over_a_long_stream():
     assert abs(blocks[:10].mean() - blocks[10:].mean()) < 0.1 * 200
 
 
+def test_a_buffer_saved_without_algorithm_ls_state_resumes_uniform():
+    """Checkpoints from before algorithm L hold the rows and `seen` only: W is drawn afresh from its
+    law at that position (Beta(k, n − k + 1)) and inclusion stays uniform over the whole stream."""
+    def resumed(gen, n, capacity, batch):
+        buffer = ReservoirBuffer(capacity)
+        buffer.add(ids(0, n // 2), gen)
+        state = {k: v for k, v in buffer.state_dict().items() if k not in ("next_item", "log_w")}
+        buffer = ReservoirBuffer(1)
+        buffer.load_state_dict(state)
+        assert buffer.next_item == -1
+        for start in range(n // 2, n, batch):
+            buffer.add(ids(start, batch), gen)
+        return buffer.view()["x"][:, 0].long()
+
+    counts = inclusion_counts(resumed, 1500, 120, 6, 20)
+    blocks = counts.view(12, 10).sum(1)  # expected 750 per block
+    assert chisquare(blocks.numpy()).pvalue > 1e-3
+
+
 def test_reservoir_contents_depend_only_on_the_seed():
     torch.manual_seed(1)
     a = fill_reservoir(10, [7] * 10, seed=5)
