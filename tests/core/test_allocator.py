@@ -36,7 +36,7 @@ def test_freed_memory_is_reused_instead_of_page_faulted_afresh():
     _, default = faults("default")
     kept, after = faults("keep")
     assert kept == "True"
-    assert default >= 20 * 4000  # ~6000 fresh pages a step: glibc returns the freed heap top to the OS
+    assert default >= 20 * 1000  # thousands of fresh pages a step: glibc returns the freed heap top to the OS
     assert after < default / 10  # the first step's pages, reused
 
 
